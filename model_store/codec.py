@@ -1,0 +1,94 @@
+"""Text <-> token ids, identical in training and serving: a SentencePiece model stored in the artifact.
+
+Owns the id conventions: source = pieces + [eos]; target = [bos] + pieces + [eos].
+Stdlib + sentencepiece only; must not import torch, onnxruntime, training or service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import sentencepiece as spm
+
+WORD_START = "\u2581"  # SentencePiece's marker for a piece that begins a new word
+
+# Fixed special ids, written into every tokenizer the project trains (see training.tokenizer).
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class SourcePieces:
+    """A source text split into pieces, with each piece's character span in the (normalised) text."""
+
+    ids: list[int]  # without eos
+    pieces: list[str]
+    surfaces: list[str]  # the text each piece covers, as the user wrote it
+    word_index: list[int]  # piece position -> 0-based word number
+
+
+class Codec:
+    """Encodes and decodes with one SentencePiece model shared by both languages."""
+
+    def __init__(self, model_path: Path) -> None:
+        self._sp = spm.SentencePieceProcessor(model_file=str(model_path))
+        self.pad_id, self.unk_id = self._sp.pad_id(), self._sp.unk_id()
+        self.bos_id, self.eos_id = self._sp.bos_id(), self._sp.eos_id()
+        if (self.pad_id, self.unk_id, self.bos_id, self.eos_id) != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
+            raise ValueError(
+                f"{model_path}: special ids (pad, unk, bos, eos) = "
+                f"{(self.pad_id, self.unk_id, self.bos_id, self.eos_id)}, expected "
+                f"{(PAD_ID, UNK_ID, BOS_ID, EOS_ID)}"
+            )
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._sp.get_piece_size())
+
+    def encode(self, text: str) -> list[int]:
+        """Piece ids of `text`, without bos/eos."""
+        return list(self._sp.encode(text, out_type=int))
+
+    def source_ids(self, text: str) -> list[int]:
+        return [*self.encode(text), self.eos_id]
+
+    def target_ids(self, text: str) -> list[int]:
+        """Teacher-forcing sequence for training: [bos] + pieces + [eos]."""
+        return [self.bos_id, *self.encode(text), self.eos_id]
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of `ids`, ignoring pad/bos/eos; stops at the first eos."""
+        kept: list[int] = []
+        for token in ids:
+            if token == self.eos_id:
+                break
+            if token not in (self.pad_id, self.bos_id):
+                kept.append(int(token))
+        return str(self._sp.decode(kept))
+
+    def pieces(self, ids: list[int]) -> list[str]:
+        return [str(self._sp.id_to_piece(int(token))) for token in ids]
+
+    def split_source(self, text: str) -> SourcePieces:
+        """Pieces of `text` with the surface string each covers, for display and <unk> replacement."""
+        proto = self._sp.encode(text, out_type="immutable_proto")
+        ids, pieces, surfaces, word_index = [], [], [], []
+        word = -1
+        for piece in proto.pieces:
+            if piece.piece.startswith(WORD_START) or word < 0:
+                word += 1
+            ids.append(int(piece.id))
+            pieces.append(str(piece.piece))
+            surfaces.append(str(piece.surface))
+            word_index.append(word)
+        return SourcePieces(ids=ids, pieces=pieces, surfaces=surfaces, word_index=word_index)
+
+
+def word_index_of_pieces(pieces: list[str]) -> list[int]:
+    """0-based word number of each piece (a piece starting with WORD_START begins a word)."""
+    result, word = [], -1
+    for piece in pieces:
+        if piece.startswith(WORD_START) or word < 0:
+            word += 1
+        result.append(word)
+    return result
