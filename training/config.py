@@ -52,7 +52,7 @@ class TrainConfig:
     lr_decay: float = 0.5  # multiply the lr by this when validation loss stops improving
     lr_patience: int = 1
     min_learning_rate: float = 1e-5
-    early_stopping_patience: int = 4
+    early_stopping_patience: int = 4  # validations without improvement before stopping
     clip_grad_norm: float = 1.0
     label_smoothing: float = 0.1
     weight_decay: float = 0.0

@@ -145,7 +145,7 @@ class TrainState:
     epoch: int = 0
     step: int = 0
     best_valid_loss: float = math.inf
-    epochs_without_improvement: int = 0
+    validations_without_improvement: int = 0
     learning_rate: float = 0.0
     elapsed_seconds: float = 0.0
     history: list[dict[str, float]] | None = None
@@ -215,12 +215,38 @@ def train(model_config: ModelConfig, config: TrainConfig, resume: bool = True) -
     rng = random.Random(config.seed + state.epoch)
     budget_seconds = config.time_budget_minutes * 60 if config.time_budget_minutes else math.inf
     started = time.monotonic() - state.elapsed_seconds
-    out_of_time = False
+
+    def validate_and_checkpoint(partial_epoch: bool) -> bool:
+        """Validate, decay the lr on a plateau, checkpoint; True when early stopping says stop."""
+        state.elapsed_seconds = time.monotonic() - started
+        valid = validation_loss(model, valid_batches, device, model_config.pad_id)
+        improved = valid < state.best_valid_loss
+        entry = {"epoch": state.epoch + (0.5 if partial_epoch else 0.0), "step": state.step,
+                 "valid_loss": round(valid, 4), "learning_rate": state.learning_rate,
+                 "elapsed_seconds": round(state.elapsed_seconds, 1)}
+        assert state.history is not None
+        state.history.append(entry)
+        print(f"validation: {json.dumps(entry)}{' (best)' if improved else ''}", file=sys.stderr, flush=True)
+        if improved:
+            state.best_valid_loss, state.validations_without_improvement = valid, 0
+        else:
+            state.validations_without_improvement += 1
+            if state.validations_without_improvement % config.lr_patience == 0:
+                state.learning_rate = max(state.learning_rate * config.lr_decay, config.min_learning_rate)
+                for group in optimizer.param_groups:
+                    group["lr"] = state.learning_rate
+        save_checkpoint(last_path, model, optimizer, state, config, config.tokenizer_model)
+        if improved:
+            save_checkpoint(best_path, model, optimizer, state, config, config.tokenizer_model)
+        return state.validations_without_improvement >= config.early_stopping_patience
+
     model.train()
-    while state.epoch < config.epochs and not out_of_time:
+    stop = False
+    while state.epoch < config.epochs and not stop:
+        # A resumed run re-runs its interrupted epoch with a fresh shuffle.
         batches = make_batches(train_pairs, config.batch_tokens, rng)
         progress = tqdm(batches, desc=f"epoch {state.epoch + 1}", file=sys.stderr, mininterval=5.0,
-                        disable=not sys.stderr.isatty() and config.log_every_steps <= 0)
+                        disable=not sys.stderr.isatty())
         window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
         for step_in_epoch, pairs in enumerate(progress):
             batch = collate(pairs, model_config.pad_id, device)
@@ -232,7 +258,7 @@ def train(model_config: ModelConfig, config: TrainConfig, resume: bool = True) -
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             optimizer.step()
             state.step += 1
-            window_loss += float(loss) * tokens
+            window_loss += loss.item() * tokens
             window_tokens += tokens
             if config.log_every_steps and state.step % config.log_every_steps == 0:
                 seconds = time.monotonic() - window_start
@@ -244,32 +270,20 @@ def train(model_config: ModelConfig, config: TrainConfig, resume: bool = True) -
                           f"tokens/s {window_tokens / max(seconds, 1e-9):.0f}", file=sys.stderr, flush=True)
                 window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
             if time.monotonic() - started > budget_seconds:
-                out_of_time = True
+                print("time budget reached", file=sys.stderr)
+                validate_and_checkpoint(partial_epoch=True)
+                stop = True
                 break
-        state.epoch += 1
-        state.elapsed_seconds = time.monotonic() - started
-        valid = validation_loss(model, valid_batches, device, model_config.pad_id)
-        improved = valid < state.best_valid_loss
-        entry = {"epoch": state.epoch, "step": state.step, "valid_loss": valid,
-                 "learning_rate": state.learning_rate, "elapsed_seconds": round(state.elapsed_seconds, 1),
-                 "partial_epoch": float(out_of_time)}
-        assert state.history is not None
-        state.history.append(entry)
-        print(f"validation: {json.dumps(entry)}{' (best)' if improved else ''}", file=sys.stderr, flush=True)
-        if improved:
-            state.best_valid_loss, state.epochs_without_improvement = valid, 0
+            if config.validate_every_steps and state.step % config.validate_every_steps == 0 \
+                    and step_in_epoch + 1 < len(batches):
+                stop = validate_and_checkpoint(partial_epoch=True)
+                if stop:
+                    break
         else:
-            state.epochs_without_improvement += 1
-            if state.epochs_without_improvement % config.lr_patience == 0:
-                state.learning_rate = max(state.learning_rate * config.lr_decay, config.min_learning_rate)
-                for group in optimizer.param_groups:
-                    group["lr"] = state.learning_rate
-        save_checkpoint(last_path, model, optimizer, state, config, config.tokenizer_model)
-        if improved:
-            save_checkpoint(best_path, model, optimizer, state, config, config.tokenizer_model)
-        if state.epochs_without_improvement >= config.early_stopping_patience:
-            print(f"early stopping after {state.epoch} epochs", file=sys.stderr)
-            break
+            state.epoch += 1
+            stop = validate_and_checkpoint(partial_epoch=False)
+    if state.validations_without_improvement >= config.early_stopping_patience:
+        print(f"early stopping at epoch {state.epoch}, step {state.step}", file=sys.stderr)
     return best_path
 
 

@@ -1,0 +1,60 @@
+"""ONNX export of the tiny real model: parity with PyTorch at new shapes, int8 variant, manifest."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from model_store import DECODER_STEP_OUTPUTS, ENCODER_OUTPUTS, verify_artifact
+from training.config import model_config_from_dict
+from training.export import PARITY_TOLERANCE, check_parity
+from training.model import Seq2Seq
+
+
+def _load(number_model) -> Seq2Seq:  # type: ignore[no-untyped-def]
+    checkpoint = torch.load(number_model.checkpoint, map_location="cpu", weights_only=False)
+    model = Seq2Seq(model_config_from_dict(checkpoint["model_config"]))
+    model.load_state_dict(checkpoint["model_state"])
+    return model.eval()
+
+
+def test_parity_at_shapes_unlike_the_export_example(number_model, tiny_artifact) -> None:  # type: ignore[no-untyped-def]
+    model = _load(number_model)
+    for batch, src_len in [(1, 1), (5, 23), (17, 4)]:
+        report = check_parity(model, tiny_artifact / "encoder.onnx", tiny_artifact / "decoder_step.onnx",
+                              batch=batch, src_len=src_len, steps=8)
+        assert report.max_abs_log_prob_diff < PARITY_TOLERANCE
+        assert report.max_abs_attention_diff < 1e-4
+        assert report.greedy_identical
+
+
+def test_graphs_declare_the_contract_names(tiny_artifact) -> None:  # type: ignore[no-untyped-def]
+    manifest = verify_artifact(tiny_artifact)
+    assert set(manifest.variants) == {"fp32", "int8"}
+    for variant in manifest.variants.values():
+        encoder = ort.InferenceSession(str(tiny_artifact / variant["encoder"].file))
+        decoder = ort.InferenceSession(str(tiny_artifact / variant["decoder_step"].file))
+        assert {o.name for o in encoder.get_outputs()} == set(ENCODER_OUTPUTS)
+        assert {o.name for o in decoder.get_outputs()} == set(DECODER_STEP_OUTPUTS)
+        assert [i.name for i in decoder.get_inputs()] == list(variant["decoder_step"].inputs)
+
+
+def test_int8_is_smaller_and_close(tiny_artifact) -> None:  # type: ignore[no-untyped-def]
+    manifest = verify_artifact(tiny_artifact)
+    fp32 = tiny_artifact / manifest.variants["fp32"]["decoder_step"].file
+    int8 = tiny_artifact / manifest.variants["int8"]["decoder_step"].file
+    assert int8.stat().st_size < fp32.stat().st_size
+    graph_ops = {node.op_type for node in __import__("onnx").load(str(int8)).graph.node}
+    assert graph_ops & {"DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLSTM"}, graph_ops
+    encoder = ort.InferenceSession(str(tiny_artifact / "encoder.onnx"))
+    ids = np.array([[5, 6, 7, 3]], dtype=np.int64)
+    outputs = dict(zip([o.name for o in encoder.get_outputs()],
+                       encoder.run(None, {"source_ids": ids, "source_lengths": np.array([4])}), strict=True))
+    feeds = {"previous_tokens": np.array([2]), "hidden": outputs["hidden"], "cell": outputs["cell"],
+             "memory": outputs["memory"], "memory_keys": outputs["memory_keys"], "source_mask": ids > 0}
+    results = []
+    for path in (fp32, int8):
+        session = ort.InferenceSession(str(path))
+        results.append(session.run(["log_probs"], {i.name: feeds[i.name] for i in session.get_inputs()})[0])
+    assert float(np.abs(np.exp(results[0]) - np.exp(results[1])).max()) < 0.1

@@ -1,0 +1,1 @@
+"""Training side: PyTorch only; writes artifacts through model_store; never imports service."""

@@ -1,0 +1,72 @@
+"""Command line for training: `translator-train train|export ...` (see `--help`).
+
+Presets name the model sizes we actually use: `cpu` (what 2 CPU cores can train in about an hour),
+`gpu` (the calibrated prototype shape), `tiny` (tests). Imports training modules only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from model_store.codec import Codec
+from training.config import ModelConfig, TrainConfig
+
+PRESETS: dict[str, dict[str, object]] = {
+    "tiny": dict(embedding_dim=64, encoder_hidden=64, encoder_layers=1, decoder_hidden=128, decoder_layers=1,
+                 dropout=0.1),
+    "cpu": dict(embedding_dim=256, encoder_hidden=256, encoder_layers=1, decoder_hidden=256, decoder_layers=1,
+                dropout=0.1),
+    "gpu": dict(embedding_dim=512, encoder_hidden=256, encoder_layers=2, decoder_hidden=512, decoder_layers=2,
+                dropout=0.3),
+}
+TRAIN_PRESETS: dict[str, dict[str, object]] = {
+    "tiny": dict(batch_tokens=1500, learning_rate=3e-3, label_smoothing=0.0),
+    "cpu": dict(batch_tokens=3000, learning_rate=2e-3, validate_every_steps=300, early_stopping_patience=6),
+    "gpu": dict(batch_tokens=12000, learning_rate=1e-3, epochs=40, early_stopping_patience=5),
+}
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.train import train
+
+    codec = Codec(Path(args.tokenizer))
+    model_config = ModelConfig(vocab_size=codec.vocab_size, attention=args.attention,
+                               encoder_cell=args.encoder_cell, **PRESETS[args.preset])  # type: ignore[arg-type]
+    train_config = TrainConfig(corpus_dir=args.corpus, tokenizer_model=args.tokenizer, out_dir=args.out,
+                               **TRAIN_PRESETS[args.preset])  # type: ignore[arg-type]
+    overrides = {k: v for k, v in {"epochs": args.epochs, "time_budget_minutes": args.minutes,
+                                   "threads": args.threads, "device": args.device,
+                                   "max_train_pairs": args.max_train_pairs}.items() if v is not None}
+    train_config = replace(train_config, **overrides)
+    best = train(model_config, train_config, resume=not args.restart)
+    print(best)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="translator-train", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train_parser = commands.add_parser("train", help="train (resumes from OUT/last.pt unless --restart)")
+    train_parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    train_parser.add_argument("--attention", default="luong_general",
+                              choices=["luong_general", "luong_dot", "bahdanau", "none"])
+    train_parser.add_argument("--encoder-cell", default="lstm", choices=["lstm", "gru"])
+    train_parser.add_argument("--corpus", default="data/corpus")
+    train_parser.add_argument("--tokenizer", default="data/tokenizer/spm.model")
+    train_parser.add_argument("--out", default="runs/en-de")
+    train_parser.add_argument("--epochs", type=int)
+    train_parser.add_argument("--minutes", type=float, help="time budget; the best checkpoint so far is kept")
+    train_parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    train_parser.add_argument("--device", help="auto (default), cpu or cuda")
+    train_parser.add_argument("--max-train-pairs", type=int)
+    train_parser.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
+    train_parser.set_defaults(handler=_train)
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,342 @@
+"""Scoring and the evaluation report: sacreBLEU/chrF per test set and per source-length bucket, any translator.
+
+`evaluate_model` takes a `translate_fn(list[str]) -> list[str]`, so torch (greedy, beam) and ONNX
+(fp32, int8) models are scored identically. Must not import service or onnxruntime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sacrebleu.metrics import BLEU, CHRF
+
+TranslateFn = Callable[[list[str]], list[str]]
+TestSets = dict[str, list[tuple[str, str]]]  # name -> [(source, reference)]
+Heatmap = tuple[list[str], list[str], np.ndarray]  # source tokens, target tokens, weights [T, S]
+
+# Source-length buckets in whitespace words: (first, last or None for open-ended, label).
+LENGTH_BUCKETS: tuple[tuple[int, int | None, str], ...] = (
+    (1, 4, "1-4"), (5, 9, "5-9"), (10, 14, "10-14"), (15, 19, "15-19"), (20, 29, "20-29"), (30, None, "30+"),
+)
+TEST_SET_FILES = {"everyday": "test_everyday.tsv", "technical": "test_technical.tsv"}
+EXAMPLES_PER_SET = 5
+
+
+def length_bucket(source: str) -> str:
+    words = max(1, len(source.split()))
+    for first, last, label in LENGTH_BUCKETS:
+        if words >= first and (last is None or words <= last):
+            return label
+    raise AssertionError("the last bucket is open-ended")
+
+
+def score_translations(sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str]) -> dict:
+    """BLEU (13a) and chrF of one test set, plus BLEU per source-length bucket."""
+    bleu, chrf = BLEU(), CHRF()
+    by_length: dict[str, dict[str, Any]] = {}
+    for _, _, label in LENGTH_BUCKETS:
+        rows = [row for row, source in enumerate(sources) if length_bucket(source) == label]
+        bucket_bleu = (
+            BLEU().corpus_score([hypotheses[row] for row in rows], [[references[row] for row in rows]]).score
+            if rows else None
+        )
+        by_length[label] = {"bleu": bucket_bleu, "sentences": len(rows)}
+    return {
+        "bleu": bleu.corpus_score(list(hypotheses), [list(references)]).score,
+        "chrf": chrf.corpus_score(list(hypotheses), [list(references)]).score,
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf_signature": str(chrf.get_signature()),
+        "sentences": len(sources),
+        "by_length": by_length,
+    }
+
+
+def evaluate_model(translate_fn: TranslateFn, test_sets: TestSets) -> dict[str, dict[str, Any]]:
+    """-> {test set: {bleu, chrf, signatures, sentences, seconds, sentences_per_second, by_length, examples}}."""
+    report: dict[str, dict[str, Any]] = {}
+    for name, pairs in test_sets.items():
+        sources = [source for source, _ in pairs]
+        references = [reference for _, reference in pairs]
+        started = time.perf_counter()
+        hypotheses = translate_fn(sources)
+        seconds = time.perf_counter() - started
+        if len(hypotheses) != len(sources):
+            raise ValueError(f"{name}: translate_fn returned {len(hypotheses)} texts for {len(sources)} sources")
+        scores = score_translations(sources, hypotheses, references)
+        scores["seconds"] = round(seconds, 3)
+        scores["sentences_per_second"] = round(len(sources) / seconds, 2) if seconds > 0 else None
+        scores["examples"] = [
+            {"source": s, "reference": r, "hypothesis": h}
+            for s, r, h in list(zip(sources, references, hypotheses, strict=True))[:EXAMPLES_PER_SET]
+        ]
+        report[name] = scores
+    return report
+
+
+# ---- the report ------------------------------------------------------------------------------------
+
+def _headline_decoding(results: dict[str, dict[str, dict]]) -> str:
+    """The decoding every model was scored with, preferring beam search: the one the plot compares."""
+    common = [decoding for decoding in next(iter(results.values())) if all(decoding in r for r in results.values())]
+    if not common:
+        raise ValueError("no decoding is shared by every model")
+    beams = [decoding for decoding in common if decoding.startswith("beam")]
+    return beams[-1] if beams else common[0]
+
+
+def _format(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def _joined(tokens: Sequence[str]) -> str:
+    """SentencePiece pieces back to text, for captions (special tokens dropped)."""
+    text = "".join(token for token in tokens if not (token.startswith("<") and token.endswith(">")))
+    return text.replace("\u2581", " ").strip()
+
+
+def _markdown(results: dict[str, dict[str, dict]], heatmap_files: list[tuple[str, Heatmap]],
+              notes: dict[str, Any]) -> str:
+    labels = list(results)
+    test_names = list(next(iter(next(iter(results.values())).values())))
+    headline = _headline_decoding(results)
+    lines = ["# Evaluation", ""]
+    lines += [f"- {key}: {value}" for key, value in notes.items()]
+    first = next(iter(next(iter(results.values())).values()))
+    lines += [f"- sacreBLEU: `{first[test_names[0]]['bleu_signature']}`, "
+              f"`{first[test_names[0]]['chrf_signature']}`", ""]
+
+    lines += ["## Scores", ""]
+    header = ["model", "decoding"] + [f"{name} {metric}" for name in test_names for metric in ("BLEU", "chrF")]
+    header.append("seconds")
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label in labels:
+        for decoding, report in results[label].items():
+            cells = [label, decoding]
+            cells += [_format(report[name][metric]) for name in test_names for metric in ("bleu", "chrf")]
+            cells.append(f"{sum(report[name]['seconds'] for name in test_names):.1f}")
+            lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+
+    lines += [f"## BLEU by source length ({headline})", ""]
+    gap = len(labels) >= 2
+    for name in test_names:
+        header = ["source words", "sentences"] + labels + ([f"{labels[0]} − {labels[1]}"] if gap else [])
+        lines += [f"### {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for _, _, bucket in LENGTH_BUCKETS:
+            values = [results[label][headline][name]["by_length"][bucket]["bleu"] for label in labels]
+            cells = [bucket, str(results[labels[0]][headline][name]["by_length"][bucket]["sentences"])]
+            cells += [_format(value) for value in values]
+            if gap:
+                both = values[0] is not None and values[1] is not None
+                cells.append(f"{values[0] - values[1]:+.1f}" if both else "–")  # type: ignore[operator]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["![BLEU by source length](bleu_by_length.png)", ""]
+
+    if heatmap_files:
+        lines += ["## Attention", "", "Rows: generated target tokens; columns: source tokens.", ""]
+        for file_name, (source_tokens, target_tokens, _) in heatmap_files:
+            lines += [f"- source: {_joined(source_tokens)}", f"- output: {_joined(target_tokens)}", "",
+                      f"![attention]({file_name})", ""]
+
+    lines += [f"## Examples ({labels[0]}, {headline})", ""]
+    for name in test_names:
+        lines += [f"### {name}", ""]
+        for example in results[labels[0]][headline][name]["examples"]:
+            lines += [f"- source: {example['source']}", f"  - reference: {example['reference']}",
+                      f"  - output: {example['hypothesis']}"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_bleu_by_length(results: dict[str, dict[str, dict]], path: Path) -> None:
+    """One panel per test set, one line per model (headline decoding): BLEU against source length."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no global backend state
+    from matplotlib.figure import Figure
+
+    headline = _headline_decoding(results)
+    test_names = list(next(iter(results.values()))[headline])
+    figure = Figure(figsize=(5.5 * len(test_names), 4.2))
+    FigureCanvasAgg(figure)
+    buckets = [label for _, _, label in LENGTH_BUCKETS]
+    for panel, name in enumerate(test_names):
+        axes = figure.add_subplot(1, len(test_names), panel + 1)
+        for label, by_decoding in results.items():
+            by_length = by_decoding[headline][name]["by_length"]
+            values = [np.nan if by_length[b]["bleu"] is None else by_length[b]["bleu"] for b in buckets]
+            axes.plot(buckets, values, marker="o", label=f"{label} ({headline})")
+        counts = next(iter(results.values()))[headline][name]["by_length"]
+        axes.set_xticks(range(len(buckets)), [f"{b}\n(n={counts[b]['sentences']})" for b in buckets])
+        axes.set_title(name)
+        axes.set_xlabel("source length (words)")
+        axes.set_ylabel("BLEU")
+        axes.set_ylim(bottom=0)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def plot_attention(heatmap: Heatmap, path: Path) -> None:
+    """Heatmap: target tokens as rows, source tokens as columns, colour = attention weight."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    source_tokens, target_tokens, weights = heatmap
+    weights = np.asarray(weights, dtype=np.float32)
+    if weights.shape != (len(target_tokens), len(source_tokens)):
+        raise ValueError(f"weights {weights.shape} != (target {len(target_tokens)}, source {len(source_tokens)})")
+    figure = Figure(figsize=(2.0 + 0.38 * len(source_tokens), 1.6 + 0.32 * len(target_tokens)))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    image = axes.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    axes.set_xticks(range(len(source_tokens)), source_tokens, rotation=90)
+    axes.set_yticks(range(len(target_tokens)), target_tokens)
+    axes.set_xlabel("source")
+    axes.set_ylabel("output")
+    figure.colorbar(image, ax=axes, fraction=0.04)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def write_report(
+    out_dir: Path | str, results: dict[str, dict[str, dict]], heatmaps: Sequence[Heatmap],
+    notes: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Write evaluation.md, evaluation.json, bleu_by_length.png and attention_<i>.png; -> their paths.
+
+    results: {model label (e.g. "attention", "none"): {decoding (e.g. "greedy", "beam5"): evaluate_model
+    report}}. The first two labels are compared in the length table (first minus second).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notes = dict(notes or {})
+    written = [out_dir / "bleu_by_length.png"]
+    plot_bleu_by_length(results, written[0])
+    heatmap_files: list[tuple[str, Heatmap]] = []
+    for index, heatmap in enumerate(heatmaps):
+        path = out_dir / f"attention_{index}.png"
+        plot_attention(heatmap, path)
+        heatmap_files.append((path.name, heatmap))
+        written.append(path)
+    markdown = out_dir / "evaluation.md"
+    markdown.write_text(_markdown(results, heatmap_files, notes) + "\n", encoding="utf-8")
+    document = {
+        "notes": notes,
+        "headline_decoding": _headline_decoding(results),
+        "results": results,
+        "heatmaps": [
+            {"file": name, "source_tokens": source, "target_tokens": target,
+             "weights": np.round(np.asarray(weights, dtype=np.float64), 4).tolist()}
+            for name, (source, target, weights) in heatmap_files
+        ],
+    }
+    json_path = out_dir / "evaluation.json"
+    json_path.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return [markdown, json_path, *written]
+
+
+# ---- command line: evaluate checkpoints on the held-out test sets -----------------------------------
+
+def read_test_sets(corpus_dir: Path, *, direction: str = "en-de", limit: int = 0) -> TestSets:
+    """{everyday, technical} -> [(source, reference)] from the corpus TSVs (the first `limit` rows if > 0)."""
+    from training.data.corpus import read_tsv
+
+    test_sets: TestSets = {}
+    for name, file_name in TEST_SET_FILES.items():
+        path = corpus_dir / file_name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing test set (run `make data`)")
+        pairs = [(p.english, p.german) if direction == "en-de" else (p.german, p.english) for p in read_tsv(path)]
+        test_sets[name] = pairs[:limit] if limit > 0 else pairs
+    return test_sets
+
+
+def heatmap_sources(test_sets: TestSets, count: int, min_words: int = 5, max_words: int = 14) -> list[str]:
+    """A few short-to-medium test sources, taken in turn from each test set, for readable heatmaps."""
+    pools = [[s for s, _ in pairs if min_words <= len(s.split()) <= max_words] for pairs in test_sets.values()]
+    chosen: list[str] = []
+    for index in range(count):
+        pool = pools[index % len(pools)]
+        position = index // len(pools)
+        if position < len(pool):
+            chosen.append(pool[position])
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from training.checkpoint import load_checkpoint
+    from training.decode import DEFAULT_LENGTH_PENALTY_ALPHA, DEFAULT_MAX_LENGTH_CAP, make_translate_fn, translate_ids
+
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__)
+    parser.add_argument("--checkpoint", type=Path, required=True, help="the attention model (best.pt)")
+    parser.add_argument("--none-checkpoint", type=Path, help="the `none` (no attention) model to compare")
+    parser.add_argument("--corpus", type=Path, default=Path("data/corpus"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--beam", type=int, default=5, help="beam size; 1 = greedy only")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_LENGTH_PENALTY_ALPHA, help="GNMT length penalty")
+    parser.add_argument("--max-length-cap", type=int, default=DEFAULT_MAX_LENGTH_CAP)
+    parser.add_argument("--limit", type=int, default=0, help="first N sentences per test set (0 = all)")
+    parser.add_argument("--direction", choices=("en-de", "de-en"), default="en-de")
+    parser.add_argument("--heatmaps", type=int, default=4, help="attention heatmaps of test sentences")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    args = parser.parse_args(argv)
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    test_sets = read_test_sets(args.corpus, direction=args.direction, limit=args.limit)
+    decodings = {"greedy": 1} | ({f"beam{args.beam}": args.beam} if args.beam > 1 else {})
+    checkpoints = {"attention": args.checkpoint} | ({"none": args.none_checkpoint} if args.none_checkpoint else {})
+
+    results: dict[str, dict[str, dict]] = {}
+    heatmaps: list[Heatmap] = []
+    for label, checkpoint in checkpoints.items():
+        model, codec, _ = load_checkpoint(checkpoint, device)
+        results[label] = {}
+        for decoding, beam_size in decodings.items():
+            translate = make_translate_fn(model, codec, beam_size=beam_size, length_penalty_alpha=args.alpha,
+                                          max_length_cap=args.max_length_cap)
+            results[label][decoding] = evaluate_model(translate, test_sets)
+            summary = ", ".join(
+                f"{name} BLEU {r['bleu']:.2f} chrF {r['chrf']:.2f} ({r['seconds']:.1f}s)"
+                for name, r in results[label][decoding].items()
+            )
+            print(f"{label} {decoding}: {summary}", flush=True)
+        if label == "attention" and args.heatmaps > 0:
+            sources = heatmap_sources(test_sets, args.heatmaps)
+            source_ids = [codec.source_ids(text) for text in sources]
+            hypotheses = translate_ids(model, source_ids, beam_size=args.beam, length_penalty_alpha=args.alpha,
+                                       max_length_cap=args.max_length_cap, return_attention=True)
+            for ids, hypothesis in zip(source_ids, hypotheses, strict=True):
+                assert hypothesis.attention is not None
+                target_tokens = codec.pieces(hypothesis.token_ids)
+                if hypothesis.attention.shape[0] > len(target_tokens):
+                    target_tokens.append("</s>")
+                heatmaps.append((codec.pieces(ids), target_tokens, hypothesis.attention))
+        del model
+
+    notes = {
+        "checkpoints": ", ".join(f"{label}: {path}" for label, path in checkpoints.items()),
+        "test sets": ", ".join(f"{name} ({len(pairs)} sentences)" for name, pairs in test_sets.items()),
+        "decoding": f"greedy and beam {args.beam} (GNMT length penalty alpha {args.alpha}), "
+                    f"max length min(2 * source + 10, {args.max_length_cap})",
+        "device": f"{device} (torch threads: {torch.get_num_threads()})" if device.type == "cpu" else str(device),
+    }
+    for path in write_report(args.out, results, heatmaps, notes):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
