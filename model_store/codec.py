@@ -71,7 +71,7 @@ class Codec:
 
     def split_source(self, text: str) -> SourcePieces:
         """Pieces of `text` with the surface string each covers, for display and <unk> replacement."""
-        proto = self._sp.encode(text, out_type="immutable_proto")
+        proto = self._sp.encode(text, out_type="proto")
         ids, pieces, surfaces, word_index = [], [], [], []
         word = -1
         for piece in proto.pieces:

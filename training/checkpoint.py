@@ -1,8 +1,8 @@
 """The training checkpoint file: a torch.save dict carrying its own architecture and tokenizer path.
 
-Keys: "model_config" (dict), "model_state" (state_dict), "train_config" (dict), "tokenizer_model" (str),
-plus whatever else the trainer keeps ("optimizer_state", "train_state", "torch_version"). Imports torch, training.config/model and
-model_store.codec; must not import service.
+Keys: "model_config", "model_state", "train_config", "tokenizer_model", plus whatever else the trainer
+keeps ("optimizer_state", "train_state", "torch_version"). Imports torch, training and model_store.codec;
+must not import service.
 """
 
 from __future__ import annotations

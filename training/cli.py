@@ -46,6 +46,16 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from training.publish import publish
+
+    artifact = publish(Path(args.checkpoint), Path(args.none_checkpoint) if args.none_checkpoint else None,
+                       Path(args.corpus), Path(args.store), args.name, args.version, beam_size=args.beam,
+                       limit=args.limit, threads=args.threads or 0, trained_on=args.trained_on)
+    print(artifact)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="translator-train", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     train_parser.add_argument("--max-train-pairs", type=int)
     train_parser.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
     train_parser.set_defaults(handler=_train)
+
+    export_parser = commands.add_parser("export", help="evaluate, export to ONNX (+int8 gate), write the artifact")
+    export_parser.add_argument("--checkpoint", required=True)
+    export_parser.add_argument("--none-checkpoint", help="the attention-free twin, for the comparison")
+    export_parser.add_argument("--corpus", default="data/corpus")
+    export_parser.add_argument("--store", default="model_store")
+    export_parser.add_argument("--name", default="en-de")
+    export_parser.add_argument("--version", required=True)
+    export_parser.add_argument("--beam", type=int, default=5)
+    export_parser.add_argument("--limit", type=int, default=0, help="first N test sentences per set (0 = all)")
+    export_parser.add_argument("--threads", type=int)
+    export_parser.add_argument("--trained-on", help="where training ran, if not this machine")
+    export_parser.set_defaults(handler=_export)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 

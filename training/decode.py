@@ -43,7 +43,9 @@ def length_penalty(steps: int, alpha: float) -> float:
     return ((5.0 + steps) / 6.0) ** alpha
 
 
-def _padded_batch(sources: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _padded_batch(
+    sources: Sequence[Sequence[int]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = [len(ids) for ids in sources]
     if min(lengths) < 1:
         raise ValueError("every source needs at least one id (source_ids end with eos)")
@@ -57,7 +59,7 @@ def greedy_batch(
     model: Seq2Seq, sources: Sequence[Sequence[int]], *, max_length_cap: int = DEFAULT_MAX_LENGTH_CAP,
     return_attention: bool = False,
 ) -> list[Hypothesis]:
-    """Greedy search for one batch of source id lists (each pieces + [eos]); rows leave when done."""
+    """Greedy search for one batch of source id lists (each pieces + [eos]); done rows leave in bulk."""
     device = next(model.parameters()).device
     source_ids, source_lengths = _padded_batch(sources, device)
     memory, memory_keys, hidden, cell = model.encode(source_ids, source_lengths)
@@ -211,7 +213,8 @@ def beam_batch(
         if _worth_compacting(n_active, len(live)):
             sentence_index = torch.as_tensor(live, dtype=torch.long, device=device)
             row_index = (sentence_index.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
-            memory, memory_keys, source_mask = memory[row_index], memory_keys[row_index], source_mask[row_index]
+            memory, memory_keys = memory[row_index], memory_keys[row_index]
+            source_mask = source_mask[row_index]
             hidden, cell = hidden[:, row_index], cell[:, row_index]
             history, previous = history[row_index], previous[row_index]
             if attention_history is not None:

@@ -1,4 +1,4 @@
-"""Scoring and the evaluation report: sacreBLEU/chrF per test set and per source-length bucket, any translator.
+"""Scoring and the evaluation report: sacreBLEU/chrF per test set and per source-length bucket.
 
 `evaluate_model` takes a `translate_fn(list[str]) -> list[str]`, so torch (greedy, beam) and ONNX
 (fp32, int8) models are scored identically. Must not import service or onnxruntime.
@@ -58,7 +58,8 @@ def score_translations(sources: Sequence[str], hypotheses: Sequence[str], refere
 
 
 def evaluate_model(translate_fn: TranslateFn, test_sets: TestSets) -> dict[str, dict[str, Any]]:
-    """-> {test set: {bleu, chrf, signatures, sentences, seconds, sentences_per_second, by_length, examples}}."""
+    """-> {test set: {bleu, chrf, bleu_signature, chrf_signature, sentences, seconds,
+    sentences_per_second, by_length: {bucket: {bleu, sentences}}, examples}}."""
     report: dict[str, dict[str, Any]] = {}
     for name, pairs in test_sets.items():
         sources = [source for source, _ in pairs]
@@ -67,7 +68,9 @@ def evaluate_model(translate_fn: TranslateFn, test_sets: TestSets) -> dict[str, 
         hypotheses = translate_fn(sources)
         seconds = time.perf_counter() - started
         if len(hypotheses) != len(sources):
-            raise ValueError(f"{name}: translate_fn returned {len(hypotheses)} texts for {len(sources)} sources")
+            raise ValueError(
+                f"{name}: translate_fn returned {len(hypotheses)} texts for {len(sources)} sources"
+            )
         scores = score_translations(sources, hypotheses, references)
         scores["seconds"] = round(seconds, 3)
         scores["sentences_per_second"] = round(len(sources) / seconds, 2) if seconds > 0 else None
@@ -83,7 +86,8 @@ def evaluate_model(translate_fn: TranslateFn, test_sets: TestSets) -> dict[str, 
 
 def _headline_decoding(results: dict[str, dict[str, dict]]) -> str:
     """The decoding every model was scored with, preferring beam search: the one the plot compares."""
-    common = [decoding for decoding in next(iter(results.values())) if all(decoding in r for r in results.values())]
+    first = next(iter(results.values()))
+    common = [decoding for decoding in first if all(decoding in report for report in results.values())]
     if not common:
         raise ValueError("no decoding is shared by every model")
     beams = [decoding for decoding in common if decoding.startswith("beam")]
@@ -112,7 +116,8 @@ def _markdown(results: dict[str, dict[str, dict]], heatmap_files: list[tuple[str
               f"`{first[test_names[0]]['chrf_signature']}`", ""]
 
     lines += ["## Scores", ""]
-    header = ["model", "decoding"] + [f"{name} {metric}" for name in test_names for metric in ("BLEU", "chrF")]
+    header = ["model", "decoding"]
+    header += [f"{name} {metric}" for name in test_names for metric in ("BLEU", "chrF")]
     header.append("seconds")
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label in labels:
@@ -133,8 +138,8 @@ def _markdown(results: dict[str, dict[str, dict]], heatmap_files: list[tuple[str
             cells = [bucket, str(results[labels[0]][headline][name]["by_length"][bucket]["sentences"])]
             cells += [_format(value) for value in values]
             if gap:
-                both = values[0] is not None and values[1] is not None
-                cells.append(f"{values[0] - values[1]:+.1f}" if both else "–")  # type: ignore[operator]
+                first, second = values[0], values[1]
+                cells.append("–" if first is None or second is None else f"{first - second:+.1f}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["![BLEU by source length](bleu_by_length.png)", ""]
@@ -191,7 +196,9 @@ def plot_attention(heatmap: Heatmap, path: Path) -> None:
     source_tokens, target_tokens, weights = heatmap
     weights = np.asarray(weights, dtype=np.float32)
     if weights.shape != (len(target_tokens), len(source_tokens)):
-        raise ValueError(f"weights {weights.shape} != (target {len(target_tokens)}, source {len(source_tokens)})")
+        raise ValueError(
+            f"weights {weights.shape} != (target {len(target_tokens)}, source {len(source_tokens)})"
+        )
     figure = Figure(figsize=(2.0 + 0.38 * len(source_tokens), 1.6 + 0.32 * len(target_tokens)))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
@@ -253,14 +260,18 @@ def read_test_sets(corpus_dir: Path, *, direction: str = "en-de", limit: int = 0
         path = corpus_dir / file_name
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing test set (run `make data`)")
-        pairs = [(p.english, p.german) if direction == "en-de" else (p.german, p.english) for p in read_tsv(path)]
+        rows = read_tsv(path)
+        pairs = [(r.english, r.german) if direction == "en-de" else (r.german, r.english) for r in rows]
         test_sets[name] = pairs[:limit] if limit > 0 else pairs
     return test_sets
 
 
 def heatmap_sources(test_sets: TestSets, count: int, min_words: int = 5, max_words: int = 14) -> list[str]:
     """A few short-to-medium test sources, taken in turn from each test set, for readable heatmaps."""
-    pools = [[s for s, _ in pairs if min_words <= len(s.split()) <= max_words] for pairs in test_sets.values()]
+    pools = [
+        [source for source, _ in pairs if min_words <= len(source.split()) <= max_words]
+        for pairs in test_sets.values()
+    ]
     chosen: list[str] = []
     for index in range(count):
         pool = pools[index % len(pools)]
@@ -274,7 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from training.checkpoint import load_checkpoint
-    from training.decode import DEFAULT_LENGTH_PENALTY_ALPHA, DEFAULT_MAX_LENGTH_CAP, make_translate_fn, translate_ids
+    from training.decode import (
+        DEFAULT_LENGTH_PENALTY_ALPHA,
+        DEFAULT_MAX_LENGTH_CAP,
+        make_translate_fn,
+        translate_ids,
+    )
 
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__)
     parser.add_argument("--checkpoint", type=Path, required=True, help="the attention model (best.pt)")
@@ -282,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--beam", type=int, default=5, help="beam size; 1 = greedy only")
-    parser.add_argument("--alpha", type=float, default=DEFAULT_LENGTH_PENALTY_ALPHA, help="GNMT length penalty")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_LENGTH_PENALTY_ALPHA,
+                        help="GNMT length penalty")
     parser.add_argument("--max-length-cap", type=int, default=DEFAULT_MAX_LENGTH_CAP)
     parser.add_argument("--limit", type=int, default=0, help="first N sentences per test set (0 = all)")
     parser.add_argument("--direction", choices=("en-de", "de-en"), default="en-de")
@@ -297,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
                           ("cpu" if args.device == "auto" else args.device))
     test_sets = read_test_sets(args.corpus, direction=args.direction, limit=args.limit)
     decodings = {"greedy": 1} | ({f"beam{args.beam}": args.beam} if args.beam > 1 else {})
-    checkpoints = {"attention": args.checkpoint} | ({"none": args.none_checkpoint} if args.none_checkpoint else {})
+    checkpoints = {"attention": args.checkpoint}
+    if args.none_checkpoint:
+        checkpoints["none"] = args.none_checkpoint
 
     results: dict[str, dict[str, dict]] = {}
     heatmaps: list[Heatmap] = []
@@ -316,8 +335,10 @@ def main(argv: list[str] | None = None) -> int:
         if label == "attention" and args.heatmaps > 0:
             sources = heatmap_sources(test_sets, args.heatmaps)
             source_ids = [codec.source_ids(text) for text in sources]
-            hypotheses = translate_ids(model, source_ids, beam_size=args.beam, length_penalty_alpha=args.alpha,
-                                       max_length_cap=args.max_length_cap, return_attention=True)
+            hypotheses = translate_ids(
+                model, source_ids, beam_size=args.beam, length_penalty_alpha=args.alpha,
+                max_length_cap=args.max_length_cap, return_attention=True,
+            )
             for ids, hypothesis in zip(source_ids, hypotheses, strict=True):
                 assert hypothesis.attention is not None
                 target_tokens = codec.pieces(hypothesis.token_ids)
@@ -331,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         "test sets": ", ".join(f"{name} ({len(pairs)} sentences)" for name, pairs in test_sets.items()),
         "decoding": f"greedy and beam {args.beam} (GNMT length penalty alpha {args.alpha}), "
                     f"max length min(2 * source + 10, {args.max_length_cap})",
-        "device": f"{device} (torch threads: {torch.get_num_threads()})" if device.type == "cpu" else str(device),
+        "device": str(device) if device.type != "cpu" else f"cpu (torch threads: {torch.get_num_threads()})",
     }
     for path in write_report(args.out, results, heatmaps, notes):
         print(f"wrote {path}")

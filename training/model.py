@@ -7,7 +7,6 @@ is the teacher-forced training path built from the same parts. Imports only torc
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from training.config import ModelConfig

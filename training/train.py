@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from model_store.codec import Codec
+from training.checkpoint import save_checkpoint
 from training.config import ModelConfig, TrainConfig, model_config_from_dict, train_config_from_dict
 from training.model import Seq2Seq
 
@@ -151,24 +152,10 @@ class TrainState:
     history: list[dict[str, float]] | None = None
 
 
-def save_checkpoint(
-    path: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, state: TrainState,
-    train_config: TrainConfig, tokenizer_model: str,
-) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model_config": asdict(model.config),
-            "model_state": model.state_dict(),
-            "optimizer_state": optimizer.state_dict(),
-            "train_state": asdict(state),
-            "train_config": asdict(train_config),
-            "tokenizer_model": tokenizer_model,
-            "torch_version": torch.__version__,
-        },
-        tmp,
-    )
-    tmp.replace(path)  # a crash mid-write never leaves a corrupt checkpoint behind
+def _save(path: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, state: TrainState,
+          config: TrainConfig) -> None:
+    save_checkpoint(path, model, config, config.tokenizer_model, optimizer_state=optimizer.state_dict(),
+                    train_state=asdict(state), torch_version=torch.__version__)
 
 
 def train(model_config: ModelConfig, config: TrainConfig, resume: bool = True) -> Path:
@@ -235,9 +222,9 @@ def train(model_config: ModelConfig, config: TrainConfig, resume: bool = True) -
                 state.learning_rate = max(state.learning_rate * config.lr_decay, config.min_learning_rate)
                 for group in optimizer.param_groups:
                     group["lr"] = state.learning_rate
-        save_checkpoint(last_path, model, optimizer, state, config, config.tokenizer_model)
+        _save(last_path, model, optimizer, state, config)
         if improved:
-            save_checkpoint(best_path, model, optimizer, state, config, config.tokenizer_model)
+            _save(best_path, model, optimizer, state, config)
         return state.validations_without_improvement >= config.early_stopping_patience
 
     model.train()

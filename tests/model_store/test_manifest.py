@@ -61,7 +61,7 @@ def test_damaged_file_is_refused_naming_it(tmp_path: Path, damage: str) -> None:
         target.write_bytes(b"deco")
     else:
         target.unlink()
-    with pytest.raises(ArtifactIntegrityError, match="decoder_step.onnx") as caught:
+    with pytest.raises(ArtifactIntegrityError, match=r"decoder_step\.onnx") as caught:
         verify_artifact(tmp_path / "en-de" / "1")
     assert caught.value.path == target
 
@@ -84,7 +84,7 @@ def test_manifest_must_reference_existing_files(tmp_path: Path) -> None:
     other = tmp_path / "other"
     shutil.copytree(tmp_path / "en-de" / "1", other)
     (other / "tokenizer.model").unlink()
-    with pytest.raises(ManifestError, match="tokenizer.model"):
+    with pytest.raises(ManifestError, match=r"tokenizer\.model"):
         write_manifest(other, manifest)
 
 

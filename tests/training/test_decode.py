@@ -101,7 +101,8 @@ def test_output_never_exceeds_max_length(beam_size):
     model = tiny_model(seed=5).eval()  # a random model tends to run to the limit
     sources = random_sources(12, seed=3)
     for cap in (4, 200):
-        hypotheses = translate_ids(model, sources, beam_size=beam_size, max_length_cap=cap, return_attention=True)
+        hypotheses = translate_ids(model, sources, beam_size=beam_size, max_length_cap=cap,
+                                   return_attention=True)
         for source, hypothesis in zip(sources, hypotheses, strict=True):
             limit = max_decode_steps(len(source), cap)
             assert len(hypothesis.token_ids) <= limit

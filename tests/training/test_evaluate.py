@@ -25,9 +25,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EVERYDAY = [
     ("I'm broke.", "Ich bin pleite."),
     ("Where is the station?", "Wo ist der Bahnhof?"),
-    ("If you should change your mind, do let me know.", "Falls du es dir anders überlegen solltest, lass es mich wissen."),
+    ("If you should change your mind, do let me know.",
+     "Falls du es dir anders überlegen solltest, lass es mich wissen."),
     ("The weather is nice today.", "Das Wetter ist heute schön."),
-    ("He reads a book every evening before he goes to sleep.", "Er liest jeden Abend ein Buch, bevor er schlafen geht."),
+    ("He reads a book every evening before he goes to sleep.",
+     "Er liest jeden Abend ein Buch, bevor er schlafen geht."),
     ("We have to leave now.", "Wir müssen jetzt gehen."),
 ]
 TECHNICAL = [
@@ -43,7 +45,8 @@ TECHNICAL = [
      "Diese Funktion gibt die Summe aller Zahlen im angegebenen Zellbereich zurück und ignoriert dabei "
      "Texteinträge, leere Zellen und Wahrheitswerte, die im zuvor ausgewählten Bereich vorkommen, "
      "solange die Option gesetzt ist."),
-    ("Opens a dialog where you can define the page layout.", "Öffnet einen Dialog, in dem Sie das Seitenlayout festlegen können."),
+    ("Opens a dialog where you can define the page layout.",
+     "Öffnet einen Dialog, in dem Sie das Seitenlayout festlegen können."),
 ]
 TEST_SETS = {"everyday": EVERYDAY, "technical": TECHNICAL}
 
@@ -189,14 +192,16 @@ def test_cli_scores_checkpoints_and_writes_the_report(tmp_path):
     vocab_size = Codec(tokenizer).vocab_size
     for name, attention in (("att", "luong_general"), ("none", "none")):
         torch.manual_seed(0)
-        model = Seq2Seq(ModelConfig(vocab_size=vocab_size, embedding_dim=16, encoder_hidden=16, encoder_layers=1,
-                                    decoder_hidden=32, decoder_layers=1, attention=attention))
+        config = ModelConfig(vocab_size=vocab_size, embedding_dim=16, encoder_hidden=16, encoder_layers=1,
+                             decoder_hidden=32, decoder_layers=1, attention=attention)
+        model = Seq2Seq(config)
         save_checkpoint(tmp_path / name / "best.pt", model, TrainConfig(), tokenizer)
 
     previous_threads = torch.get_num_threads()
     try:
         code = main([
-            "--checkpoint", str(tmp_path / "att" / "best.pt"), "--none-checkpoint", str(tmp_path / "none" / "best.pt"),
+            "--checkpoint", str(tmp_path / "att" / "best.pt"),
+            "--none-checkpoint", str(tmp_path / "none" / "best.pt"),
             "--corpus", str(corpus), "--out", str(tmp_path / "eval"), "--beam", "2", "--limit", "4",
             "--max-length-cap", "12", "--heatmaps", "2", "--threads", "1", "--device", "cpu",
         ])

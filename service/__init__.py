@@ -1,0 +1,1 @@
+"""Serving side: never imports training or torch."""

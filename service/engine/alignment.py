@@ -1,0 +1,85 @@
+"""Pure functions over a translation's attention matrix: <unk> replacement and word alignment.
+
+The attention matrix has one row per generated target token (the final eos row included) and one
+column per source token (the source eos column included); both extra row/column are ignored here.
+Numpy only; must not import onnxruntime, fastapi or prometheus_client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _merge_columns(weights: np.ndarray, word_index: Sequence[int]) -> np.ndarray:
+    """[rows, pieces] -> [rows, words]: a word's weight is the sum over its pieces."""
+    words = max(word_index) + 1
+    merged = np.zeros((weights.shape[0], words), dtype=np.float64)
+    np.add.at(merged.T, np.asarray(word_index), weights.T)
+    return merged
+
+
+def unk_replace(
+    target_ids: Sequence[int],
+    attention: np.ndarray,
+    source_surfaces: Sequence[str],
+    unk_id: int,
+    source_word_index: Sequence[int] | None = None,
+) -> list[str | None]:
+    """For each target token: None, or for an <unk> the source text it most attended to (Luong et al. 2015).
+
+    `source_surfaces[j]` is the text source piece j covers (source eos excluded). With
+    `source_word_index` (piece -> word), weights are summed per word and the whole word is copied.
+    """
+    result: list[str | None] = [None] * len(target_ids)
+    pieces = len(source_surfaces)
+    if pieces == 0:
+        return result
+    weights = np.asarray(attention, dtype=np.float64)[: len(target_ids), :pieces]
+    if source_word_index is not None:
+        weights = _merge_columns(weights, source_word_index[:pieces])
+    for position, token in enumerate(target_ids):
+        if token != unk_id or position >= weights.shape[0]:
+            continue
+        best = int(np.argmax(weights[position]))
+        if source_word_index is None:
+            result[position] = source_surfaces[best].strip()
+        else:
+            word = [s for s, w in zip(source_surfaces, source_word_index, strict=False) if w == best]
+            result[position] = "".join(word).strip()
+    return result
+
+
+def word_alignment(
+    attention: np.ndarray,
+    source_word_index: Sequence[int],
+    target_word_index: Sequence[int],
+) -> list[tuple[int, int]]:
+    """(source_word, target_word) pairs: each target word aligned to the source word it attends to most.
+
+    Pieces are merged into words: a target word's row is the mean of its pieces' rows (still a
+    distribution); a source word's weight is the sum over its pieces. Eos row/column are dropped.
+    Sorted by target word.
+    """
+    if not source_word_index or not target_word_index:
+        return []
+    weights = np.asarray(attention, dtype=np.float64)[: len(target_word_index), : len(source_word_index)]
+    by_source_word = _merge_columns(weights, source_word_index)  # [target pieces, source words]
+    target_words = max(target_word_index) + 1
+    summed = np.zeros((target_words, by_source_word.shape[1]), dtype=np.float64)
+    counts = np.zeros(target_words, dtype=np.float64)
+    index = np.asarray(target_word_index[: weights.shape[0]])
+    np.add.at(summed, index, by_source_word)
+    np.add.at(counts, index, 1.0)
+    present = counts > 0
+    mean = summed[present] / counts[present, None]  # [target words, source words]
+    return [
+        (int(source), int(target))
+        for target, source in zip(np.flatnonzero(present), np.argmax(mean, axis=1), strict=True)
+    ]
+
+
+def moses_format(pairs: Sequence[tuple[int, int]]) -> str:
+    """Moses/fast_align text form: "source-target" pairs separated by spaces, e.g. "0-0 1-2 2-1"."""
+    return " ".join(f"{source}-{target}" for source, target in pairs)

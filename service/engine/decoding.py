@@ -1,0 +1,225 @@
+"""Search strategies (greedy, beam) over one request's decoder rows, independent of the batching loop.
+
+The scheduler feeds each strategy its rows' log-probs (and attention, only when the request asked
+for it) after every step; the strategy answers which rows continue, with which tokens, and when
+it is done. Numpy only; must not import onnxruntime, fastapi or prometheus_client.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from service.engine.types import SpecialIds, TranslationRequest
+
+
+@dataclass(frozen=True)
+class Advance:
+    """A strategy's answer to one step: row j of the request continues its row `parents[j]`
+    and feeds `tokens[j]` to the next step. Empty arrays when `done`."""
+
+    parents: np.ndarray  # [new_rows] int64, indices into the request's rows of the last step
+    tokens: np.ndarray  # [new_rows] int64
+    done: bool
+    generated_tokens: int  # tokens chosen this step (live rows plus hypotheses that ended)
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    target_ids: list[int]  # without bos/eos
+    score: float  # total log-probability, eos included when generated
+    attention: np.ndarray | None  # [steps, src_len] float32, one row per generated token incl. eos
+
+
+class Search(Protocol):
+    rows: int  # decoder rows this request occupies on its next step
+
+    def advance(self, log_probs: np.ndarray, attention: np.ndarray | None) -> Advance:
+        """log_probs [rows, vocab]; attention [rows, source_len] (real tokens only) or None."""
+        ...
+
+    def best(self) -> Hypothesis: ...
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT (Wu et al. 2016): ((5 + length) / 6) ** alpha; scores are divided by it."""
+    return float(((5.0 + length) / 6.0) ** alpha)
+
+
+def _allowed_log_probs(log_probs: np.ndarray, special: SpecialIds, force_eos: bool) -> np.ndarray:
+    """float64 copy with tokens that may not be generated here set to -inf."""
+    allowed = np.asarray(log_probs, dtype=np.float64).copy()
+    if force_eos:
+        eos = allowed[:, special.eos_id].copy()
+        allowed[:] = -np.inf
+        allowed[:, special.eos_id] = eos
+    else:
+        # pad and bos are never outputs; masking them keeps a badly trained model from looping on them
+        allowed[:, [special.pad_id, special.bos_id]] = -np.inf
+    return allowed
+
+
+class GreedySearch:
+    """argmax at every step; `max_length` tokens at most, then eos is forced."""
+
+    rows = 1
+
+    def __init__(self, special: SpecialIds, max_length: int, want_attention: bool) -> None:
+        self._special = special
+        self._max_length = max_length
+        self._want_attention = want_attention
+        self._tokens: list[int] = []
+        self._attention: list[np.ndarray] = []
+        self._score = 0.0
+
+    def advance(self, log_probs: np.ndarray, attention: np.ndarray | None) -> Advance:
+        allowed = _allowed_log_probs(log_probs[:1], self._special, len(self._tokens) >= self._max_length)
+        token = int(np.argmax(allowed[0]))
+        self._score += float(allowed[0, token])
+        if self._want_attention and attention is not None:
+            self._attention.append(np.array(attention[0], dtype=np.float32))
+        if token == self._special.eos_id:
+            return Advance(np.zeros(0, np.int64), np.zeros(0, np.int64), done=True, generated_tokens=1)
+        self._tokens.append(token)
+        return Advance(np.zeros(1, np.int64), np.array([token], np.int64), done=False, generated_tokens=1)
+
+    def best(self) -> Hypothesis:
+        attention = np.stack(self._attention) if self._want_attention and self._attention else None
+        return Hypothesis(list(self._tokens), self._score, attention)
+
+
+@dataclass(frozen=True)
+class _Finished:
+    normalized: float
+    score: float
+    step: int  # the step that generated eos
+    parent: int  # the live row (of step - 1) it continued
+
+
+class BeamSearch:
+    """Beam search over `beam_size` rows with a GNMT length penalty.
+
+    Each step ranks all (row, token) continuations by total log-prob. Continuations ending in eos
+    that rank within the top `beam_size` become finished hypotheses; the best `beam_size` others
+    stay live. Stops when the top-ranked continuation ends in eos (OpenNMT's rule: every live
+    hypothesis scores lower), when no live hypothesis can beat the best finished one under the
+    length penalty, or at `max_length` (eos is then forced). The best finished hypothesis by
+    length-normalised score wins. With beam_size 1 this is exactly greedy search.
+    """
+
+    def __init__(
+        self,
+        special: SpecialIds,
+        beam_size: int,
+        max_length: int,
+        alpha: float,
+        want_attention: bool,
+    ) -> None:
+        self._special = special
+        self._k = beam_size
+        self._max_length = max_length
+        self._alpha = alpha
+        self._want_attention = want_attention
+        # All rows start identical (same source, bos): only row 0 may expand on the first step.
+        self._scores = np.full(beam_size, -np.inf)
+        self._scores[0] = 0.0
+        self.rows = beam_size
+        self._tokens: list[np.ndarray] = []  # per step: [live rows] token of each live row
+        self._parents: list[np.ndarray] = []  # per step: [live rows] row of the previous step
+        self._attention: list[np.ndarray] = []  # per step: [rows that ran, src_len]
+        self._finished: list[_Finished] = []
+
+    def advance(self, log_probs: np.ndarray, attention: np.ndarray | None) -> Advance:
+        step = len(self._tokens)
+        vocab = log_probs.shape[1]
+        allowed = _allowed_log_probs(log_probs, self._special, step >= self._max_length)
+        totals = self._scores[:, None] + allowed  # [rows, vocab]
+        # Rank on totals shifted by the best row's score: with one row this is exactly the row's
+        # log-probs, so beam 1 breaks ties like argmax and equals greedy bit for bit.
+        ranking = ((self._scores - self._scores.max())[:, None] + allowed).ravel()
+        candidates = min(2 * self._k, ranking.size)
+        top = np.argpartition(-ranking, candidates - 1)[:candidates]
+        top = top[np.lexsort((top, -ranking[top]))]  # by rank, ties to the lower index like argmax
+        if self._want_attention and attention is not None:
+            self._attention.append(np.array(attention, dtype=np.float32))
+
+        parents: list[int] = []
+        tokens: list[int] = []
+        scores: list[float] = []
+        ended = 0
+        top_ended = False
+        for rank, flat in enumerate(top.tolist()):
+            parent, token = divmod(flat, vocab)
+            total = float(totals[parent, token])
+            if total == -np.inf:
+                break
+            if token == self._special.eos_id:
+                if rank < self._k:
+                    normalized = total / length_penalty(step + 1, self._alpha)
+                    self._finished.append(_Finished(normalized, total, step, parent))
+                    ended += 1
+                    top_ended = top_ended or rank == 0
+                continue
+            parents.append(parent)
+            tokens.append(token)
+            scores.append(total)
+            if len(parents) == self._k:
+                break
+        self._tokens.append(np.array(tokens, np.int64))
+        self._parents.append(np.array(parents, np.int64))
+        self._scores = np.array(scores, np.float64)
+        self.rows = len(parents)
+        done = self.rows == 0 or top_ended or self._cannot_improve(step)
+        if done:
+            empty = np.zeros(0, np.int64)
+            return Advance(empty, empty, done=True, generated_tokens=ended + len(parents))
+        return Advance(self._parents[-1], self._tokens[-1], done=False, generated_tokens=ended + len(parents))
+
+    def _cannot_improve(self, step: int) -> bool:
+        if not self._finished:
+            return False
+        best_live = float(self._scores.max())  # log-probs only fall from here
+        # The most a live hypothesis can gain from the penalty: the longest length when alpha > 0,
+        # the next length otherwise (the penalty then shrinks with length).
+        longest = self._max_length + 1 if self._alpha > 0 else step + 2
+        bound = best_live / length_penalty(longest, self._alpha)
+        return max(f.normalized for f in self._finished) >= bound
+
+    def _trace(self, step: int, row: int) -> tuple[list[int], list[np.ndarray]]:
+        """Tokens (and attention rows) of live row `row` after `step`, following backpointers."""
+        tokens: list[int] = []
+        rows: list[np.ndarray] = []
+        for t in range(step, -1, -1):
+            tokens.append(int(self._tokens[t][row]))
+            parent = int(self._parents[t][row])
+            if self._attention:
+                rows.append(self._attention[t][parent])
+            row = parent
+        tokens.reverse()
+        rows.reverse()
+        return tokens, rows
+
+    def best(self) -> Hypothesis:
+        if self._finished:
+            chosen = max(self._finished, key=lambda f: f.normalized)  # first of equals wins
+            tokens, rows = self._trace(chosen.step - 1, chosen.parent)
+            if self._attention:
+                rows.append(self._attention[chosen.step][chosen.parent])
+            score = chosen.score
+        elif self.rows > 0:  # unreachable unless the model gave eos -inf forever
+            row = int(np.argmax(self._scores))
+            tokens, rows = self._trace(len(self._tokens) - 1, row)
+            score = float(self._scores[row])
+        else:
+            tokens, rows, score = [], [], -math.inf
+        attention = np.stack(rows) if self._want_attention and rows else None
+        return Hypothesis(tokens, score, attention)
+
+
+def make_search(request: TranslationRequest, special: SpecialIds, max_length: int) -> Search:
+    if request.beam_size == 1:
+        return GreedySearch(special, max_length, request.want_attention)
+    return BeamSearch(special, request.beam_size, max_length, request.length_penalty, request.want_attention)

@@ -1,0 +1,458 @@
+"""The batching loop: admit waiting requests, run one decoder step for every active row, retire.
+
+Owns the bounded queue, deadlines, cancellation, failure isolation and the three batching modes.
+Model calls run on one worker thread, never on the event loop. Pure Python + numpy; must not
+import fastapi, onnxruntime, prometheus_client, service.api or service.runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from service.engine.batch import DecodeBatch
+from service.engine.decoding import Search, make_search
+from service.engine.errors import DeadlineExceeded, Draining, EngineFailure, InvalidRequest, Overloaded
+from service.engine.model import EncoderOutput, Seq2SeqModel, StepOutput
+from service.engine.types import (
+    MAX_BEAM_SIZE,
+    FinishedRequest,
+    SchedulerConfig,
+    SchedulerSnapshot,
+    SpecialIds,
+    StepStats,
+    TranslationRequest,
+    TranslationResult,
+)
+
+logger = logging.getLogger(__name__)
+
+_RETRY_WINDOW_SECONDS = 10.0
+
+
+@dataclass(eq=False)
+class _Pending:
+    key: int
+    request: TranslationRequest
+    future: asyncio.Future[TranslationResult]
+    submitted_at: float
+    max_length: int
+    timer: asyncio.TimerHandle | None = None
+    admitted_at: float = 0.0
+    search: Search | None = None
+    rows: int = 0  # rows this request holds in the current batch
+
+
+@dataclass
+class _Counters:
+    """What happened since the last StepStats; reset when stats are emitted."""
+
+    encoder_calls: int = 0
+    rows_admitted: int = 0
+    requests_admitted: int = 0
+    decoder_step_rows: int = 0
+    padded_source_positions: int = 0
+    total_source_positions: int = 0
+    decoder_padded_source_positions: int = 0
+    decoder_total_source_positions: int = 0
+    generated_tokens: int = 0
+    finished: list[FinishedRequest] = field(default_factory=list)
+    failed: int = 0
+    expired: int = 0
+    cancelled: int = 0
+
+
+class Scheduler:
+    """Continuous (step-level) batching over a Seq2SeqModel; `static` and `off` modes for comparison."""
+
+    def __init__(
+        self,
+        model: Seq2SeqModel,
+        special: SpecialIds,
+        config: SchedulerConfig,
+        on_stats: Callable[[StepStats], None] | None = None,
+    ) -> None:
+        self._model = model
+        self._special = special
+        self._config = config
+        self._on_stats = on_stats
+        self._keys = itertools.count()
+        self._waiting: deque[_Pending] = deque()
+        self._active: dict[int, _Pending] = {}  # insertion order == row order in self._batch
+        self._batch: DecodeBatch | None = None
+        self._counters = _Counters()
+        self._completions: deque[float] = deque(maxlen=1024)  # monotonic times, for Retry-After
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._draining = False
+
+    # ----------------------------------------------------------------- public interface
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-model")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="translation-scheduler")
+
+    async def submit(self, request: TranslationRequest) -> TranslationResult:
+        if self._draining or not self._running():
+            raise Draining("the translation engine is not accepting requests")
+        max_length = self._validate(request)
+        if len(self._waiting) >= self._config.max_queue_requests:
+            raise Overloaded(self._retry_after_s())
+        now = time.monotonic()
+        deadline = request.deadline
+        if deadline is None and self._config.default_timeout_s > 0:
+            deadline = now + self._config.default_timeout_s
+        if deadline is not None and deadline <= now:
+            raise DeadlineExceeded("the request's deadline passed before it was queued")
+        loop = asyncio.get_running_loop()
+        pending = _Pending(next(self._keys), request, loop.create_future(), now, max_length)
+        if deadline is not None:
+            pending.timer = loop.call_later(deadline - now, self._expire, pending)
+        self._waiting.append(pending)
+        self._wake()
+        try:
+            return await pending.future
+        except asyncio.CancelledError:
+            # The caller went away: leave the queue now; active rows are dropped at the next step.
+            if self._remove_waiting(pending):
+                self._counters.cancelled += 1
+            self._wake()
+            raise
+        finally:
+            if pending.timer is not None:
+                pending.timer.cancel()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Refuse new work, finish everything accepted (queued and active), then stop the loop."""
+        self._draining = True
+        self._wake()
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop at once: whatever is still queued or active fails with Draining."""
+        self._draining = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        error = Draining("the translation engine stopped before this request finished")
+        for pending in [*self._waiting, *self._active.values()]:
+            self._fail(pending, error)
+        self._waiting.clear()
+        self._active.clear()
+        self._batch = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def snapshot(self) -> SchedulerSnapshot:
+        return SchedulerSnapshot(
+            queue_depth=len(self._waiting),
+            active_rows=self._batch.rows if self._batch is not None else 0,
+            active_requests=len(self._active),
+            mode=self._config.mode,
+            running=self._running(),
+            draining=self._draining,
+            max_batch_rows=self._config.max_batch_rows,
+        )
+
+    # ----------------------------------------------------------------- admission checks
+
+    def _validate(self, request: TranslationRequest) -> int:
+        """Reject requests that can never be served; return the request's generated-token cap."""
+        source = request.source_ids
+        if not source:
+            raise InvalidRequest("source_ids is empty")
+        vocab = self._model.vocab_size
+        if min(source) < 0 or max(source) >= vocab:
+            raise InvalidRequest(f"source ids must lie in [0, {vocab})")
+        if not 1 <= request.beam_size <= MAX_BEAM_SIZE:
+            raise InvalidRequest(f"beam_size must be between 1 and {MAX_BEAM_SIZE}")
+        if request.beam_size > self._config.max_batch_rows:
+            raise InvalidRequest(f"beam_size exceeds max_batch_rows ({self._config.max_batch_rows})")
+        if not math.isfinite(request.length_penalty):
+            raise InvalidRequest("length_penalty must be finite")
+        cap = self._config.max_output_tokens
+        if request.max_length is None:
+            return self._config.default_max_length(len(source))
+        if not 1 <= request.max_length <= cap:
+            raise InvalidRequest(f"max_length must be between 1 and {cap}")
+        return request.max_length
+
+    def _retry_after_s(self) -> float:
+        now = time.monotonic()
+        recent = [t for t in self._completions if now - t <= _RETRY_WINDOW_SECONDS]
+        if len(recent) < 2:
+            return 1.0
+        rate = len(recent) / max(now - recent[0], 1e-3)  # requests finished per second
+        return float(min(30.0, max(1.0, len(self._waiting) / rate)))
+
+    # ----------------------------------------------------------------- the loop
+
+    def _running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            if not self._active and not self._waiting:
+                if self._draining:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()  # idle: no polling until a submit wakes us
+                continue
+            started = time.monotonic()
+            try:
+                if self._config.mode == "static" and self._batch is None:
+                    await self._wait_to_fill()
+                await self._iterate()
+            except Exception as exc:  # a bug here must not kill the loop for later requests
+                logger.exception("scheduler iteration failed; failing its active requests")
+                self._fail_active(EngineFailure(f"internal engine error: {type(exc).__name__}"))
+            self._emit_stats(time.monotonic() - started)
+
+    async def _wait_to_fill(self) -> None:
+        """Static mode: wait until the queue holds a full batch or the oldest request waited long enough."""
+        assert self._wakeup is not None
+        while self._waiting and not self._draining:
+            fill_by = self._waiting[0].submitted_at + self._config.static_max_wait_ms / 1000.0
+            remaining = fill_by - time.monotonic()
+            waiting_rows = sum(p.request.beam_size for p in self._waiting)
+            if waiting_rows >= self._config.max_batch_rows or remaining <= 0:
+                return
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+
+    async def _iterate(self) -> None:
+        self._drop_abandoned()
+        admitted = self._admit()
+        if admitted:
+            await self._encode(admitted)
+        if self._batch is not None:
+            await self._step(self._batch)
+
+    def _admit(self) -> list[_Pending]:
+        mode = self._config.mode
+        if mode != "continuous" and self._batch is not None:
+            return []  # static/off: the current batch runs to completion first
+        free_rows = self._config.max_batch_rows - (self._batch.rows if self._batch is not None else 0)
+        max_requests = 1 if mode == "off" else self._config.max_queue_requests
+        admitted: list[_Pending] = []
+        while self._waiting and len(admitted) < max_requests:
+            head = self._waiting[0]
+            if head.future.done():  # expired or cancelled while queued
+                self._waiting.popleft()
+                continue
+            if head.request.beam_size > free_rows:
+                break  # first come, first served: a wide beam request is not overtaken forever
+            self._waiting.popleft()
+            admitted.append(head)
+            free_rows -= head.request.beam_size
+        return admitted
+
+    async def _call_model(self, function: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
+
+    async def _encode(self, admitted: list[_Pending]) -> None:
+        lengths = np.array([len(p.request.source_ids) for p in admitted], dtype=np.int64)
+        src_len = int(lengths.max())
+        source_ids = np.full((len(admitted), src_len), self._special.pad_id, dtype=np.int64)
+        for row, pending in enumerate(admitted):
+            source_ids[row, : lengths[row]] = pending.request.source_ids
+        now = time.monotonic()
+        for pending in admitted:
+            pending.admitted_at = now
+        counters = self._counters
+        counters.encoder_calls += 1
+        counters.total_source_positions += source_ids.size
+        counters.padded_source_positions += source_ids.size - int(lengths.sum())
+        try:
+            encoded: EncoderOutput = await self._call_model(self._model.encode, source_ids, lengths)
+            rows = [p.request.beam_size for p in admitted]
+            keys = [p.key for p in admitted]
+            new = DecodeBatch.from_encoder(keys, rows, lengths, encoded, self._special.bos_id)
+        except Exception as exc:
+            logger.exception("encoder failed for %d requests", len(admitted))
+            for pending in admitted:
+                self._fail(pending, EngineFailure(f"the model failed while encoding: {type(exc).__name__}"))
+            counters.failed += len(admitted)
+            return
+        for pending, row_count in zip(admitted, rows, strict=True):
+            pending.search = make_search(pending.request, self._special, pending.max_length)
+            pending.rows = row_count
+            self._active[pending.key] = pending
+        self._batch = DecodeBatch.concatenate([self._batch, new])
+        counters.requests_admitted += len(admitted)
+        counters.rows_admitted += sum(rows)
+
+    async def _step(self, batch: DecodeBatch) -> None:
+        counters = self._counters
+        counters.decoder_step_rows += batch.rows
+        counters.decoder_total_source_positions += batch.rows * batch.src_len
+        counters.decoder_padded_source_positions += batch.padded_positions
+        try:
+            out: StepOutput = await self._call_model(
+                self._model.decode_step, batch.previous_tokens, batch.state, batch.memory
+            )
+            if out.log_probs.shape[0] != batch.rows or out.attention.shape[0] != batch.rows:
+                raise ValueError(f"decoder returned {out.log_probs.shape[0]} rows for {batch.rows}")
+        except Exception as exc:
+            logger.exception("decoder step failed for %d requests", len(self._active))
+            self._fail_active(EngineFailure(f"the model failed during a decoder step: {type(exc).__name__}"))
+            return
+        self._advance(batch, out)
+
+    def _advance(self, batch: DecodeBatch, out: StepOutput) -> None:
+        """Give each request its rows' outputs; keep the rows that continue, resolve the rest."""
+        keep: list[np.ndarray] = []
+        tokens: list[np.ndarray] = []
+        offset = 0
+        now = time.monotonic()
+        for pending in list(self._active.values()):
+            start, offset = offset, offset + pending.rows
+            rows = slice(start, offset)
+            if pending.future.done():  # expired or cancelled during the step
+                self._retire_abandoned(pending)
+                continue
+            assert pending.search is not None
+            request = pending.request
+            attention = out.attention[rows, : len(request.source_ids)] if request.want_attention else None
+            try:
+                advance = pending.search.advance(out.log_probs[rows], attention)
+            except Exception as exc:
+                logger.exception("search failed for one request")
+                self._fail(pending, EngineFailure(f"decoding failed: {type(exc).__name__}"))
+                del self._active[pending.key]
+                self._counters.failed += 1
+                continue
+            self._counters.generated_tokens += advance.generated_tokens
+            if advance.done:
+                self._resolve(pending, now)
+                continue
+            pending.rows = len(advance.parents)
+            keep.append(start + advance.parents)
+            tokens.append(advance.tokens)
+        if offset != batch.rows:
+            raise RuntimeError(f"active requests hold {offset} rows but the batch has {batch.rows}")
+        if not keep:
+            self._batch = None
+            return
+        self._batch = batch.with_state(out.state).filter(np.concatenate(keep), np.concatenate(tokens))
+
+    def _drop_abandoned(self) -> None:
+        """Free the rows of requests whose deadline passed or whose caller went away."""
+        if self._batch is None or not any(p.future.done() for p in self._active.values()):
+            return
+        keep: list[np.ndarray] = []
+        offset = 0
+        for pending in list(self._active.values()):
+            if pending.future.done():
+                self._retire_abandoned(pending)
+            else:
+                keep.append(np.arange(offset, offset + pending.rows))
+            offset += pending.rows
+        self._batch = self._batch.filter(np.concatenate(keep)) if keep else None
+
+    # ----------------------------------------------------------------- resolving futures
+
+    def _retire_abandoned(self, pending: _Pending) -> None:
+        del self._active[pending.key]
+        if pending.future.cancelled():
+            self._counters.cancelled += 1
+        # expired requests were counted by _expire
+
+    def _resolve(self, pending: _Pending, now: float) -> None:
+        del self._active[pending.key]
+        assert pending.search is not None
+        best = pending.search.best()
+        queue_wait = pending.admitted_at - pending.submitted_at
+        decode = now - pending.admitted_at
+        result = TranslationResult(
+            target_ids=best.target_ids,
+            attention=best.attention,
+            score=best.score,
+            queue_wait_seconds=queue_wait,
+            decode_seconds=decode,
+        )
+        if not pending.future.done():
+            pending.future.set_result(result)
+        self._counters.finished.append(FinishedRequest(queue_wait, decode, len(best.target_ids) + 1))
+        self._completions.append(now)
+
+    def _expire(self, pending: _Pending) -> None:
+        if pending.future.done():
+            return
+        pending.future.set_exception(DeadlineExceeded("the request's deadline passed before it finished"))
+        self._counters.expired += 1
+        self._remove_waiting(pending)
+        self._wake()
+
+    def _remove_waiting(self, pending: _Pending) -> bool:
+        try:
+            self._waiting.remove(pending)
+        except ValueError:
+            return False
+        return True
+
+    @staticmethod
+    def _fail(pending: _Pending, error: Exception) -> None:
+        if not pending.future.done():
+            pending.future.set_exception(error)
+
+    def _fail_active(self, error: EngineFailure) -> None:
+        for pending in self._active.values():
+            if not pending.future.done():
+                pending.future.set_exception(error)
+                self._counters.failed += 1
+        self._active.clear()
+        self._batch = None
+
+    def _emit_stats(self, step_seconds: float) -> None:
+        counters, self._counters = self._counters, _Counters()
+        if self._on_stats is None:
+            return
+        stats = StepStats(
+            encoder_calls=counters.encoder_calls,
+            rows_admitted=counters.rows_admitted,
+            requests_admitted=counters.requests_admitted,
+            decoder_step_rows=counters.decoder_step_rows,
+            padded_source_positions=counters.padded_source_positions,
+            total_source_positions=counters.total_source_positions,
+            decoder_padded_source_positions=counters.decoder_padded_source_positions,
+            decoder_total_source_positions=counters.decoder_total_source_positions,
+            generated_tokens=counters.generated_tokens,
+            finished=tuple(counters.finished),
+            failed=counters.failed,
+            expired=counters.expired,
+            cancelled=counters.cancelled,
+            queue_depth=len(self._waiting),
+            active_rows=self._batch.rows if self._batch is not None else 0,
+            step_seconds=step_seconds,
+        )
+        try:
+            self._on_stats(stats)
+        except Exception:  # a metrics sink must never stop translation
+            logger.exception("on_stats callback failed")

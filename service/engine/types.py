@@ -1,0 +1,111 @@
+"""Plain values crossing the engine's boundary: requests, results, configuration and stats.
+
+Pure Python + numpy; must not import fastapi, onnxruntime or prometheus_client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import numpy as np
+
+BatchingMode = Literal["continuous", "static", "off"]
+BATCHING_MODES: tuple[str, ...] = ("continuous", "static", "off")
+MAX_BEAM_SIZE = 8
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    pad_id: int
+    unk_id: int
+    bos_id: int
+    eos_id: int
+
+
+@dataclass(frozen=True)
+class TranslationRequest:
+    source_ids: list[int]  # pieces + [eos], already length-checked by the API
+    beam_size: int = 1  # 1..MAX_BEAM_SIZE; a beam request occupies beam_size decoder rows
+    max_length: int | None = None  # cap on generated tokens (eos excluded); None: from source length
+    length_penalty: float = 1.0  # GNMT alpha: score / ((5 + len) / 6) ** alpha
+    want_attention: bool = False
+    deadline: float | None = None  # time.monotonic() seconds; None: the scheduler's default timeout
+
+
+@dataclass(frozen=True)
+class TranslationResult:
+    target_ids: list[int]  # without bos/eos
+    # [decoder steps, len(source_ids)] float32, one row per generated token including the final eos
+    # (so len(target_ids) + 1 rows); rows sum to 1. Only when the request wanted attention.
+    attention: np.ndarray | None
+    score: float  # total log-probability of target_ids + eos (beam: of the chosen hypothesis)
+    queue_wait_seconds: float
+    decode_seconds: float
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    mode: BatchingMode = "continuous"
+    max_batch_rows: int = 64  # decoder rows active at once (a beam request uses beam_size rows)
+    max_queue_requests: int = 256  # waiting requests; beyond -> Overloaded
+    static_max_wait_ms: float = 5.0  # static mode: wait this long to fill a batch
+    default_timeout_s: float = 30.0  # deadline for requests without one; <= 0: none
+    max_output_tokens: int = 256  # hard cap on generated tokens per request (eos excluded)
+
+    def __post_init__(self) -> None:
+        if self.mode not in BATCHING_MODES:
+            raise ValueError(f"batching mode must be one of {BATCHING_MODES}, got {self.mode!r}")
+        if self.max_batch_rows < 1:
+            raise ValueError(f"max_batch_rows must be >= 1, got {self.max_batch_rows}")
+        if self.max_queue_requests < 1:
+            raise ValueError(f"max_queue_requests must be >= 1, got {self.max_queue_requests}")
+        if self.static_max_wait_ms < 0:
+            raise ValueError(f"static_max_wait_ms must be >= 0, got {self.static_max_wait_ms}")
+        if self.max_output_tokens < 1:
+            raise ValueError(f"max_output_tokens must be >= 1, got {self.max_output_tokens}")
+
+    def default_max_length(self, source_length: int) -> int:
+        """Generated-token cap for a source of `source_length` tokens (eos included)."""
+        return min(2 * source_length + 10, self.max_output_tokens)
+
+
+class FinishedRequest(NamedTuple):
+    queue_wait_seconds: float
+    decode_seconds: float
+    generated_tokens: int  # of the returned translation, eos included
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What one scheduler iteration did; the metrics sink turns these into counters/histograms."""
+
+    encoder_calls: int  # 0 or 1
+    rows_admitted: int  # decoder rows added this iteration (a beam request adds beam_size)
+    requests_admitted: int
+    decoder_step_rows: int  # rows in this iteration's decoder step (0: no step ran)
+    # Encoder padding: positions computed for padding vs all positions (batch * padded src_len).
+    padded_source_positions: int
+    total_source_positions: int
+    # The same for the decoder step's attention over memory (rows * padded src_len).
+    decoder_padded_source_positions: int
+    decoder_total_source_positions: int
+    generated_tokens: int  # tokens chosen this step over all live hypotheses
+    finished: tuple[FinishedRequest, ...]
+    failed: int  # requests failed with EngineFailure this iteration
+    expired: int  # requests failed with DeadlineExceeded this iteration
+    cancelled: int  # requests whose caller went away, dropped this iteration
+    queue_depth: int  # after this iteration
+    active_rows: int
+    step_seconds: float  # wall time of this iteration (model calls included)
+
+
+@dataclass(frozen=True)
+class SchedulerSnapshot:
+    queue_depth: int
+    active_rows: int
+    active_requests: int
+    mode: BatchingMode
+    running: bool
+    draining: bool
+    max_batch_rows: int

@@ -1,0 +1,282 @@
+"""The Seq2SeqModel Protocol implemented with ONNX Runtime: one InferenceSession per graph.
+
+Owns providers, threading options, the load-time check of graph inputs/outputs against the manifest
+and, on CUDA, keeping the step's memory on the device. Must not import fastapi, torch or training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnxruntime as ort
+
+from model_store.manifest import (
+    DECODER_STEP_INPUTS,
+    DECODER_STEP_OUTPUTS,
+    ENCODER_INPUTS,
+    ENCODER_OUTPUTS,
+    GraphSpec,
+    Manifest,
+)
+from service.engine.model import DecoderState, EncoderOutput, Memory, StepOutput
+
+Providers = Literal["cpu", "cuda"]
+CUDA_UNAVAILABLE = (
+    "CUDA requested but onnxruntime has no CUDAExecutionProvider: "
+    "install onnxruntime-gpu and run on a GPU machine"
+)
+
+# ONNX type of every contract tensor; a graph declaring another type would fail on the first request.
+_TENSOR_TYPES = {
+    "source_ids": "tensor(int64)",
+    "source_lengths": "tensor(int64)",
+    "previous_tokens": "tensor(int64)",
+    "source_mask": "tensor(bool)",
+}
+_FLOAT = "tensor(float)"
+# Inputs without which a graph cannot work (others, e.g. a `none` decoder's memory, may be dropped).
+_REQUIRED_INPUTS = {"encoder": ("source_ids",), "decoder_step": ("previous_tokens", "hidden", "cell")}
+_CONTRACT = {
+    "encoder": (ENCODER_INPUTS, ENCODER_OUTPUTS),
+    "decoder_step": (DECODER_STEP_INPUTS, DECODER_STEP_OUTPUTS),
+}
+_MEMORY_INPUTS = ("memory", "memory_keys", "source_mask")
+
+
+class ModelLoadError(Exception):
+    """An artifact's ONNX graphs cannot be loaded or do not match the manifest; names the graph."""
+
+
+def _session_options(intra_op_threads: int, inter_op_threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = intra_op_threads  # 0: ORT's default (one per physical core)
+    options.inter_op_num_threads = inter_op_threads
+    # Between decoder steps the threads would spin waiting for work, stealing the cores the
+    # event loop and the next step need (2-3x slower on 2 cores).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only; ORT's warnings about unused initializers are noise
+    return options
+
+
+@dataclass(frozen=True)
+class _Graph:
+    """One checked InferenceSession: feeds exactly the inputs it declares, returns outputs by name."""
+
+    role: str
+    path: Path
+    session: ort.InferenceSession
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self.session.run(list(self.outputs), {name: feeds[name] for name in self.inputs})
+        return dict(zip(self.outputs, values, strict=True))
+
+
+def _open_graph(
+    role: str, artifact_dir: Path, spec: GraphSpec, options: ort.SessionOptions, providers: list[Any]
+) -> _Graph:
+    path = artifact_dir / spec.file
+    if not path.is_file():
+        raise ModelLoadError(f"{role} graph {path}: file not found")
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # ORT raises its own exception types for unreadable or invalid models
+        raise ModelLoadError(f"{role} graph {path}: onnxruntime cannot load it: {exc}") from exc
+    inputs = {arg.name: arg.type for arg in session.get_inputs()}
+    outputs = {arg.name: arg.type for arg in session.get_outputs()}
+    contract_inputs, contract_outputs = _CONTRACT[role]
+    problems: list[str] = []
+    if unknown := sorted(inputs.keys() - spec.inputs.keys()):
+        problems.append(f"inputs {unknown} are not in the manifest's {sorted(spec.inputs)}")
+    if unknown := sorted(spec.inputs.keys() - contract_inputs.keys()):
+        problems.append(f"manifest inputs {unknown} are not in the contract {sorted(contract_inputs)}")
+    if missing := [name for name in _REQUIRED_INPUTS[role] if name not in inputs]:
+        problems.append(f"required inputs {missing} are missing (graph has {sorted(inputs)})")
+    if missing := sorted(spec.outputs.keys() - outputs.keys()):
+        problems.append(f"manifest outputs {missing} are missing (graph has {sorted(outputs)})")
+    if unknown := sorted(outputs.keys() - spec.outputs.keys()):
+        problems.append(f"outputs {unknown} are not in the manifest's {sorted(spec.outputs)}")
+    if missing := sorted(contract_outputs.keys() - outputs.keys()):
+        problems.append(f"contract outputs {missing} are missing")
+    for name, actual in [*inputs.items(), *outputs.items()]:
+        expected = _TENSOR_TYPES.get(name, _FLOAT)
+        if actual != expected:
+            problems.append(f"{name} has type {actual}, expected {expected}")
+    if problems:
+        raise ModelLoadError(f"{role} graph {path} does not match the manifest: " + "; ".join(problems))
+    return _Graph(
+        role=role,
+        path=path,
+        session=session,
+        inputs=tuple(arg.name for arg in session.get_inputs()),
+        outputs=tuple(name for name in contract_outputs if name in outputs),
+    )
+
+
+class _DeviceMemory:
+    """CUDA only: the step's memory tensors copied to the device once per batch composition.
+
+    The scheduler keeps one Memory object while its set of requests is unchanged, so identity is
+    the cache key; hidden/cell stay on the host because beams reorder them every step.
+    """
+
+    def __init__(self, device: str, device_id: int) -> None:
+        self._device, self._device_id = device, device_id
+        self._source: Memory | None = None
+        self._values: dict[str, ort.OrtValue] = {}
+
+    def values(self, memory: Memory) -> dict[str, ort.OrtValue]:
+        if memory is not self._source:
+            arrays = {
+                "memory": memory.memory,
+                "memory_keys": memory.memory_keys,
+                "source_mask": memory.source_mask,
+            }
+            self._values = {
+                name: ort.OrtValue.ortvalue_from_numpy(
+                    np.ascontiguousarray(array), self._device, self._device_id
+                )
+                for name, array in arrays.items()
+            }
+            self._source = memory
+        return self._values
+
+
+class OnnxSeq2SeqModel:
+    """Encoder + decoder_step InferenceSessions behind the engine's Seq2SeqModel Protocol."""
+
+    def __init__(
+        self,
+        encoder: _Graph,
+        decoder: _Graph,
+        vocab_size: int,
+        probe_token: int,
+        device_memory: _DeviceMemory | None = None,
+    ) -> None:
+        self._encoder = encoder
+        self._decoder = decoder
+        self._device_memory = device_memory
+        self.vocab_size = vocab_size
+        self.providers: list[str] = list(decoder.session.get_providers())
+        self._probe_token = probe_token  # a valid source id (eos) for probes and warm-up
+        probe = self.encode(np.array([[probe_token]], dtype=np.int64), np.array([1], dtype=np.int64))
+        self.num_layers = int(probe.hidden.shape[0])
+        self.hidden_size = int(probe.hidden.shape[2])
+        self.memory_size = int(probe.memory.shape[2])
+
+    @classmethod
+    def load(
+        cls,
+        artifact_dir: Path,
+        manifest: Manifest,
+        variant: str = "fp32",
+        providers: Providers = "cpu",
+        intra_op_threads: int = 0,
+        inter_op_threads: int = 1,
+        device_id: int = 0,
+        io_binding: bool | None = None,
+    ) -> OnnxSeq2SeqModel:
+        """Open and check both graphs of `variant`. `io_binding` (default: on for CUDA) keeps the
+        decoder's memory on the device between steps."""
+        artifact_dir = Path(artifact_dir)
+        if variant not in manifest.variants:
+            raise ModelLoadError(f"{artifact_dir}: no variant {variant!r} (has {sorted(manifest.variants)})")
+        graphs = manifest.variants[variant]
+        if missing := sorted({"encoder", "decoder_step"} - graphs.keys()):
+            raise ModelLoadError(f"{artifact_dir}: variant {variant!r} lacks graphs {missing}")
+        if providers == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ModelLoadError(CUDA_UNAVAILABLE)
+            provider_list: list[Any] = [
+                ("CUDAExecutionProvider", {"device_id": device_id}),
+                "CPUExecutionProvider",
+            ]
+        elif providers == "cpu":
+            provider_list = ["CPUExecutionProvider"]
+        else:
+            raise ModelLoadError(f"unknown providers {providers!r}: use 'cpu' or 'cuda'")
+        options = _session_options(intra_op_threads, inter_op_threads)
+        encoder = _open_graph("encoder", artifact_dir, graphs["encoder"], options, provider_list)
+        decoder = _open_graph("decoder_step", artifact_dir, graphs["decoder_step"], options, provider_list)
+        if providers == "cuda" and decoder.session.get_providers()[0] != "CUDAExecutionProvider":
+            # ORT silently falls back to CPU when the CUDA libraries fail to initialise.
+            raise ModelLoadError(f"{decoder.path}: the CUDA provider failed to initialise (see ORT's log)")
+        use_binding = providers == "cuda" if io_binding is None else io_binding
+        device = "cuda" if providers == "cuda" else "cpu"
+        device_memory = _DeviceMemory(device, device_id) if use_binding else None
+        try:
+            return cls(encoder, decoder, manifest.vocab_size, manifest.special_tokens.eos_id, device_memory)
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"{artifact_dir}: probe encode failed: {exc}") from exc
+
+    def encode(self, source_ids: np.ndarray, source_lengths: np.ndarray) -> EncoderOutput:
+        out = self._encoder.run(
+            {
+                "source_ids": np.ascontiguousarray(source_ids, dtype=np.int64),
+                "source_lengths": np.ascontiguousarray(source_lengths, dtype=np.int64),
+            }
+        )
+        return EncoderOutput(
+            memory=out["memory"], memory_keys=out["memory_keys"], hidden=out["hidden"], cell=out["cell"]
+        )
+
+    def decode_step(self, previous_tokens: np.ndarray, state: DecoderState, memory: Memory) -> StepOutput:
+        host_feeds: dict[str, np.ndarray] = {
+            "previous_tokens": np.ascontiguousarray(previous_tokens, dtype=np.int64),
+            "hidden": np.ascontiguousarray(state.hidden, dtype=np.float32),
+            "cell": np.ascontiguousarray(state.cell, dtype=np.float32),
+        }
+        if self._device_memory is None:
+            feeds: dict[str, np.ndarray] = {
+                **host_feeds,
+                "memory": memory.memory,
+                "memory_keys": memory.memory_keys,
+                "source_mask": np.ascontiguousarray(memory.source_mask, dtype=np.bool_),
+            }
+            out = self._decoder.run(feeds)
+        else:
+            out = self._run_bound(host_feeds, memory)
+        return StepOutput(
+            log_probs=out["log_probs"],
+            state=DecoderState(hidden=out["next_hidden"], cell=out["next_cell"]),
+            attention=out["attention"],
+        )
+
+    def _run_bound(self, host_feeds: dict[str, np.ndarray], memory: Memory) -> dict[str, np.ndarray]:
+        """IO binding: memory from the device cache, small per-step tensors from the host."""
+        assert self._device_memory is not None
+        session = self._decoder.session
+        binding = session.io_binding()
+        device_values = self._device_memory.values(memory)
+        for name in self._decoder.inputs:
+            if name in _MEMORY_INPUTS:
+                binding.bind_ortvalue_input(name, device_values[name])
+            else:
+                binding.bind_cpu_input(name, host_feeds[name])
+        for name in self._decoder.outputs:
+            binding.bind_output(name, "cpu")  # log-probs are read on the host; state is reordered there
+        session.run_with_iobinding(binding)
+        return dict(zip(self._decoder.outputs, binding.copy_outputs_to_cpu(), strict=True))
+
+    def warm_up(self, rows: int = 2, source_length: int = 4) -> None:
+        """One small encode + decoder step, so the first request does not pay for lazy initialisation."""
+        source = np.full((rows, source_length), self._probe_token, dtype=np.int64)
+        lengths = np.full(rows, source_length, dtype=np.int64)
+        lengths[-1] = 1  # exercise the padded path too
+        encoded = self.encode(source, lengths)
+        mask = np.arange(source_length)[None, :] < lengths[:, None]
+        self.decode_step(
+            np.full(rows, self._probe_token, dtype=np.int64),
+            DecoderState(encoded.hidden, encoded.cell),
+            Memory(encoded.memory, encoded.memory_keys, mask),
+        )

@@ -1,0 +1,77 @@
+"""<unk> replacement and word alignment from attention matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model_store.codec import word_index_of_pieces
+from service.engine import moses_format, unk_replace, word_alignment
+
+UNK = 1
+
+
+def test_unk_is_replaced_by_the_most_attended_source_piece() -> None:
+    surfaces = ["Hello", " Zoltan", " 1999", "!"]
+    attention = np.array(
+        [
+            [0.9, 0.05, 0.03, 0.01, 0.01],  # "Hallo"
+            [0.05, 0.8, 0.1, 0.04, 0.01],  # <unk> -> Zoltan
+            [0.0, 0.1, 0.85, 0.04, 0.01],  # <unk> -> 1999
+            [0.0, 0.0, 0.0, 0.2, 0.8],  # <unk> attending to eos most: the eos column is ignored
+            [0.0, 0.0, 0.0, 0.0, 1.0],  # eos row
+        ]
+    )
+    assert unk_replace([17, UNK, UNK, UNK], attention, surfaces, UNK) == [None, "Zoltan", "1999", "!"]
+
+
+def test_unk_replacement_copies_whole_words_when_given_word_indices() -> None:
+    pieces = ["▁Zol", "tan", "▁says", "▁hi"]
+    surfaces = ["Zol", "tan", " says", " hi"]
+    attention = np.array([[0.3, 0.35, 0.35, 0.0, 0.0], [0.1, 0.1, 0.1, 0.6, 0.1]])
+    words = word_index_of_pieces(pieces)
+    # piece-wise, "tan" and "says" tie (argmax takes "tan"); word-wise, Zoltan has 0.65 against 0.35
+    assert unk_replace([UNK, 9], attention, surfaces, UNK, source_word_index=words) == ["Zoltan", None]
+    assert unk_replace([UNK, 9], attention, surfaces, UNK) == ["tan", None]
+
+
+def test_unk_replace_without_source_pieces_returns_nothing() -> None:
+    assert unk_replace([UNK], np.ones((2, 1)), [], UNK) == [None]
+
+
+def test_word_alignment_merges_pieces_into_words() -> None:
+    # source words: the(0) house(1: ▁hou se) is(2); target words: das(0) Haus(1: ▁Ha us) ist(2)
+    source_words = word_index_of_pieces(["▁the", "▁hou", "se", "▁is"])
+    target_words = word_index_of_pieces(["▁das", "▁Ha", "us", "▁ist"])
+    attention = np.array(
+        [
+            [0.7, 0.1, 0.1, 0.05, 0.05],
+            [0.3, 0.25, 0.2, 0.2, 0.05],  # piece-wise "the" wins; merged, "house" has 0.45
+            [0.1, 0.3, 0.3, 0.25, 0.05],
+            [0.05, 0.05, 0.05, 0.8, 0.05],
+            [0.0, 0.0, 0.0, 0.0, 1.0],  # eos row, dropped
+        ]
+    )
+    pairs = word_alignment(attention, source_words, target_words)
+    assert pairs == [(0, 0), (1, 1), (2, 2)]
+    assert moses_format(pairs) == "0-0 1-1 2-2"
+
+
+def test_word_alignment_handles_reordering_and_empty_input() -> None:
+    attention = np.array([[0.1, 0.8, 0.1], [0.9, 0.05, 0.05], [0.0, 0.0, 1.0]])
+    assert word_alignment(attention, [0, 1], [0, 1]) == [(1, 0), (0, 1)]
+    assert moses_format(word_alignment(attention, [0, 1], [0, 1])) == "1-0 0-1"
+    assert word_alignment(attention, [], [0]) == []
+    assert moses_format([]) == ""
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_alignment_covers_every_target_word_once(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    source_words = sorted(rng.integers(0, 4, size=7).tolist())
+    source_words = [w - source_words[0] for w in source_words]
+    target_words = [0, 0, 1, 2, 2, 2, 3]
+    attention = rng.dirichlet(np.ones(8), size=8)
+    pairs = word_alignment(attention, source_words, target_words)
+    assert [t for _, t in pairs] == [0, 1, 2, 3]
+    assert all(0 <= s <= max(source_words) for s, _ in pairs)

@@ -1,0 +1,171 @@
+"""Search strategies driven directly by scripted log-probs: beam 1 == greedy, beam beats greedy
+on a trap, length limits and penalties, forbidden tokens, attention via backpointers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from service.engine import (
+    BeamSearch,
+    GreedySearch,
+    Hypothesis,
+    SpecialIds,
+    TranslationRequest,
+    length_penalty,
+)
+from service.engine.decoding import make_search
+
+SPECIAL = SpecialIds(pad_id=0, unk_id=1, bos_id=2, eos_id=3)
+SRC_LEN = 5
+
+# (step, previous token per row [rows]) -> log-probs [rows, vocab]
+Script = Callable[[int, np.ndarray], np.ndarray]
+
+
+def drive(search: GreedySearch | BeamSearch, script: Script, max_steps: int = 200) -> Hypothesis:
+    """Run a strategy as the scheduler would, with attention peaked on (previous token % SRC_LEN)."""
+    previous = np.full(search.rows, SPECIAL.bos_id, dtype=np.int64)
+    for step in range(max_steps):
+        attention = np.eye(SRC_LEN, dtype=np.float32)[previous % SRC_LEN]
+        advance = search.advance(script(step, previous), attention)
+        if advance.done:
+            return search.best()
+        previous = advance.tokens
+        assert len(advance.parents) == search.rows == len(previous)
+    raise AssertionError("search never finished")
+
+
+def random_script(seed: int, vocab: int = 30, eos_boost: float = 0.0) -> Script:
+    """Log-probs that depend on the step and each row's previous token, like a real decoder."""
+
+    def script(step: int, previous: np.ndarray) -> np.ndarray:
+        rows = []
+        for token in previous.tolist():
+            rng = np.random.default_rng(seed * 1_000_003 + step * 1009 + token)
+            logits = rng.normal(size=vocab) * 3
+            logits[SPECIAL.eos_id] += eos_boost * step
+            rows.append(logits - np.logaddexp.reduce(logits))
+        return np.asarray(rows, dtype=np.float32)
+
+    return script
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_beam_of_one_equals_greedy(seed: int) -> None:
+    script = random_script(seed, eos_boost=0.4)
+    greedy = drive(GreedySearch(SPECIAL, max_length=25, want_attention=True), script)
+    beam = drive(BeamSearch(SPECIAL, 1, max_length=25, alpha=1.0, want_attention=True), script)
+    assert beam.target_ids == greedy.target_ids
+    assert beam.score == greedy.score
+    assert beam.attention is not None and greedy.attention is not None
+    np.testing.assert_array_equal(beam.attention, greedy.attention)
+
+
+def test_beam_finds_the_better_sentence_greedy_misses() -> None:
+    a, b = 10, 11
+
+    def script(step: int, previous: np.ndarray) -> np.ndarray:
+        rows = np.full((len(previous), 20), np.log(0.01 / 17), dtype=np.float64)
+        for row, token in enumerate(previous.tolist()):
+            if token == SPECIAL.bos_id:  # first word: a looks best, b is close
+                rows[row, a], rows[row, b] = np.log(0.5), np.log(0.49)
+            elif token == b:  # after b the sentence ends confidently
+                rows[row, SPECIAL.eos_id] = np.log(0.99)
+            else:  # after a (and anything else) the model is lost
+                rows[row, 4:] = np.log(0.99 / 16)
+        return rows.astype(np.float32)
+
+    greedy = drive(GreedySearch(SPECIAL, 6, False), script)
+    beam = drive(BeamSearch(SPECIAL, 2, 6, alpha=0.0, want_attention=False), script)
+    assert greedy.target_ids[0] == a
+    assert beam.target_ids == [b]
+    assert beam.score == pytest.approx(np.log(0.49) + np.log(0.99), abs=1e-5)
+    assert beam.score > greedy.score
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_beam_score_is_at_least_greedy_without_penalty_on_peaked_models(seed: int) -> None:
+    script = random_script(seed, eos_boost=0.8)
+    greedy = drive(GreedySearch(SPECIAL, 30, False), script)
+    beam = drive(BeamSearch(SPECIAL, 8, 30, alpha=0.0, want_attention=False), script)
+    assert beam.score >= greedy.score - 1e-9
+
+
+@pytest.mark.parametrize("beam_size", [1, 3, 8])
+def test_attention_rows_follow_the_chosen_hypothesis(beam_size: int) -> None:
+    search = BeamSearch(SPECIAL, beam_size, 20, alpha=0.6, want_attention=True)
+    best = drive(search, random_script(5, eos_boost=0.5))
+    assert best.attention is not None
+    assert best.attention.shape == (len(best.target_ids) + 1, SRC_LEN)
+    previous = [SPECIAL.bos_id, *best.target_ids]
+    assert best.attention.argmax(1).tolist() == [token % SRC_LEN for token in previous]
+
+
+def test_score_is_the_sum_of_the_chosen_tokens_log_probs() -> None:
+    script = random_script(2, eos_boost=0.6)
+    best = drive(BeamSearch(SPECIAL, 4, 20, alpha=0.0, want_attention=False), script)
+    previous, total = SPECIAL.bos_id, 0.0
+    for step, token in enumerate([*best.target_ids, SPECIAL.eos_id]):
+        total += float(script(step, np.array([previous]))[0, token])
+        previous = token
+    assert best.score == pytest.approx(total, abs=1e-6)
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_max_length_forces_eos(beam_size: int) -> None:
+    def never_ends(step: int, previous: np.ndarray) -> np.ndarray:
+        rows = np.full((len(previous), 12), -20.0, dtype=np.float32)
+        rows[:, 5 + step % 3] = -0.01
+        rows[:, 4] = -5.0
+        return rows
+
+    search = BeamSearch(SPECIAL, beam_size, 4, 1.0, True) if beam_size > 1 else GreedySearch(SPECIAL, 4, True)
+    best = drive(search, never_ends)
+    assert len(best.target_ids) == 4
+    assert best.attention is not None and best.attention.shape == (5, SRC_LEN)
+
+
+def test_pad_and_bos_are_never_generated() -> None:
+    def loves_pad(step: int, previous: np.ndarray) -> np.ndarray:
+        rows = np.full((len(previous), 8), -9.0, dtype=np.float32)
+        rows[:, SPECIAL.pad_id] = rows[:, SPECIAL.bos_id] = 0.0
+        rows[:, 4 + step % 2] = -1.0
+        rows[:, SPECIAL.eos_id] = -0.5 if step == 3 else -30.0
+        return rows
+
+    for search in (GreedySearch(SPECIAL, 10, False), BeamSearch(SPECIAL, 3, 10, 1.0, False)):
+        best = drive(search, loves_pad)
+        assert best.target_ids == [4, 5, 4]
+
+
+def test_length_penalty_prefers_longer_hypotheses_as_alpha_grows() -> None:
+    assert length_penalty(1, 1.0) == 1.0
+    assert length_penalty(7, 1.0) == 2.0
+    assert length_penalty(10, 0.0) == 1.0
+
+    def script(step: int, previous: np.ndarray) -> np.ndarray:
+        # ending now costs a little; going on costs a little more per token but ends surely later
+        rows = np.full((len(previous), 10), -30.0, dtype=np.float32)
+        for row, token in enumerate(previous.tolist()):
+            if step == 0:
+                rows[row, SPECIAL.eos_id], rows[row, 4] = np.log(0.4), np.log(0.6)
+            elif step < 4:
+                rows[row, 4] = -0.3
+                rows[row, SPECIAL.eos_id] = -3.0
+            else:
+                rows[row, SPECIAL.eos_id] = -0.01
+            del token
+        return rows
+
+    short = drive(BeamSearch(SPECIAL, 4, 10, alpha=0.0, want_attention=False), script)
+    long = drive(BeamSearch(SPECIAL, 4, 10, alpha=2.0, want_attention=False), script)
+    assert short.target_ids == []
+    assert long.target_ids == [4, 4, 4, 4]
+
+
+def test_make_search_picks_greedy_for_one_beam() -> None:
+    assert isinstance(make_search(TranslationRequest([5, 3]), SPECIAL, 10), GreedySearch)
+    assert isinstance(make_search(TranslationRequest([5, 3], beam_size=2), SPECIAL, 10), BeamSearch)
