@@ -51,9 +51,9 @@ def tiny_artifact(number_model: NumberModel, tmp_path_factory: pytest.TempPathFa
     """
     import torch
 
+    from training.config import model_config_from_dict
     from training.export import write_artifact
     from training.model import Seq2Seq
-    from training.config import model_config_from_dict
 
     checkpoint = torch.load(number_model.checkpoint, map_location="cpu", weights_only=False)
     model = Seq2Seq(model_config_from_dict(checkpoint["model_config"]))

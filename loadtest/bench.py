@@ -1,0 +1,345 @@
+"""The side-by-side benchmark: the naive PyTorch baseline and the service with batching off, static,
+continuous and continuous + int8, each a separate server process on this machine, driven by the same
+client (closed loop at fixed concurrency for saturation; open loop at a fixed Poisson rate for latency
+under load; one unloaded ~10-word request for latency alone) over the same sentences.
+
+`python -m loadtest.bench [--quick]` writes loadtest/results/bench.json, then runs loadtest.engine_bench
+(engine_bench.json) and renders docs/benchmarks.md: the whole benchmark is this one command.
+Must not import locust, service or torch (servers run in their own processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from loadtest import client
+from loadtest.machine import describe_machine
+from loadtest.report import write_benchmarks_doc
+from loadtest.sentences import Sentence, load_sentences
+from loadtest.servers import (
+    REPO_ROOT,
+    ServerProcess,
+    ServerStartError,
+    decoder_activity,
+    scrape_counters,
+    start_naive,
+    start_service,
+)
+from loadtest.stats import json_safe, latency_summary_ms, spread_of_runs
+from model_store.codec import Codec
+from model_store.manifest import Manifest, read_manifest, resolve_artifact
+
+# The service's settings for each configuration (TRANSLATOR_* without the prefix); None: the naive baseline.
+CONFIGS: dict[str, dict[str, str] | None] = {
+    "naive": None,
+    "off": {"batching": "off"},
+    "static": {"batching": "static"},
+    "continuous": {"batching": "continuous"},
+    "int8": {"batching": "continuous", "variant": "int8"},
+}
+LABELS = {
+    "naive": "naive: FastAPI + PyTorch eager, one request at a time",
+    "off": "service, TRANSLATOR_BATCHING=off",
+    "static": "service, TRANSLATOR_BATCHING=static",
+    "continuous": "service, TRANSLATOR_BATCHING=continuous",
+    "int8": "service, continuous + TRANSLATOR_VARIANT=int8",
+}
+# About ten words, the issue's unloaded-latency request; fixed so every run sends the same text.
+UNLOADED_SENTENCE = "Please save the document before you close the main window."
+AGREEMENT_SENTENCES = 8  # translated by every config and compared: all servers must do the same work
+RUN_METRICS = ("sentences_per_s", "target_tokens_per_s", "p50_ms", "p95_ms", "p99_ms", "mean_ms", "errors",
+               "rows_per_decoder_step")
+OPEN_METRICS = (*RUN_METRICS, "offered_per_s", "dropped")
+
+
+@dataclass(frozen=True)
+class Plan:
+    concurrency: int = 32
+    duration_s: float = 20.0
+    repeats: int = 3
+    open_duration_s: float = 30.0
+    open_fraction: float = 0.7  # offered rate = this x the first open config's saturated sentences/s
+    open_rate_per_s: float | None = None  # fixed offered rate instead
+    unloaded_requests: int = 50
+    warmup_s: float = 3.0
+    seed: int = 0
+
+
+QUICK_PLAN = Plan(concurrency=4, duration_s=0.5, repeats=2, open_duration_s=0.5, unloaded_requests=3,
+                  warmup_s=0.2)
+
+
+def summarize_run(record: client.RunRecord, codec: Codec, before: dict[str, float],
+                  after: dict[str, float]) -> dict[str, Any]:
+    ok = record.ok
+    # Target tokens: the answer re-tokenized with the model's own tokenizer, plus eos; the same rule
+    # for every server, so naive and service numbers compare.
+    target_tokens = sum(len(codec.encode(o.output or "")) + 1 for o in ok)
+    elapsed = max(record.elapsed_s, 1e-9)
+    summary: dict[str, Any] = {
+        "requests_ok": len(ok),
+        "errors": len(record.errors),
+        "error_samples": sorted({o.error or "" for o in record.errors})[:3],
+        "elapsed_s": record.elapsed_s,
+        "sentences_per_s": len(ok) / elapsed,
+        "target_tokens_per_s": target_tokens / elapsed,
+        "target_tokens_per_sentence": target_tokens / len(ok) if ok else math.nan,
+        **latency_summary_ms([o.latency_s for o in ok]),
+    }
+    summary |= decoder_activity(before, after)
+    if record.offered_rate_per_s is not None:
+        summary["offered_per_s"] = record.offered_rate_per_s
+        summary["dropped"] = record.dropped
+    return summary
+
+
+def _start(name: str, store: Path, checkpoint: Path | None, raw_dir: Path, model_spec: str,
+           server_env: dict[str, str]) -> ServerProcess:
+    log_path = raw_dir / f"server-{name}.log"
+    settings = CONFIGS[name]
+    if settings is None:
+        if checkpoint is None:
+            raise ServerStartError("the naive baseline needs --checkpoint (a torch checkpoint .pt)")
+        return start_naive(checkpoint, log_path)
+    return start_service(store, log_path, label=name, models=model_spec, **(server_env | settings))
+
+
+def bench_config(name: str, server: ServerProcess, sentences: list[Sentence], codec: Codec, plan: Plan,
+                 force_lengths: bool, unloaded_text: str = UNLOADED_SENTENCE) -> dict[str, Any]:
+    """Warm-up, the unloaded latency, then `plan.repeats` closed-loop runs at `plan.concurrency`."""
+    url = server.base_url
+    client.run(lambda: client.closed_loop(url, sentences, plan.concurrency, plan.warmup_s, force_lengths))
+    unloaded_payload = client.translate_payload(Sentence(unloaded_text, None), force_lengths)
+    unloaded = client.run(lambda: client.sequential(url, unloaded_payload, plan.unloaded_requests))
+    samples = client.run(lambda: client.translate_each(url, sentences[:AGREEMENT_SENTENCES], force_lengths))
+    closed_runs = []
+    for repeat in range(plan.repeats):
+        before = scrape_counters(url)
+        record = client.run(lambda r=repeat: client.closed_loop(
+            url, sentences, plan.concurrency, plan.duration_s, force_lengths, start_index=r * 997))
+        closed_runs.append(summarize_run(record, codec, before, scrape_counters(url)))
+    return {
+        "label": LABELS[name],
+        "unloaded": {"requests": len(unloaded), "sentence": unloaded_text, **latency_summary_ms(unloaded)},
+        "sample_translations": samples,
+        "closed": {"concurrency": plan.concurrency, "duration_s": plan.duration_s, "runs": closed_runs,
+                   "summary": spread_of_runs(closed_runs, RUN_METRICS)},
+    }
+
+
+def bench_open(server: ServerProcess, sentences: list[Sentence], codec: Codec, plan: Plan, force_lengths: bool,
+               rate_per_s: float) -> dict[str, Any]:
+    """`plan.repeats` open-loop runs at `rate_per_s` (the same Poisson schedules for every config)."""
+    url = server.base_url
+    runs = []
+    for repeat in range(plan.repeats):
+        before = scrape_counters(url)
+        record = client.run(lambda r=repeat: client.open_loop(
+            url, sentences, rate_per_s, plan.open_duration_s, force_lengths, seed=plan.seed + r))
+        runs.append(summarize_run(record, codec, before, scrape_counters(url)))
+    return {"offered_per_s": rate_per_s, "duration_s": plan.open_duration_s, "runs": runs,
+            "summary": spread_of_runs(runs, OPEN_METRICS)}
+
+
+def agreement(results: dict[str, Any], reference: str = "continuous") -> dict[str, float]:
+    """Per config: the fraction of the sample sentences translated exactly as `reference` translated them
+    (greedy fp32 everywhere, so naive/off/static should be 1.0; int8 may differ a little)."""
+    expected = results.get(reference, {}).get("sample_translations")
+    if not expected:
+        return {}
+    return {name: sum(a == b for a, b in zip(result["sample_translations"], expected, strict=False)) / len(expected)
+            for name, result in results.items() if result.get("sample_translations")}
+
+
+def _median(results: dict[str, Any], name: str, section: str, metric: str) -> float:
+    try:
+        return float(results[name][section]["summary"][metric]["median"])
+    except (KeyError, TypeError):
+        return math.nan
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
+
+
+def bleu_drop(manifest: Manifest) -> dict[str, float]:
+    """fp32 BLEU - int8 BLEU per test set as the export recorded it (empty if it did not)."""
+    fp32, int8 = manifest.evaluation.get("fp32", {}), manifest.evaluation.get("int8", {})
+    drops = {}
+    for test_set, scores in int8.items():
+        reference = fp32.get(test_set, {})
+        if "bleu_drop_vs_fp32" in scores:
+            drops[test_set] = float(scores["bleu_drop_vs_fp32"])
+        elif "bleu_onnx_greedy" in scores and "bleu_onnx_greedy" in reference:
+            drops[test_set] = reference["bleu_onnx_greedy"] - scores["bleu_onnx_greedy"]
+        elif "bleu" in scores and "bleu" in reference:
+            drops[test_set] = reference["bleu"] - scores["bleu"]
+    return drops
+
+
+def evaluate_targets(results: dict[str, Any], manifest: Manifest) -> list[dict[str, Any]]:
+    """The issue's targets, each with the measured value and whether it is met (None: not measured)."""
+    def target(name: str, value: float, goal: str, met: bool | None) -> dict[str, Any]:
+        return {"target": name, "value": value, "goal": goal, "met": None if math.isnan(value) else met}
+
+    speedup = _ratio(_median(results, "continuous", "closed", "sentences_per_s"),
+                     _median(results, "naive", "closed", "sentences_per_s"))
+    p99 = _ratio(_median(results, "continuous", "open", "p99_ms"), _median(results, "static", "open", "p99_ms"))
+    throughput = _ratio(_median(results, "continuous", "closed", "sentences_per_s"),
+                        _median(results, "static", "closed", "sentences_per_s"))
+    unloaded = results.get("continuous", {}).get("unloaded", {}).get("p50_ms", math.nan)
+    int8 = _ratio(_median(results, "int8", "closed", "sentences_per_s"),
+                  _median(results, "continuous", "closed", "sentences_per_s"))
+    drops = bleu_drop(manifest)
+    return [
+        target("continuous / naive sentences/s at saturation", speedup, ">= 10", speedup >= 10),
+        target("continuous / static p99 at the same offered load (open loop)", p99, "<= 0.5", p99 <= 0.5),
+        target("continuous / static sentences/s at saturation", throughput, ">= 1", throughput >= 1),
+        target("unloaded ~10-word request p50 (ms), continuous", unloaded, "<= 15", unloaded <= 15),
+        target("int8 / fp32 sentences/s at saturation (continuous)", int8, ">= 1.5", int8 >= 1.5),
+        {"target": "int8 BLEU drop (manifest)", "value": drops or None, "goal": "recorded",
+         "met": bool(drops) if manifest.evaluation else None},
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run (tests); numbers mean little")
+    parser.add_argument("--store", type=Path, default=REPO_ROOT / "model_store")
+    parser.add_argument("--model", default="en-de", help="model name in the store")
+    parser.add_argument("--version", help="model version (default: the newest)")
+    parser.add_argument("--checkpoint", type=Path, default=REPO_ROOT / "runs/en-de/best.pt",
+                        help="torch checkpoint of the same model, for the naive baseline")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"subset of {','.join(CONFIGS)}")
+    parser.add_argument("--open-configs", default="static,continuous", help="configs also run open loop")
+    parser.add_argument("--sentences", type=Path, help="default: the test sets, else loadtest/sentences.txt")
+    parser.add_argument("--lengths", choices=["model", "reference"], default="model",
+                        help="reference: send max_length = the reference length (untrained stand-in models)")
+    parser.add_argument("--concurrency", type=int)
+    parser.add_argument("--duration-s", type=float)
+    parser.add_argument("--repeats", type=int)
+    parser.add_argument("--open-duration-s", type=float)
+    parser.add_argument("--open-fraction", type=float)
+    parser.add_argument("--open-rate", type=float, help="offered sentences/s of the open-loop runs (default: auto)")
+    parser.add_argument("--unloaded-requests", type=int)
+    parser.add_argument("--unloaded-text", default=UNLOADED_SENTENCE, help="the unloaded-latency request's text")
+    parser.add_argument("--skip-engine", action="store_true", help="do not run loadtest.engine_bench afterwards")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra TRANSLATOR_* setting for every service config, e.g. MAX_BATCH_ROWS=128")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "loadtest/results")
+    parser.add_argument("--docs", default=str(REPO_ROOT / "docs/benchmarks.md"), help="'' to skip")
+    args = parser.parse_args(argv)
+
+    plan = QUICK_PLAN if args.quick else Plan()
+    overrides = {"concurrency": args.concurrency, "duration_s": args.duration_s, "repeats": args.repeats,
+                 "open_duration_s": args.open_duration_s, "open_fraction": args.open_fraction,
+                 "open_rate_per_s": args.open_rate, "unloaded_requests": args.unloaded_requests}
+    plan = replace(plan, **{k: v for k, v in overrides.items() if v is not None})
+    names = [name for name in CONFIGS if name in args.configs.split(",")]  # canonical order
+    if unknown := set(args.configs.split(",")) - CONFIGS.keys():
+        parser.error(f"unknown configs {sorted(unknown)}")
+    open_names = [name for name in names if name in args.open_configs.split(",")]
+    server_env = dict(item.split("=", 1) for item in args.server_env)
+    server_env = {key.lower().removeprefix("translator_"): value for key, value in server_env.items()}
+
+    artifact_dir = resolve_artifact(args.store, args.model, args.version)
+    manifest = read_manifest(artifact_dir)
+    codec = Codec(artifact_dir / manifest.tokenizer_file)
+    all_sentences, sentences_source = load_sentences(args.sentences)
+    sentences = list(all_sentences)
+    random.Random(plan.seed).shuffle(sentences)  # mixed lengths in every window; same order everywhere
+    checkpoint = args.checkpoint if args.checkpoint and args.checkpoint.is_file() else None
+    if "naive" in names and checkpoint is None:
+        parser.error(f"the naive baseline needs a torch checkpoint: {args.checkpoint} not found (--checkpoint)")
+    force_lengths = args.lengths == "reference"
+    raw_dir = args.out / "raw" / "bench"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+
+    machine = describe_machine()
+    started = time.monotonic()
+    results: dict[str, Any] = {}
+    open_rate = plan.open_rate_per_s
+    failed = False
+    for name in names:
+        print(f"[bench] {name}: {LABELS[name]}", flush=True)
+        variant = (CONFIGS[name] or {}).get("variant", "fp32")
+        if variant not in manifest.variants:
+            # The export drops int8 when it costs too much BLEU: nothing to serve, not a failure.
+            reason = f"the artifact has no {variant} variant (bleu drop recorded: {bleu_drop(manifest) or 'none'})"
+            results[name] = {"label": LABELS[name], "skipped": reason}
+            print(f"[bench] {name} skipped: {reason}", flush=True)
+            continue
+        try:
+            with _start(name, args.store, checkpoint, raw_dir, f"{manifest.name}@{manifest.version}",
+                        server_env) as server:
+                result = bench_config(name, server, sentences, codec, plan, force_lengths, args.unloaded_text)
+                if name in open_names:
+                    if open_rate is None:
+                        # Calibrated on the first open config (static by default): its saturated rate x fraction.
+                        open_rate = plan.open_fraction * _median({name: result}, name, "closed", "sentences_per_s")
+                    if not (math.isfinite(open_rate) and open_rate > 0):
+                        raise RuntimeError(f"no open-loop rate: {name} served nothing in the closed loop")
+                    result["open"] = bench_open(server, sentences, codec, plan, force_lengths, open_rate)
+                results[name] = result
+        except (ServerStartError, RuntimeError) as exc:
+            failed = True
+            results[name] = {"label": LABELS[name], "error": str(exc)[-2000:]}
+            print(f"[bench] {name} FAILED: {exc}", file=sys.stderr, flush=True)
+            continue
+        closed = results[name]["closed"]["summary"]
+        print(f"[bench] {name}: {closed['sentences_per_s']['median']:.1f} sentences/s, "
+              f"p99 {closed['p99_ms']['median']:.0f} ms, unloaded p50 "
+              f"{results[name]['unloaded']['p50_ms']:.1f} ms", flush=True)
+
+    lengths = [len(codec.encode(s.english)) + 1 for s in sentences]
+    document = {
+        "kind": "bench",
+        "quick": args.quick,
+        "command": "python -m loadtest.bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine,
+        "wall_s": time.monotonic() - started,
+        "plan": asdict(plan) | {"open_rate_per_s": open_rate},
+        "lengths": args.lengths,
+        "model": {"artifact": str(artifact_dir), "name": manifest.name, "version": manifest.version,
+                  "attention": manifest.attention, "model_config": manifest.model_config,
+                  "training": manifest.training.get("task") or manifest.training.get("trained_on"),
+                  "checkpoint": str(checkpoint) if checkpoint else None},
+        "sentences": {"source": sentences_source, "count": len(sentences),
+                      "source_tokens_mean": sum(lengths) / len(lengths),
+                      "source_tokens_p50": sorted(lengths)[len(lengths) // 2],
+                      "source_tokens_max": max(lengths)},
+        "configs": results,
+        "agreement_with_continuous": agreement(results),
+        "targets": evaluate_targets(results, manifest),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    out_file = args.out / "bench.json"
+    out_file.write_text(json.dumps(json_safe(document), indent=2) + "\n", encoding="utf-8")
+    print(f"[bench] wrote {out_file}")
+    if not args.skip_engine:
+        # Its own process: the engine benchmark loads ONNX Runtime, which this client never imports.
+        engine_argv = [sys.executable, "-m", "loadtest.engine_bench", "--store", str(args.store), "--model",
+                       args.model, "--out", str(args.out), "--docs", ""]
+        engine_argv += [*(["--version", args.version] if args.version else []),
+                        *(["--sentences", str(args.sentences)] if args.sentences else []),
+                        *(["--quick"] if args.quick else [])]
+        print("[bench] engine-only benchmark", flush=True)
+        failed = subprocess.run(engine_argv, cwd=REPO_ROOT, check=False).returncode != 0 or failed
+    if args.docs:
+        write_benchmarks_doc(args.out, Path(args.docs))
+        print(f"[bench] wrote {args.docs}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

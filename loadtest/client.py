@@ -1,0 +1,178 @@
+"""The benchmark's load generator: an asyncio + httpx client, closed loop (fixed concurrency, for
+saturation throughput) or open loop (Poisson arrivals at a fixed offered rate, for latency under load).
+
+Every request is one sentence to POST /v1/translate; an answer counts only if it is well formed.
+Must not import locust (gevent), service, onnxruntime or torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from loadtest.answers import translation_problem
+from loadtest.sentences import Sentence, forced_length_tokens
+
+TRANSLATE_PATH = "/v1/translate"
+REQUEST_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    sentence: int  # index into the run's sentence list
+    latency_s: float
+    output: str | None  # the translation; None when the request failed
+    error: str | None = None
+
+
+@dataclass
+class RunRecord:
+    """Everything one load run saw; `elapsed_s` runs from the first send to the last answer."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    offered_rate_per_s: float | None = None  # open loop only
+    dropped: int = 0  # open loop: arrivals not sent because too many were outstanding
+
+    @property
+    def ok(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.output is not None]
+
+    @property
+    def errors(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.output is None]
+
+
+def translate_payload(sentence: Sentence, force_lengths: bool) -> dict[str, Any]:
+    payload: dict[str, Any] = {"text": sentence.english}
+    if force_lengths:
+        payload["max_length"] = forced_length_tokens(sentence)
+    return payload
+
+
+def _translation(response: httpx.Response) -> tuple[str | None, str | None]:
+    """-> (translation, None) or (None, why the answer is wrong)."""
+    if response.status_code != 200:
+        return None, f"HTTP {response.status_code}: {response.text[:200]}"
+    try:
+        body = response.json()
+    except ValueError:
+        return None, f"not JSON: {response.text[:200]}"
+    if problem := translation_problem(body, 1):
+        return None, problem
+    return str(body["translations"][0]["text"]), None
+
+
+async def _send(client: httpx.AsyncClient, index: int, payload: dict[str, Any], started: float) -> Outcome:
+    try:
+        response = await client.post(TRANSLATE_PATH, json=payload)
+    except httpx.HTTPError as exc:
+        return Outcome(index, time.perf_counter() - started, None, f"{type(exc).__name__}: {exc}")
+    output, error = _translation(response)
+    return Outcome(index, time.perf_counter() - started, output, error)
+
+
+def _client(base_url: str, connections: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT_S)
+
+
+async def closed_loop(base_url: str, sentences: Sequence[Sentence], concurrency: int, duration_s: float,
+                      force_lengths: bool, start_index: int = 0) -> RunRecord:
+    """`concurrency` workers, each sending its next sentence as soon as the last answer arrived,
+    until `duration_s` has passed; requests in flight then are awaited and counted."""
+    record = RunRecord()
+    payloads = [translate_payload(s, force_lengths) for s in sentences]
+    counter = iter(range(start_index, 1 << 62))
+    async with _client(base_url, concurrency) as client:
+        begin = time.perf_counter()
+        stop_at = begin + duration_s
+
+        async def worker() -> None:
+            while time.perf_counter() < stop_at:
+                index = next(counter) % len(payloads)
+                record.outcomes.append(await _send(client, index, payloads[index], time.perf_counter()))
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        record.elapsed_s = time.perf_counter() - begin
+    return record
+
+
+def poisson_arrivals(rate_per_s: float, duration_s: float, count: int, seed: int) -> list[tuple[float, int]]:
+    """(send offset in seconds, sentence index) pairs: exponential gaps, uniformly drawn sentences;
+    the same seed gives every configuration the same schedule."""
+    rng = random.Random(seed)
+    arrivals: list[tuple[float, int]] = []
+    at = rng.expovariate(rate_per_s)
+    while at < duration_s:
+        arrivals.append((at, rng.randrange(count)))
+        at += rng.expovariate(rate_per_s)
+    return arrivals
+
+
+async def open_loop(base_url: str, sentences: Sequence[Sentence], rate_per_s: float, duration_s: float,
+                    force_lengths: bool, seed: int = 0, max_outstanding: int = 2048) -> RunRecord:
+    """Send on a fixed Poisson schedule whatever the answers do. Latency runs from the scheduled send
+    time, so a client that fell behind does not hide the server's queueing (coordinated omission)."""
+    record = RunRecord(offered_rate_per_s=rate_per_s)
+    payloads = [translate_payload(s, force_lengths) for s in sentences]
+    schedule = poisson_arrivals(rate_per_s, duration_s, len(payloads), seed)
+    async with _client(base_url, max_outstanding) as client:
+        begin = time.perf_counter()
+        sent: list[asyncio.Task[Outcome]] = []
+        outstanding = 0
+
+        def finished(_: asyncio.Task[Outcome]) -> None:
+            nonlocal outstanding
+            outstanding -= 1
+
+        for offset, index in schedule:
+            delay = begin + offset - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if outstanding >= max_outstanding:
+                record.dropped += 1
+                continue
+            task = asyncio.ensure_future(_send(client, index, payloads[index], begin + offset))
+            outstanding += 1
+            task.add_done_callback(finished)
+            sent.append(task)
+        record.outcomes = list(await asyncio.gather(*sent))
+        record.elapsed_s = time.perf_counter() - begin
+    return record
+
+
+async def sequential(base_url: str, payload: dict[str, Any], requests: int) -> list[float]:
+    """Latencies (s) of `requests` requests sent one after another on one kept-alive connection."""
+    latencies: list[float] = []
+    async with _client(base_url, 1) as client:
+        for _ in range(requests):
+            outcome = await _send(client, 0, payload, time.perf_counter())
+            if outcome.output is None:
+                raise RuntimeError(f"unloaded request failed: {outcome.error}")
+            latencies.append(outcome.latency_s)
+    return latencies
+
+
+async def translate_each(base_url: str, sentences: Sequence[Sentence], force_lengths: bool) -> list[str | None]:
+    """Each sentence's translation (None where it failed), sent one after another."""
+    async with _client(base_url, 1) as http:
+        outcomes = [await _send(http, i, translate_payload(s, force_lengths), time.perf_counter())
+                    for i, s in enumerate(sentences)]
+    return [o.output for o in outcomes]
+
+
+def run(coroutine_factory: Callable[[], Any]) -> Any:
+    """asyncio.run on uvloop when it is installed (a lighter client leaves more CPU to the server)."""
+    try:
+        import uvloop
+
+        return uvloop.run(coroutine_factory())
+    except ImportError:
+        return asyncio.run(coroutine_factory())

@@ -1,0 +1,50 @@
+"""What the numbers were measured on: CPU model, cores, load, library versions, date.
+
+Stdlib only (library versions are read from installed metadata, nothing heavy is imported).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from importlib import metadata
+from typing import Any
+
+PACKAGES = ("onnxruntime", "numpy", "torch", "fastapi", "uvicorn", "httpx", "locust")
+
+
+def _lscpu() -> dict[str, str]:
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def describe_machine() -> dict[str, Any]:
+    cpu = _lscpu()
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cpu_model": cpu.get("Model name", platform.processor() or "unknown"),
+        "cpus": os.cpu_count(),
+        "cores_per_socket": cpu.get("Core(s) per socket"),
+        "threads_per_core": cpu.get("Thread(s) per core"),
+        "hypervisor": cpu.get("Hypervisor vendor"),
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+        "niceness": os.nice(0),
+        "python": platform.python_version(),
+        "versions": versions,
+    }

@@ -1,0 +1,195 @@
+"""Renders docs/benchmarks.md from whatever of loadtest/results/{bench,engine_bench,loadtest}.json
+exists: exact commands, machine, date, medians with their min-max spread, and the issue's targets.
+
+Stdlib only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from loadtest.stats import format_spread
+
+RESULT_FILES = ("bench.json", "engine_bench.json", "engine_bench_cuda.json", "loadtest.json")
+MAKE_TARGETS = {"bench": "make bench", "engine_bench": "make bench", "loadtest": "make loadtest"}
+
+
+def _load(results_dir: Path) -> dict[str, dict[str, Any]]:
+    documents = {}
+    for name in RESULT_FILES:
+        path = results_dir / name
+        if path.is_file():
+            documents[name.removesuffix(".json")] = json.loads(path.read_text(encoding="utf-8"))
+    return documents
+
+
+def _number(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_number(v, 2)}" for k, v in value.items()) or "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else str(value)
+
+
+def _percent(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{100 * fraction:.0f}%"
+
+
+def _met(value: bool | None) -> str:
+    return {True: "met", False: "**missed**", None: "not measured"}[value]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def _caveats(document: dict[str, Any]) -> list[str]:
+    notes = []
+    if document.get("quick"):
+        notes.append("**quick mode**: a smoke run of a few seconds; the numbers are not measurements.")
+    training = str(document.get("model", {}).get("training") or "")
+    if "STAND-IN" in training.upper():
+        notes.append(f"**stand-in model** ({training}): untrained weights; only the speed means anything.")
+    machine = document.get("machine", {})
+    load, cpus = machine.get("load_average_1m_at_start"), machine.get("cpus") or 1
+    if isinstance(load, int | float) and load > 0.5 * cpus:
+        notes.append(f"**contended machine**: load average {load} on {cpus} CPUs at the start; "
+                     "other work shared the cores, so these numbers are low and noisy.")
+    return notes
+
+
+def _machine_line(document: dict[str, Any]) -> str:
+    m = document.get("machine", {})
+    versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
+    return (f"{m.get('date_utc')} on {m.get('cpu_model')} ({m.get('cpus')} CPUs, "
+            f"{m.get('threads_per_core')} thread/core, {m.get('hypervisor') or 'bare metal'}), "
+            f"load average {m.get('load_average_1m_at_start')} at start, nice {m.get('niceness')}; {versions}")
+
+
+def _bench_section(doc: dict[str, Any]) -> list[str]:
+    plan = doc["plan"]
+    lines = ["## Side-by-side benchmark", "", f"Command: `{doc['command']}` (`{MAKE_TARGETS['bench']}`)", "",
+             f"Measured: {_machine_line(doc)}. Wall time {doc.get('wall_s', 0):.0f} s.", "",
+             *(f"- {note}" for note in _caveats(doc)), "",
+             f"Model: `{doc['model']['artifact']}` ({doc['model']['name']} v{doc['model']['version']}, "
+             f"{doc['model']['attention']}); naive baseline checkpoint `{doc['model']['checkpoint']}`.",
+             f"Sentences: {doc['sentences']['count']} from {doc['sentences']['source']} "
+             f"(source tokens mean {doc['sentences']['source_tokens_mean']:.1f}, "
+             f"max {doc['sentences']['source_tokens_max']}); output lengths: "
+             + ("the model's own" if doc["lengths"] == "model" else "forced to the reference length (max_length)")
+             + ".", ""]
+    lines += [f"Closed loop: {plan['concurrency']} concurrent clients, {plan['repeats']} x {plan['duration_s']} s; "
+              "median (min-max) over the repeats. Unloaded: p50 of "
+              f"{plan['unloaded_requests']} sequential requests of a 10-word sentence.", ""]
+    rows = []
+    for name, result in doc["configs"].items():
+        if "error" in result or "skipped" in result:
+            why = "failed: " + result["error"].splitlines()[0][:80] if "error" in result else result["skipped"]
+            rows.append([name, why, "", "", "", "", "", ""])
+            continue
+        s = result["closed"]["summary"]
+        rows.append([name, format_spread(s["sentences_per_s"]), format_spread(s["target_tokens_per_s"], 0),
+                     format_spread(s["p50_ms"], 0), format_spread(s["p95_ms"], 0), format_spread(s["p99_ms"], 0),
+                     format_spread(s.get("rows_per_decoder_step", {})), _number(result["unloaded"].get("p50_ms"))])
+    lines += _table(["config", "sentences/s", "target tokens/s", "p50 ms", "p95 ms", "p99 ms",
+                     "rows/decoder step", "unloaded p50 ms"], rows)
+    opened = {name: r["open"] for name, r in doc["configs"].items() if "open" in r}
+    if opened:
+        rate = next(iter(opened.values()))["offered_per_s"]
+        lines += [f"Open loop (Poisson arrivals, the same schedule for each config): {rate:.1f} sentences/s offered "
+                  f"({plan['open_fraction']} x the first open config's saturated rate unless fixed), "
+                  f"{plan['repeats']} x {plan['open_duration_s']} s.", ""]
+        rows = [[name, f"{o['offered_per_s']:.1f}", format_spread(o["summary"]["sentences_per_s"]),
+                 format_spread(o["summary"]["p50_ms"], 0), format_spread(o["summary"]["p95_ms"], 0),
+                 format_spread(o["summary"]["p99_ms"], 0), format_spread(o["summary"]["errors"], 0)]
+                for name, o in opened.items()]
+        lines += _table(["config", "offered/s", "served sentences/s", "p50 ms", "p95 ms", "p99 ms", "errors"], rows)
+    lines += ["Targets (from the issue):", ""]
+    lines += _table(["target", "goal", "measured", ""],
+                    [[t["target"], t["goal"], _number(t["value"], 2), _met(t["met"])] for t in doc["targets"]])
+    return lines
+
+
+def _engine_section(doc: dict[str, Any], title: str = "Engine only (no HTTP)") -> list[str]:
+    flops = doc["flops"]
+    shaped = doc["shaped_matmul_gflops"]
+    lines = [f"## {title}", "", f"Command: `{doc['command']}`", "",
+             f"Measured: {_machine_line(doc)}; ORT intra-op threads {doc['machine'].get('ort_intra_op_threads')} "
+             "(0 = ORT's default, as served).", "", *(f"- {note}" for note in _caveats(doc)), "",
+             f"Compute floor: numpy fp32 GEMM {doc['matmul_peak_size']}^3 reaches **{doc['matmul_peak_gflops']:.1f} "
+             f"GFLOP/s** on this machine; at the output projection's shape {shaped['shape']} it reaches "
+             f"{shaped['gflops']:.1f} GFLOP/s.",
+             f"Per sentence of {doc['sentences']['source_tokens']} source tokens and "
+             f"{doc['sentences']['decoder_steps']} decoder steps (means of {doc['sentences']['source']}): encoder "
+             f"{flops['encoder_per_sentence'] / 1e6:.1f} MFLOP, decoder step {flops['decoder_step_per_row'] / 1e6:.2f} "
+             f"MFLOP per row (output projection {flops['output_projection_per_row'] / 1e6:.2f}), "
+             f"**{flops['per_sentence'] / 1e6:.1f} MFLOP per sentence** (matrix multiplies only).", ""]
+    for variant, result in doc["variants"].items():
+        lines += [f"{variant} ({result['providers'][0]}):", ""]
+        rows = [[str(r["batch"]), f"{r['encoder_ms']:.2f}", f"{r['encoder_sentences_per_s']:.0f}",
+                 f"{r['decoder_step_ms']:.2f}", f"{r['decoder_step_rows_per_s']:.0f}",
+                 f"{r['decoder_step_gflops']:.1f}", _percent(r["decoder_step_fraction_of_peak"]),
+                 f"{r['sentences_per_s']:.0f}"] for r in result["rows"]]
+        lines += _table(["batch", "encoder ms", "encoder sentences/s", "step ms", "step rows/s", "step GFLOP/s",
+                         "of peak", "sentences/s (encoder + all steps)"], rows)
+    target = doc["target"]
+    lines += [f"Target: {target['target']} {target['goal']}: {_number(target['value'], 2)} ({_met(target['met'])}).",
+              ""]
+    return lines
+
+
+def _loadtest_section(doc: dict[str, Any], docs_dir: Path, results_dir: Path) -> list[str]:
+    lines = ["## Locust step load", "", f"Command: `{doc['command']}` (`{MAKE_TARGETS['loadtest']}`)", "",
+             f"Measured: {_machine_line(doc)}.", "", *(f"- {note}" for note in _caveats(doc)), "",
+             f"Traffic: {doc['traffic']}.",
+             "Served: " + (", ".join(f"{m['name']} v{m['version']}" for m in doc["model"].get("served", []))
+                           or str(doc["model"].get("url", "?"))) + f" from `{doc['model'].get('store', '')}`.", ""]
+    rows = [[str(s["users"]), _number(s["offered_requests_per_s"]), _number(s["requests_per_s"]),
+             _number(s["sentences_per_s"]), f"{s['failures']}/{s['requests']}", _number(s["p50_ms"], 0),
+             _number(s["p95_ms"], 0), _number(s["p99_ms"], 0)] for s in doc["steps"]]
+    lines += _table(["users", "offered req/s", "req/s", "sentences/s", "failures", "p50 ms", "p95 ms", "p99 ms"], rows)
+    plot = results_dir / doc.get("plot", "")
+    if doc.get("plot") and plot.is_file():
+        lines += [f"![throughput and latency against offered load]({os.path.relpath(plot, docs_dir)})", ""]
+    return lines
+
+
+def render(results_dir: Path, docs_path: Path) -> str:
+    documents = _load(results_dir)
+    lines = ["# Benchmarks", "",
+             "Generated by `loadtest/report.py` from `loadtest/results/*.json`; rerun `make bench` and "
+             "`make loadtest` to refresh. Every number comes from one run of the commands shown, on the "
+             "machine shown; medians with (min-max) over repeats.", ""]
+    if "bench" in documents:
+        lines += _bench_section(documents["bench"])
+    if "engine_bench" in documents:
+        lines += _engine_section(documents["engine_bench"])
+    if "engine_bench_cuda" in documents:
+        lines += _engine_section(documents["engine_bench_cuda"], "Engine only on the GPU (CUDA execution provider)")
+    if "loadtest" in documents:
+        lines += _loadtest_section(documents["loadtest"], docs_path.parent, results_dir)
+    lines += ["## How it is measured", "",
+              "- Each configuration is its own server process, started, warmed up and stopped in turn; the client "
+              "(asyncio + httpx on uvloop) runs on the same machine and shares its cores.",
+              "- Closed loop: N clients each send their next sentence when the last answer arrives; throughput "
+              "counts well-formed answers over the time from the first send to the last answer.",
+              "- Open loop: sentences are sent on a fixed Poisson schedule whatever the answers do; latency runs "
+              "from the scheduled send time, so queueing is not hidden (no coordinated omission).",
+              "- Target tokens: each answer re-tokenized with the model's tokenizer, plus end-of-sentence, the same "
+              "rule for every server.",
+              "- The naive baseline (`loadtest/naive_server.py`) is FastAPI + the PyTorch model in eager mode, "
+              "greedy decoding one sentence at a time behind a lock (torch's default threads), the same "
+              "length rule as the service.",
+              "- FLOPs count matrix multiplies only (2 per multiply-add): LSTM gates, attention scores and context, "
+              "the attentional and output projections.", ""]
+    return "\n".join(lines)
+
+
+def write_benchmarks_doc(results_dir: Path, docs_path: Path) -> None:
+    docs_path.parent.mkdir(parents=True, exist_ok=True)
+    docs_path.write_text(render(results_dir, docs_path), encoding="utf-8")

@@ -1,0 +1,108 @@
+"""The service state the routes share, and the Annotated dependencies that hand it to them.
+
+One place for what a route may depend on: state, settings, registry, metrics, API-key checks.
+HTTP edge only: must not import onnxruntime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.api.errors import NotReady
+from service.api.security import check_admin_key, check_api_key, key_from_headers
+from service.engine.errors import Draining
+from service.metrics import ServiceMetrics
+from service.models import ModelRegistry
+from service.settings import Settings
+
+
+@dataclass(eq=False)
+class ServiceState:
+    """Built by `create_app`; ready after the lifespan loaded the models, draining after SIGTERM."""
+
+    settings: Settings
+    registry: ModelRegistry
+    metrics: ServiceMetrics
+    api_keys: list[bytes] = field(repr=False)
+    ready: bool = False
+    draining: bool = False
+    accepted_requests: int = 0  # work requests admitted by `require_serving` and not yet answered
+
+    def mark_ready(self) -> None:
+        self.ready = True
+        self.metrics.set_ready(not self.draining)
+
+    def begin_drain(self) -> None:
+        """Readiness turns 503 and work routes refuse new requests; in-flight ones continue."""
+        self.draining = True
+        self.metrics.set_ready(False)
+
+    async def wait_idle(self, timeout_s: float, poll_s: float = 0.02) -> bool:
+        """Wait until every accepted work request is answered (True) or `timeout_s` passed (False).
+
+        Requests refused while draining are not counted, so a client hammering the service cannot
+        hold the drain open."""
+        deadline = time.monotonic() + timeout_s
+        while self.accepted_requests > 0:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(poll_s)
+        return True
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+def get_registry(state: StateDep) -> ModelRegistry:
+    return state.registry
+
+
+def get_metrics(state: StateDep) -> ServiceMetrics:
+    return state.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+
+
+async def require_serving(state: StateDep) -> AsyncIterator[None]:
+    """Admit a work request (or refuse it: draining, not ready) and count it until it is answered."""
+    if state.draining:
+        raise Draining("the service is shutting down and accepts no new work")
+    if not state.ready:
+        raise NotReady("models are still loading")
+    state.accepted_requests += 1
+    try:
+        yield
+    finally:
+        state.accepted_requests -= 1
+
+
+def require_api_key(request: Request, state: StateDep) -> None:
+    check_api_key(state.api_keys, key_from_headers(request))
+
+
+def require_admin_key(request: Request, state: StateDep) -> None:
+    check_admin_key(state.api_keys, key_from_headers(request))
+
+
+# Route-level dependencies (no value): `dependencies=[Serving, ApiKey]`.
+Serving = Depends(require_serving)
+ApiKey = Depends(require_api_key)
+AdminKey = Depends(require_admin_key)

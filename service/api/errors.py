@@ -1,0 +1,208 @@
+"""THE table from domain errors to HTTP statuses, the one error JSON shape, and the handlers that use them.
+
+Every error the service answers (FastAPI's own 404/405/422 included) goes through `ERROR_TABLE`.
+HTTP edge only: knows nothing about ONNX; the engine and registry never import this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.engine.errors import DeadlineExceeded, Draining, EngineFailure, InvalidRequest, Overloaded
+from service.models import ModelLoadFailed, ModelNotFound
+
+log = logging.getLogger("service.api")
+
+
+# Errors raised by the HTTP layer itself (the engine's and registry's are imported above).
+class InvalidInput(Exception):
+    """The request is well-formed JSON but asks for something impossible (empty text, ...)."""
+
+
+class UnsupportedLanguagePair(InvalidInput):
+    """No loaded model translates from `source` to `target`."""
+
+
+class AttentionUnavailable(InvalidInput):
+    """The model has no attention (manifest attention "none"), so there are no weights to show."""
+
+
+class UnsupportedMediaType(Exception):
+    """The body's Content-Type is not one this route reads."""
+
+
+class PayloadTooLarge(Exception):
+    """A text, the number of texts, the source tokens or the body exceed a configured limit."""
+
+
+class Unauthorized(Exception):
+    """API keys are configured and the request carries no key or a wrong one."""
+
+
+class AdminDisabled(Exception):
+    """Admin routes need API keys to be configured; none are."""
+
+
+class NotReady(Exception):
+    """Models are not loaded and warmed up yet."""
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its answer was ready; its work was cancelled."""
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    status: int
+    code: str
+    reject_reason: str | None  # label of translator_requests_rejected_total; None: not counted
+    description: str  # shown in the OpenAPI schema
+
+
+ERROR_TABLE: dict[type[BaseException], ErrorSpec] = {
+    RequestValidationError: ErrorSpec(
+        422, "invalid_request", "invalid", "The body or parameters do not match the schema."
+    ),
+    UnsupportedLanguagePair: ErrorSpec(
+        422, "unsupported_language_pair", "invalid", "No loaded model translates this language pair."
+    ),
+    AttentionUnavailable: ErrorSpec(
+        422, "attention_unavailable", "invalid", "The model has no attention weights to show."
+    ),
+    InvalidInput: ErrorSpec(422, "invalid_request", "invalid", "The request cannot be served as given."),
+    InvalidRequest: ErrorSpec(422, "invalid_request", "invalid", "The request cannot be served as given."),
+    UnsupportedMediaType: ErrorSpec(
+        415, "unsupported_media_type", "invalid", "The Content-Type is not accepted by this route."
+    ),
+    PayloadTooLarge: ErrorSpec(
+        413,
+        "too_large",
+        "too_large",
+        "Body, text, number of texts or source tokens over the configured limit.",
+    ),
+    Unauthorized: ErrorSpec(
+        401, "unauthorized", "unauthorized", "API keys are on and the key is missing or wrong."
+    ),
+    AdminDisabled: ErrorSpec(
+        403, "admin_disabled", None, "Admin routes are off because no API keys are set."
+    ),
+    ModelNotFound: ErrorSpec(404, "model_not_found", None, "No such model or version in the store."),
+    ModelLoadFailed: ErrorSpec(
+        409, "reload_failed", None, "The new version failed to load; the old one keeps serving."
+    ),
+    Overloaded: ErrorSpec(
+        429, "overloaded", "overloaded", "The queue is full; retry after Retry-After seconds."
+    ),
+    ClientDisconnected: ErrorSpec(
+        499, "client_closed_request", None, "The client went away; work was cancelled."
+    ),
+    EngineFailure: ErrorSpec(500, "inference_failed", "failed", "The model failed on this batch."),
+    NotReady: ErrorSpec(503, "not_ready", None, "Models are still loading."),
+    Draining: ErrorSpec(503, "draining", "draining", "The service is shutting down and takes no new work."),
+    DeadlineExceeded: ErrorSpec(
+        504, "deadline_exceeded", "deadline", "The translation did not finish within the request timeout."
+    ),
+}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+INTERNAL = ErrorSpec(500, "internal_error", "failed", "An unexpected server error.")
+
+
+def spec_for(exc: BaseException) -> ErrorSpec:
+    for cls in type(exc).__mro__:
+        if cls in ERROR_TABLE:
+            return ERROR_TABLE[cls]
+    if isinstance(exc, StarletteHTTPException):
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": invalid input like any other
+            return ERROR_TABLE[RequestValidationError]
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return ErrorSpec(exc.status_code, code, None, str(exc.detail))
+    return INTERNAL
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    # loc + msg only: pydantic's "input" would echo user text into the response.
+    parts = []
+    for item in exc.errors()[:5]:
+        where = ".".join(str(part) for part in item.get("loc", ()))
+        parts.append(f"{where}: {item.get('msg', 'invalid')}" if where else str(item.get("msg", "invalid")))
+    more = len(exc.errors()) - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def response_for(exc: BaseException) -> tuple[ErrorSpec, JSONResponse]:
+    spec = spec_for(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, RequestValidationError):
+        message = _validation_message(exc)
+    elif isinstance(exc, StarletteHTTPException):
+        message = str(exc.detail)
+        headers.update(exc.headers or {})
+    elif spec is INTERNAL:
+        message = "internal server error"  # details go to the log, not to the client
+    else:
+        message = str(exc) or spec.description
+    if isinstance(exc, Overloaded):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    return spec, error_response(spec.status, spec.code, message, headers or None)
+
+
+async def handle_error(request: Request, exc: Exception) -> JSONResponse:
+    spec, response = response_for(exc)
+    if spec is INTERNAL:
+        log.error("unhandled error", exc_info=exc)
+    metrics = getattr(request.app.state, "metrics", None)
+    if spec.reject_reason is not None and metrics is not None:
+        metrics.reject(spec.reject_reason)
+    return response
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    for exc_class in (*ERROR_TABLE, StarletteHTTPException, Exception):
+        app.add_exception_handler(exc_class, handle_error)
+
+
+def error_responses(*exc_classes: type[BaseException]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for a route, built from the table so the docs cannot drift from it."""
+    from service.api.schemas import ErrorBody  # schemas import nothing from here; avoid a cycle anyway
+
+    by_status: dict[int, list[ErrorSpec]] = {}
+    for exc_class in exc_classes:
+        spec = ERROR_TABLE[exc_class]
+        by_status.setdefault(spec.status, []).append(spec)
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, specs in sorted(by_status.items()):
+        examples = {
+            spec.code: {"summary": spec.description, "value": error_body(spec.code, spec.description)}
+            for spec in specs
+        }
+        entry: dict[str, Any] = {
+            "model": ErrorBody,
+            "description": " / ".join(dict.fromkeys(spec.description for spec in specs)),
+            "content": {"application/json": {"examples": examples}},
+        }
+        if status == 429:
+            entry["headers"] = {
+                "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
+            }
+        responses[status] = entry
+    return responses

@@ -1,0 +1,121 @@
+"""The edge every HTTP request passes: request id, body-size limit, metrics, access log.
+
+Pure ASGI (no BaseHTTPMiddleware) so that the route can still wait on `receive()` for a disconnect.
+HTTP edge only: must not import the engine or onnxruntime.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.deps import ServiceState
+from service.api.errors import ERROR_TABLE, PayloadTooLarge, error_response
+from service.api.logs import request_id_var
+
+REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+access_log = logging.getLogger("service.access")
+
+
+def route_label(scope: Scope) -> str:
+    """The route template (`/v1/translate`), never the raw path, so the label set stays bounded."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    if scope.get("path", "").startswith("/static/"):
+        return "/static"
+    return "unmatched"
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, state: ServiceState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+        offered_id = headers.get(REQUEST_ID_HEADER, "")
+        request_id = offered_id if _REQUEST_ID_OK.match(offered_id) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        try:
+            replay = await self._read_body(headers, receive)
+            if isinstance(replay, str):
+                self.state.metrics.reject("too_large")
+                spec = ERROR_TABLE[PayloadTooLarge]
+                await error_response(spec.status, spec.code, replay)(scope, receive, send_with_id)
+            else:
+                await self.app(scope, replay, send_with_id)
+        finally:
+            duration_s = time.perf_counter() - started
+            route = route_label(scope)
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            self.state.metrics.observe_http(route, method, status, duration_s)
+            access_log.info(
+                "request",
+                extra={
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(duration_s * 1e3, 2),
+                },
+            )
+            request_id_var.reset(token)
+
+    async def _read_body(self, headers: dict[str, str], receive: Receive) -> Receive | str:
+        """Read the whole body up to the limit, then replay it; a message (str) if it is too large.
+
+        Content-Length is checked first so an honest big upload is refused without reading it; the
+        streamed count catches chunked bodies and lying headers.
+        """
+        limit = self.state.settings.max_body_bytes
+        declared = headers.get("content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            return f"request body of {int(declared)} bytes is over the limit of {limit} bytes"
+        chunks: list[bytes] = []
+        size = 0
+        trailing: list[Message] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                trailing.append(message)  # a disconnect while reading: let the app see it
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return f"request body is over the limit of {limit} bytes"
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        pending: list[Message] = [
+            {"type": "http.request", "body": b"".join(chunks), "more_body": False},
+            *trailing,
+        ]
+
+        async def replay() -> Message:
+            if pending:
+                return pending.pop(0)
+            return await receive()
+
+        return replay

@@ -1,0 +1,122 @@
+"""LibreTranslate-compatible POST /translate (JSON or form-encoded) and GET /languages.
+
+Existing LibreTranslate clients work unchanged; errors keep the service's one error shape.
+HTTP edge only: must not import onnxruntime.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from service.api.deps import RegistryDep, Serving, StateDep
+from service.api.errors import InvalidInput, UnsupportedMediaType, error_responses
+from service.api.routes_translate import TRANSLATION_ERRORS
+from service.api.schemas import Language, LibreTranslateRequest, LibreTranslateResponse
+from service.api.security import check_api_key, key_from_headers
+from service.api.translation import Options, translate_texts
+
+router = APIRouter(tags=["libretranslate"])
+
+LANGUAGE_NAMES = {
+    "ar": "Arabic",
+    "cs": "Czech",
+    "da": "Danish",
+    "de": "German",
+    "el": "Greek",
+    "en": "English",
+    "es": "Spanish",
+    "fi": "Finnish",
+    "fr": "French",
+    "hu": "Hungarian",
+    "it": "Italian",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "nl": "Dutch",
+    "pl": "Polish",
+    "pt": "Portuguese",
+    "ro": "Romanian",
+    "ru": "Russian",
+    "sv": "Swedish",
+    "tr": "Turkish",
+    "uk": "Ukrainian",
+    "zh": "Chinese",
+}
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_BODY_SCHEMA = LibreTranslateRequest.model_json_schema()
+
+
+async def _read_fields(request: Request) -> Any:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type == "application/json":
+        try:
+            return json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
+    if media_type in FORM_TYPES:
+        form = await request.form()
+        fields: dict[str, Any] = {}
+        for key in form:
+            values = form.getlist(key)
+            if any(isinstance(value, UploadFile) for value in values):
+                raise InvalidInput(f"field {key!r} must be text, not a file")
+            # A repeated `q` is a list of texts, as LibreTranslate reads it.
+            fields[key] = values if len(values) > 1 else values[0]
+        return fields
+    raise UnsupportedMediaType(
+        f"send application/json or {FORM_TYPES[0]}, not {media_type or 'no content type'!r}"
+    )
+
+
+@router.post(
+    "/translate",
+    response_model=LibreTranslateResponse,
+    responses=error_responses(*TRANSLATION_ERRORS, UnsupportedMediaType),
+    dependencies=[Serving],
+    summary="LibreTranslate-compatible translation",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _BODY_SCHEMA},
+                FORM_TYPES[0]: {"schema": _BODY_SCHEMA},
+            },
+        }
+    },
+)
+async def libre_translate(request: Request, state: StateDep) -> LibreTranslateResponse:
+    """`q` is a string or a list of strings; `translatedText` has the same form. `source` may be
+    `auto` (the default model for `target`). The API key may be sent as `api_key` or as a header."""
+    fields = await _read_fields(request)
+    offered = fields.get("api_key") if isinstance(fields, dict) else None
+    check_api_key(
+        state.api_keys, offered if isinstance(offered, str) and offered else key_from_headers(request)
+    )
+    try:
+        body = LibreTranslateRequest.model_validate(fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_input=False)) from None
+    source = None if body.source == "auto" else body.source
+    _, texts = await translate_texts(
+        state, request, body.all_texts(), Options(source=source, target=body.target)
+    )
+    return LibreTranslateResponse(translatedText=texts[0] if isinstance(body.q, str) else texts)
+
+
+@router.get("/languages", response_model=list[Language], summary="LibreTranslate-compatible language list")
+async def languages(registry: RegistryDep) -> list[Language]:
+    targets: dict[str, list[str]] = {}
+    for loaded in registry.models:
+        targets.setdefault(loaded.source_language, [])
+        targets.setdefault(loaded.target_language, [])
+        if loaded.target_language not in targets[loaded.source_language]:
+            targets[loaded.source_language].append(loaded.target_language)
+    return [
+        Language(code=code, name=LANGUAGE_NAMES.get(code, code), targets=sorted(codes))
+        for code, codes in targets.items()
+    ]

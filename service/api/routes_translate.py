@@ -1,0 +1,59 @@
+"""POST /v1/translate: one text or a list of texts, translated in input order.
+
+HTTP edge only: must not import onnxruntime.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from service.api.deps import ApiKey, Serving, StateDep
+from service.api.errors import (
+    DeadlineExceeded,
+    Draining,
+    EngineFailure,
+    InvalidInput,
+    Overloaded,
+    PayloadTooLarge,
+    RequestValidationError,
+    Unauthorized,
+    UnsupportedLanguagePair,
+    error_responses,
+)
+from service.api.schemas import ModelRef, TranslateRequest, TranslateResponse, Translation
+from service.api.translation import Options, translate_texts
+
+router = APIRouter(tags=["translation"])
+
+TRANSLATION_ERRORS = (
+    RequestValidationError,
+    UnsupportedLanguagePair,
+    InvalidInput,
+    PayloadTooLarge,
+    Unauthorized,
+    Overloaded,
+    EngineFailure,
+    Draining,
+    DeadlineExceeded,
+)
+
+
+@router.post(
+    "/v1/translate",
+    response_model=TranslateResponse,
+    responses=error_responses(*TRANSLATION_ERRORS),
+    dependencies=[ApiKey, Serving],
+    summary="Translate one text or several",
+)
+async def translate(body: TranslateRequest, request: Request, state: StateDep) -> TranslateResponse:
+    """Texts of one request are scheduled concurrently and answered in input order.
+
+    Limits (413): TRANSLATOR_MAX_TEXTS_PER_REQUEST texts, TRANSLATOR_MAX_TEXT_CHARS characters and
+    TRANSLATOR_MAX_SOURCE_TOKENS tokens per text, TRANSLATOR_MAX_BODY_BYTES per body.
+    """
+    options = Options(body.source, body.target, body.beam_size, body.max_length)
+    model, texts = await translate_texts(state, request, body.all_texts(), options)
+    return TranslateResponse(
+        model=ModelRef(name=model.name, version=model.version),
+        translations=[Translation(text=text) for text in texts],
+    )

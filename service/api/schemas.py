@@ -1,0 +1,264 @@
+"""Request and response bodies of the HTTP API (pydantic), with the static limits and the examples.
+
+Limits that come from settings (text length, texts per request, tokens) are checked in
+`service.api.translation`, before any work. HTTP edge only: must not import onnxruntime.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from service.engine.types import MAX_BEAM_SIZE
+
+MAX_LENGTH_TOKENS = 1024  # hard ceiling for `max_length`; the engine caps it further
+
+LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
+# Unanchored, like JSON Schema's `pattern`: at least one non-whitespace character.
+Text = Annotated[
+    StrictStr,
+    StringConstraints(pattern=r"\S"),
+    Field(description="Text to translate; not empty or only spaces."),
+]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. `overloaded`.")
+    message: str = Field(description="What went wrong, in words.")
+
+
+class ErrorBody(BaseModel):
+    """The one shape of every error response."""
+
+    error: ErrorDetail
+
+
+class TranslationOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: LanguageCode | None = Field(
+        None, description="ISO 639-1 source language; default: the default model's."
+    )
+    target: LanguageCode | None = Field(
+        None, description="ISO 639-1 target language; default: the default model's."
+    )
+    beam_size: int = Field(1, ge=1, le=MAX_BEAM_SIZE, description="1 = greedy; 2-8 = beam search.")
+    max_length: int | None = Field(
+        None, ge=1, le=MAX_LENGTH_TOKENS, description="Most target tokens; default: from the source length."
+    )
+
+
+class TranslateRequest(TranslationOptions):
+    """Exactly one of `text` or `texts`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [{"required": ["text"]}, {"required": ["texts"]}],
+            "examples": [
+                {"text": "The house is small.", "source": "en", "target": "de"},
+                {"texts": ["Good morning.", "Where is the station?"], "beam_size": 4},
+            ],
+        },
+    )
+
+    # SkipJsonSchema: null is not part of the documented API, only the "absent" default.
+    text: Text | SkipJsonSchema[None] = None
+    texts: Annotated[list[Text], Field(min_length=1)] | SkipJsonSchema[None] = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TranslateRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("give exactly one of 'text' or 'texts'")
+        return self
+
+    def all_texts(self) -> list[str]:
+        return [self.text] if self.text is not None else list(self.texts or [])
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class Translation(BaseModel):
+    text: str
+
+
+class TranslateResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": {"name": "en-de", "version": "1"},
+                    "translations": [{"text": "Das Haus ist klein."}],
+                }
+            ]
+        }
+    )
+
+    model: ModelRef
+    translations: list[Translation] = Field(description="One per input text, in input order.")
+
+
+class AttentionRequest(TranslationOptions):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"text": "The house is small."}, {"text": "Hello world", "format": "svg"}]
+        },
+    )
+
+    text: Text
+    format: Literal["json", "svg"] = Field("json", description="`svg`: the heatmap as an SVG image.")
+
+
+class AttentionResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": {"name": "en-de", "version": "1"},
+                    "translation": "Hallo Welt",
+                    "source_tokens": ["▁Hello", "▁world", "</s>"],
+                    "target_tokens": ["▁Hallo", "▁Welt", "</s>"],
+                    "weights": [[0.9, 0.08, 0.02], [0.05, 0.9, 0.05], [0.1, 0.1, 0.8]],
+                    "alignment": [[0, 0], [1, 1]],
+                    "moses": "0-0 1-1",
+                }
+            ]
+        }
+    )
+
+    model: ModelRef
+    translation: str = Field(
+        description="The translation, with <unk> replaced by the most-attended source word."
+    )
+    source_tokens: list[str] = Field(description="Source pieces, then the end-of-sentence token.")
+    target_tokens: list[str] = Field(description="Generated pieces, then the end-of-sentence token.")
+    weights: list[list[float]] = Field(
+        description="One row per target token, one column per source token; each row sums to 1."
+    )
+    alignment: list[tuple[int, int]] = Field(description="Word-level [source_index, target_index] pairs.")
+    moses: str = Field(description="The same alignment in Moses `i-j` form.")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    source_language: str
+    target_language: str
+    attention: str
+    variant: str = Field(description="Graph variant served: `fp32` or `int8`.")
+    quantization: str = Field(description="`none` for fp32, else the variant.")
+    providers: list[str] = Field(description="ONNX Runtime execution providers of the sessions.")
+    default: bool = Field(description="Used when a request names no language pair.")
+    max_source_tokens: int
+    evaluation: dict[str, dict[str, dict[str, float]]] = Field(
+        description="variant -> test set -> metric -> value, from the manifest."
+    )
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "en-de", "version": "2"}]}
+    )
+
+    name: StrictStr = Field(min_length=1, max_length=200)
+    version: StrictStr | None = Field(None, min_length=1, max_length=200, description="Default: the newest.")
+
+
+class ReloadResponse(BaseModel):
+    model: ModelRef
+    previous: ModelRef
+
+
+class LibreTranslateRequest(BaseModel):
+    """LibreTranslate's /translate body (JSON or form fields); unknown fields are ignored like upstream."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [{"q": "Hello world", "source": "en", "target": "de", "format": "text"}]
+        },
+    )
+
+    q: Text | Annotated[list[Text], Field(min_length=1)]
+    source: Annotated[str, StringConstraints(pattern=r"^([a-z]{2}|auto)$")] = "auto"
+    target: LanguageCode
+    format: Literal["text"] = "text"
+    api_key: StrictStr | None = None
+
+    def all_texts(self) -> list[str]:
+        return [self.q] if isinstance(self.q, str) else list(self.q)
+
+
+class LibreTranslateResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"translatedText": "Hallo Welt"}]})
+
+    translatedText: str | list[str]
+
+
+class Language(BaseModel):
+    code: str
+    name: str
+    targets: list[str]
+
+
+class HealthResponse(BaseModel):
+    status: str
+
+
+def document_limits(
+    openapi: dict[str, Any],
+    *,
+    max_text_chars: int,
+    max_texts: int,
+    max_output_tokens: int,
+    sources: list[str],
+    targets: list[str],
+) -> dict[str, Any]:
+    """Write the configured limits and the served languages into the generated OpenAPI document,
+    so that clients (and the schema fuzzer) see what the routes enforce. Token limits cannot be
+    expressed in JSON Schema and stay a documented 413."""
+
+    def limit_text(schema: dict[str, Any]) -> None:
+        schema["maxLength"] = max_text_chars
+
+    def limit_list(schema: dict[str, Any]) -> None:
+        schema["maxItems"] = max_texts
+        limit_text(schema["items"])
+
+    def languages(schema: dict[str, Any], codes: list[str], extra: tuple[str, ...] = ()) -> None:
+        if not codes:  # no model loaded yet: keep the generic ISO 639-1 pattern
+            return
+        plain = next((s for s in schema.get("anyOf", [schema]) if s.get("type") == "string"), schema)
+        plain.pop("pattern", None)
+        plain["enum"] = sorted(codes) + list(extra)
+
+    components = openapi.get("components", {}).get("schemas", {})
+    for name in ("TranslateRequest", "AttentionRequest"):
+        properties = components.get(name, {}).get("properties", {})
+        if not properties:
+            continue
+        limit_text(properties["text"])
+        if "texts" in properties:
+            limit_list(properties["texts"])
+        properties["max_length"]["anyOf"][0]["maximum"] = max_output_tokens
+        languages(properties["source"], sources)
+        languages(properties["target"], targets)
+    libre = openapi.get("paths", {}).get("/translate", {}).get("post", {}).get("requestBody", {})
+    for content in libre.get("content", {}).values():
+        properties = content["schema"]["properties"]
+        text_schema, list_schema = properties["q"]["anyOf"]
+        limit_text(text_schema)
+        limit_list(list_schema)
+        languages(properties["source"], sources, ("auto",))
+        languages(properties["target"], targets)
+    return openapi

@@ -1,0 +1,228 @@
+"""A translation request's path through the HTTP layer: limits, model choice, encode, submit, decode.
+
+Shared by /v1/translate, /v1/attention and the LibreTranslate route. Every limit is checked before
+any work; the texts of one request go to the scheduler concurrently; a client that goes away
+cancels its submissions. HTTP edge only: must not import onnxruntime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+from starlette.requests import Request
+
+from model_store.codec import word_index_of_pieces
+from service.api.deps import ServiceState
+from service.api.errors import (
+    AttentionUnavailable,
+    ClientDisconnected,
+    InvalidInput,
+    PayloadTooLarge,
+    UnsupportedLanguagePair,
+)
+from service.engine import TranslationRequest, TranslationResult, moses_format, unk_replace, word_alignment
+from service.models import LoadedModel
+
+log = logging.getLogger("service.api.translation")
+T = TypeVar("T")
+EOS_TOKEN = "</s>"
+
+
+@dataclass(frozen=True)
+class Options:
+    source: str | None = None
+    target: str | None = None
+    beam_size: int = 1
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
+class Attended:
+    model: LoadedModel
+    translation: str
+    source_tokens: list[str]
+    target_tokens: list[str]
+    weights: np.ndarray  # [len(target_tokens), len(source_tokens)], rows sum to 1
+    alignment: list[tuple[int, int]]
+    moses: str
+
+
+def check_limits(state: ServiceState, texts: list[str], options: Options) -> LoadedModel:
+    """Everything that can be refused before encoding; returns the model for the language pair."""
+    settings = state.settings
+    if len(texts) > settings.max_texts_per_request:
+        raise PayloadTooLarge(f"{len(texts)} texts in one request; at most {settings.max_texts_per_request}")
+    for position, text in enumerate(texts):
+        if len(text) > settings.max_text_chars:
+            raise PayloadTooLarge(
+                f"text {position} has {len(text)} characters; at most {settings.max_text_chars}"
+            )
+    if options.max_length is not None and options.max_length > settings.max_output_tokens:
+        raise InvalidInput(f"max_length must be at most {settings.max_output_tokens}")
+    loaded = state.registry.for_pair(options.source, options.target)
+    if loaded is None:
+        pairs = ", ".join(f"{m.source_language}->{m.target_language}" for m in state.registry.models)
+        raise UnsupportedLanguagePair(
+            f"no loaded model translates {options.source or '*'}->{options.target or '*'} (loaded: {pairs})"
+        )
+    return loaded
+
+
+def _source_ids(state: ServiceState, loaded: LoadedModel, position: int, text: str) -> list[int]:
+    ids = loaded.codec.source_ids(text)
+    limit = state.settings.max_source_tokens
+    if len(ids) > limit:
+        raise PayloadTooLarge(f"text {position} is {len(ids)} tokens long; at most {limit}")
+    return ids
+
+
+def _nothing_to_translate(ids: list[int]) -> bool:
+    """Only eos: normalisation removed every character (control characters, ...); the answer is ""."""
+    return len(ids) < 2
+
+
+async def _submit_all(loaded: LoadedModel, requests: list[TranslationRequest]) -> list[TranslationResult]:
+    """Submit concurrently; if one fails, cancel the others (their rows are freed) and raise."""
+    tasks = [asyncio.ensure_future(loaded.scheduler.submit(request)) for request in requests]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _until_disconnected(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it (and so its scheduler rows) if the client disconnects first."""
+    work_task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({work_task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        work_task.cancel()
+        watcher.cancel()
+        await asyncio.gather(work_task, watcher, return_exceptions=True)
+        raise
+    watcher.cancel()
+    if work_task in done:  # finished together with a disconnect: the answer still counts
+        await asyncio.gather(watcher, return_exceptions=True)
+        return work_task.result()
+    work_task.cancel()
+    await asyncio.gather(work_task, watcher, return_exceptions=True)
+    raise ClientDisconnected("the client disconnected; its translation was cancelled")
+
+
+def _decode(loaded: LoadedModel, text: str, result: TranslationResult) -> str:
+    """Target text, with each <unk> replaced by the source word it attended to most."""
+    codec = loaded.codec
+    if result.attention is None or codec.unk_id not in result.target_ids:
+        return codec.decode(result.target_ids)
+    split = codec.split_source(text)
+    replacements = unk_replace(
+        result.target_ids, result.attention, split.surfaces, codec.unk_id, split.word_index
+    )
+    words: list[str] = []
+    run: list[int] = []
+    for token, replacement in zip(result.target_ids, replacements, strict=True):
+        if replacement is None:
+            run.append(token)
+            continue
+        if run:
+            words.append(codec.decode(run))
+            run = []
+        words.append(replacement)
+    if run:
+        words.append(codec.decode(run))
+    return " ".join(word for word in words if word)
+
+
+def _log_texts(state: ServiceState, texts: list[str]) -> None:
+    if state.settings.log_request_text:
+        log.info("request texts", extra={"texts": texts})
+
+
+async def translate_texts(
+    state: ServiceState, request: Request, texts: list[str], options: Options
+) -> tuple[LoadedModel, list[str]]:
+    """Translations of `texts`, in order, and the model version that made them."""
+    loaded = check_limits(state, texts, options)
+    _log_texts(state, texts)
+
+    async def work(model: LoadedModel) -> tuple[LoadedModel, list[str]]:
+        deadline = time.monotonic() + state.settings.request_timeout_s
+        requests: dict[int, TranslationRequest] = {}  # text position -> request
+        for position, text in enumerate(texts):
+            ids = _source_ids(state, model, position, text)
+            if _nothing_to_translate(ids):
+                continue
+            requests[position] = TranslationRequest(
+                source_ids=ids,
+                beam_size=options.beam_size,
+                max_length=options.max_length,
+                # attention is only kept when an <unk> in the source may be copied into the output
+                want_attention=model.codec.unk_id in ids and model.manifest.attention != "none",
+                deadline=deadline,
+            )
+        results = dict(zip(requests, await _submit_all(model, list(requests.values())), strict=True))
+        return model, [
+            _decode(model, text, results[position]) if position in results else ""
+            for position, text in enumerate(texts)
+        ]
+
+    return await cancel_on_disconnect(request, state.registry.run(loaded, work))
+
+
+async def attend(state: ServiceState, request: Request, text: str, options: Options) -> Attended:
+    """Translation of one text with its attention matrix and word alignment."""
+    loaded = check_limits(state, [text], options)
+    _log_texts(state, [text])
+
+    async def work(model: LoadedModel) -> Attended:
+        if model.manifest.attention == "none":
+            raise AttentionUnavailable(f"model {model.name} version {model.version} has no attention")
+        codec = model.codec
+        ids = _source_ids(state, model, 0, text)
+        split = codec.split_source(text)
+        if _nothing_to_translate(ids):
+            return Attended(model, "", [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
+        request = TranslationRequest(
+            source_ids=ids,
+            beam_size=options.beam_size,
+            max_length=options.max_length,
+            want_attention=True,
+            deadline=time.monotonic() + state.settings.request_timeout_s,
+        )
+        result = (await _submit_all(model, [request]))[0]
+        if result.attention is None:
+            raise AttentionUnavailable("the engine returned no attention for this request")
+        target_pieces = codec.pieces(result.target_ids)
+        weights = np.asarray(result.attention, dtype=np.float64)[: len(target_pieces) + 1, : len(ids)]
+        weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+        pairs = word_alignment(weights, split.word_index, word_index_of_pieces(target_pieces))
+        return Attended(
+            model=model,
+            translation=_decode(model, text, result),
+            source_tokens=[*split.pieces, EOS_TOKEN],
+            target_tokens=[*target_pieces, EOS_TOKEN],
+            weights=weights,
+            alignment=pairs,
+            moses=moses_format(pairs),
+        )
+
+    if loaded.manifest.attention == "none":
+        raise AttentionUnavailable(f"model {loaded.name} version {loaded.version} has no attention")
+    return await cancel_on_disconnect(request, state.registry.run(loaded, work))

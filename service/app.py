@@ -1,0 +1,105 @@
+"""create_app(settings): the one place where the service is wired together.
+
+The lifespan verifies and loads the models, warms them up, starts their schedulers and only then
+marks the service ready; on shutdown it drains them. Importing this module builds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from service.api import (
+    routes_attention,
+    routes_health,
+    routes_libretranslate,
+    routes_models,
+    routes_translate,
+)
+from service.api.deps import ServiceState
+from service.api.errors import install_error_handlers
+from service.api.middleware import EdgeMiddleware
+from service.api.schemas import document_limits
+from service.metrics import ServiceMetrics
+from service.models import ModelLoader, ModelRegistry, load_onnx_model
+from service.settings import Settings
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+log = logging.getLogger("service.app")
+
+DESCRIPTION = """English->German translation with an LSTM + attention model served by ONNX Runtime,
+with step-level continuous batching. Every error has the shape `{"error": {"code", "message"}}`.
+When API keys are configured, send one as `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
+
+
+def create_app(settings: Settings, *, model_loader: ModelLoader = load_onnx_model) -> FastAPI:
+    """The ASGI app for `settings`; `model_loader` lets tests serve a fake model instead of ONNX."""
+    metrics = ServiceMetrics()
+    registry = ModelRegistry(settings, metrics, model_loader)
+    state = ServiceState(
+        settings=settings, registry=registry, metrics=metrics, api_keys=settings.all_api_keys()
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await registry.start()
+        except Exception as exc:
+            log.error("start-up failed: %s", exc)
+            await registry.stop()
+            raise
+        state.mark_ready()
+        log.info("ready", extra={"models": [f"{m.name}@{m.version}" for m in registry.models]})
+        try:
+            yield
+        finally:
+            state.begin_drain()
+            await registry.drain(settings.drain_timeout_s)
+            await registry.stop()
+            log.info("stopped")
+
+    app = FastAPI(
+        title="Attention translator",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.add_middleware(EdgeMiddleware, state=state)
+    for module in (routes_translate, routes_attention, routes_models, routes_libretranslate, routes_health):
+        app.include_router(module.router)
+
+    def openapi() -> dict[str, Any]:
+        # Built on first use (after start-up), so the served languages and limits are the real ones.
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = document_limits(
+            get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes),
+            max_text_chars=settings.max_text_chars,
+            max_texts=settings.max_texts_per_request,
+            max_output_tokens=settings.max_output_tokens,
+            sources=sorted({m.source_language for m in registry.models}),
+            targets=sorted({m.target_language for m in registry.models}),
+        )
+        if registry.models:
+            app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

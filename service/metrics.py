@@ -1,0 +1,160 @@
+"""Prometheus metrics of the service: one class, its own CollectorRegistry, fed by plain stats objects.
+
+The engine knows nothing of Prometheus: it hands `StepStats` to `observe_step`. Label values are
+bounded (route templates, fixed reasons, configured model names), never user text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from service.engine import SchedulerSnapshot, StepStats
+
+REJECT_REASONS = ("overloaded", "deadline", "draining", "invalid", "unauthorized", "too_large", "failed")
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class ServiceMetrics:
+    """Every metric the service exports; one instance per app, so tests never share counters."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "translator_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "translator_http_request_duration_seconds",
+            "Time from request start to response end.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "translator_queue_wait_seconds",
+            "Time a request waited before its first decoder step.",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.queue_depth = Gauge("translator_queue_depth", "Requests waiting for admission.", registry=r)
+        self.active_rows = Gauge("translator_active_rows", "Decoder rows in the running batch.", registry=r)
+        self.batch_rows = Histogram(
+            "translator_batch_rows",
+            "Rows per decoder step (the batch size).",
+            buckets=_ROW_BUCKETS,
+            registry=r,
+        )
+        self.encoder_calls = Counter("translator_encoder_calls", "Batched encoder calls.", registry=r)
+        self.encoder_rows = Histogram(
+            "translator_encoder_rows",
+            "Rows admitted per encoder call.",
+            buckets=_ROW_BUCKETS,
+            registry=r,
+        )
+        self.decoder_steps = Counter("translator_decoder_steps", "Decoder steps run.", registry=r)
+        self.generated_tokens = Counter(
+            "translator_generated_tokens",
+            "Target tokens generated for finished requests.",
+            registry=r,
+        )
+        self.padding_waste = Gauge(
+            "translator_padding_waste_ratio",
+            "Fraction of source positions (encoder and decoder steps) that were padding, since start.",
+            registry=r,
+        )
+        self.padded_positions = Counter(
+            "translator_padded_source_positions",
+            "Padded source positions processed.",
+            registry=r,
+        )
+        self.source_positions = Counter(
+            "translator_source_positions",
+            "Source positions processed (real + padding).",
+            registry=r,
+        )
+        # Counted once per HTTP request by the API's error handler, not per scheduler row.
+        self.rejected = Counter(
+            "translator_requests_rejected",
+            "HTTP requests refused or failed, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "translator_model_info",
+            "Loaded model versions (value 1).",
+            ["name", "version", "variant", "provider"],
+            registry=r,
+        )
+        self.ready = Gauge("translator_ready", "1 when the service accepts work, else 0.", registry=r)
+        self.model_load_failures = Counter(
+            "translator_model_load_failures",
+            "Model versions that failed to load.",
+            registry=r,
+        )
+        for reason in REJECT_REASONS:  # export zeros so rate() works before the first rejection
+            self.rejected.labels(reason=reason)
+        self._padded_total = 0
+        self._positions_total = 0
+
+    def observe_http(self, route: str, method: str, status: int, duration_seconds: float) -> None:
+        self.http_requests.labels(route=route, method=method, status=str(status)).inc()
+        self.http_duration.labels(route=route).observe(duration_seconds)
+
+    def reject(self, reason: str) -> None:
+        if reason not in REJECT_REASONS:
+            raise ValueError(f"unknown reject reason {reason!r}")
+        self.rejected.labels(reason=reason).inc()
+
+    def observe_step(self, stats: StepStats) -> None:
+        """Scheduler callback, once per loop step; runs on the event loop, so it must stay cheap."""
+        if stats.encoder_calls:
+            self.encoder_calls.inc(stats.encoder_calls)
+            self.encoder_rows.observe(stats.rows_admitted / stats.encoder_calls)
+        if stats.decoder_step_rows:
+            self.decoder_steps.inc()
+            self.batch_rows.observe(stats.decoder_step_rows)
+        for queue_wait_seconds, _decode_seconds, generated_tokens in stats.finished:
+            self.queue_wait.observe(queue_wait_seconds)
+            self.generated_tokens.inc(generated_tokens)
+        # Padding of the encoder batch and of the memory every decoder step attends over.
+        padded = stats.padded_source_positions + stats.decoder_padded_source_positions
+        positions = stats.total_source_positions + stats.decoder_total_source_positions
+        if positions:
+            self.padded_positions.inc(padded)
+            self.source_positions.inc(positions)
+            self._padded_total += padded
+            self._positions_total += positions
+            self.padding_waste.set(self._padded_total / self._positions_total)
+        self.queue_depth.set(stats.queue_depth)
+        self.active_rows.set(stats.active_rows)
+
+    def observe_snapshots(self, snapshots: Iterable[SchedulerSnapshot]) -> None:
+        """Refresh the gauges at scrape time, so an idle service does not report its last busy step."""
+        snapshots = list(snapshots)
+        self.queue_depth.set(sum(s.queue_depth for s in snapshots))
+        self.active_rows.set(sum(s.active_rows for s in snapshots))
+
+    def set_model_info(self, name: str, version: str, variant: str, provider: str) -> None:
+        self.model_info.labels(name=name, version=version, variant=variant, provider=provider).set(1)
+
+    def clear_model_info(self, name: str, version: str, variant: str, provider: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.model_info.remove(name, version, variant, provider)
+
+    def set_ready(self, ready: bool) -> None:
+        self.ready.set(1 if ready else 0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,128 @@
+"""The one typed settings object of the service, read from `TRANSLATOR_*` environment variables.
+
+Built once (by `service.__main__` or a test) and passed down; importing this module reads nothing.
+Must not import fastapi, onnxruntime or the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+import model_store
+
+DEFAULT_MODEL_STORE = Path(model_store.__file__).resolve().parent
+ENV_PREFIX = "TRANSLATOR_"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of TRANSLATOR_MODELS: a model name, and a version or None for the newest."""
+
+    name: str
+    version: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSpec:
+        name, _, version = text.strip().partition("@")
+        if not name or (_ and not version):
+            raise ValueError(f"{text!r} is not 'name' or 'name@version'")
+        return cls(name=name, version=version or None)
+
+    def __str__(self) -> str:
+        return self.name if self.version is None else f"{self.name}@{self.version}"
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Environment variable = TRANSLATOR_ + field name in upper case."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    model_store: Path = DEFAULT_MODEL_STORE
+    # Empty: the newest version of every model in the store; the first entry is the default model.
+    models: Annotated[list[ModelSpec], NoDecode] = Field(default_factory=list)
+    variant: Literal["fp32", "int8"] = "fp32"
+    providers: Literal["cpu", "cuda"] = "cpu"
+    batching: Literal["continuous", "static", "off"] = "continuous"
+    max_batch_rows: int = Field(default=64, ge=1, le=4096)
+    max_queue_requests: int = Field(default=256, ge=1, le=1_000_000)
+    static_max_wait_ms: float = Field(default=5.0, ge=0.0, le=10_000.0)
+    intra_op_threads: int = Field(default=0, ge=0, le=1024)  # 0: ONNX Runtime picks
+    inter_op_threads: int = Field(default=1, ge=0, le=1024)
+    request_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0)
+    drain_timeout_s: float = Field(default=20.0, ge=0.0, le=3600.0)
+    max_text_chars: int = Field(default=2000, ge=1, le=1_000_000)
+    max_source_tokens: int = Field(default=256, ge=2, le=100_000)  # including the end-of-sentence token
+    max_texts_per_request: int = Field(default=32, ge=1, le=10_000)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_output_tokens: int = Field(default=256, ge=1, le=1024)  # cap on generated tokens per text
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    api_keys_file: Path | None = None  # one key per line (a mounted secret); adds to api_keys
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_request_text: bool = False  # privacy: request texts stay out of the logs unless asked
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: object) -> object:
+        items = _split_commas(value)
+        if isinstance(items, list):
+            return [ModelSpec.parse(item) if isinstance(item, str) else item for item in items]
+        return items
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("model_store")
+    @classmethod
+    def _store_exists(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"model store {str(value)!r} is not a directory")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        names = [spec.name for spec in self.models]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"TRANSLATOR_MODELS names a model more than once: {duplicates}")
+        if self.api_keys_file is not None and not self.api_keys_file.is_file():
+            raise ValueError(f"TRANSLATOR_API_KEYS_FILE {str(self.api_keys_file)!r} is not a readable file")
+        return self
+
+    def all_api_keys(self) -> list[bytes]:
+        """Keys from TRANSLATOR_API_KEYS plus TRANSLATOR_API_KEYS_FILE; empty means keys are off."""
+        keys = [key.get_secret_value() for key in self.api_keys]
+        if self.api_keys_file is not None:
+            lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
+            keys += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        return [key.encode("utf-8") for key in keys]
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One readable line per bad setting, named as the environment variable the operator sets."""
+    lines = ["invalid settings:"]
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        variable = ENV_PREFIX + field.upper() if field else "(settings)"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"  {variable}: {message}")
+    return "\n".join(lines)

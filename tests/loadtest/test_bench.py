@@ -1,0 +1,132 @@
+"""`loadtest.bench --quick` end to end against the tiny model: five real server processes (naive
+PyTorch + the service in four modes), the engine benchmark, the JSON and the Markdown report.
+Checks structure and consistency only; timings on a shared CI machine are not asserted."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from loadtest import bench
+from model_store.manifest import read_manifest, write_manifest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def quick_bench(tiny_store: Path, number_model, number_sentences: Path,  # type: ignore[no-untyped-def]
+                tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, Path]:
+    out = tmp_path_factory.mktemp("bench")
+    docs = out / "benchmarks.md"
+    code = bench.main(["--quick", "--store", str(tiny_store), "--checkpoint", str(number_model.checkpoint),
+                       "--sentences", str(number_sentences), "--unloaded-text", "three thousand and forty-two",
+                       "--out", str(out), "--docs", str(docs)])
+    assert code == 0, (out / "raw" / "bench").glob("*.log")
+    return json.loads((out / "bench.json").read_text(encoding="utf-8")), out, docs
+
+
+def test_every_configuration_served_well_formed_answers(quick_bench: tuple[dict, Path, Path]) -> None:
+    document, _, _ = quick_bench
+    assert list(document["configs"]) == list(bench.CONFIGS)
+    for name, result in document["configs"].items():
+        assert "error" not in result, (name, result.get("error"))
+        closed = result["closed"]
+        assert len(closed["runs"]) == bench.QUICK_PLAN.repeats
+        for run in closed["runs"]:
+            assert run["errors"] == 0, (name, run["error_samples"])
+            assert run["requests_ok"] > 0
+            assert run["sentences_per_s"] > 0 and run["target_tokens_per_s"] > 0
+            assert 0 < run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"]
+            assert run["target_tokens_per_sentence"] >= 2  # at least one piece + eos
+        summary = closed["summary"]["sentences_per_s"]
+        assert summary["min"] <= summary["median"] <= summary["max"]
+        assert len(summary["values"]) == bench.QUICK_PLAN.repeats
+        assert result["unloaded"]["requests"] == bench.QUICK_PLAN.unloaded_requests
+        assert result["unloaded"]["p50_ms"] > 0
+
+
+def test_batching_modes_batch_as_configured(quick_bench: tuple[dict, Path, Path]) -> None:
+    configs = quick_bench[0]["configs"]
+    assert "rows_per_decoder_step" not in configs["naive"]["closed"]["runs"][0]  # no /metrics there
+    # off decodes one request at a time: exactly one row per decoder step (greedy).
+    assert all(run["rows_per_decoder_step"] == 1.0 for run in configs["off"]["closed"]["runs"])
+    for name in ("static", "continuous", "int8"):
+        assert all(run["rows_per_decoder_step"] >= 1.0 for run in configs[name]["closed"]["runs"])
+        assert all(run["server_generated_tokens"] > 0 for run in configs[name]["closed"]["runs"])
+
+
+def test_open_loop_runs_static_and_continuous_at_one_offered_rate(quick_bench: tuple[dict, Path, Path]) -> None:
+    document = quick_bench[0]
+    rates = {name: r["open"]["offered_per_s"] for name, r in document["configs"].items() if "open" in r}
+    assert set(rates) == {"static", "continuous"}
+    assert len(set(rates.values())) == 1 and next(iter(rates.values())) > 0
+    static_closed = document["configs"]["static"]["closed"]["summary"]["sentences_per_s"]["median"]
+    assert rates["static"] == pytest.approx(bench.QUICK_PLAN.open_fraction * static_closed)
+    for name in rates:
+        for run in document["configs"][name]["open"]["runs"]:
+            assert run["errors"] == 0 and run["requests_ok"] > 0 and run["dropped"] == 0
+
+
+def test_fp32_servers_translate_identically(quick_bench: tuple[dict, Path, Path]) -> None:
+    agreement = quick_bench[0]["agreement_with_continuous"]
+    assert agreement["off"] == 1.0 and agreement["static"] == 1.0  # the service's modes are equivalent
+    assert agreement["naive"] >= 0.75  # torch eager vs ONNX Runtime: the same greedy decoding
+    assert 0.0 <= agreement["int8"] <= 1.0
+
+
+def test_targets_and_machine_are_recorded(quick_bench: tuple[dict, Path, Path]) -> None:
+    document = quick_bench[0]
+    assert document["quick"] is True
+    assert document["command"].startswith("python -m loadtest.bench --quick")
+    assert document["machine"]["cpus"] >= 1 and document["machine"]["cpu_model"]
+    targets = {t["target"]: t for t in document["targets"]}
+    assert len(targets) == 6
+    speedup = targets["continuous / naive sentences/s at saturation"]
+    configs = document["configs"]
+    assert speedup["value"] == pytest.approx(
+        configs["continuous"]["closed"]["summary"]["sentences_per_s"]["median"]
+        / configs["naive"]["closed"]["summary"]["sentences_per_s"]["median"])
+    assert all(t["met"] in (True, False, None) for t in targets.values())
+
+
+def test_engine_results_and_report_are_written(quick_bench: tuple[dict, Path, Path]) -> None:
+    _, out, docs = quick_bench
+    engine = json.loads((out / "engine_bench.json").read_text(encoding="utf-8"))
+    assert set(engine["variants"]) == {"fp32", "int8"}
+    text = docs.read_text(encoding="utf-8")
+    for heading in ("## Side-by-side benchmark", "## Engine only (no HTTP)", "quick mode"):
+        assert heading in text
+    for name in bench.CONFIGS:
+        assert f"| {name} |" in text
+    assert (out / "raw" / "bench" / "server-continuous.log").is_file()
+
+
+def test_bleu_drop_reads_what_the_export_records(tiny_artifact: Path) -> None:
+    manifest = read_manifest(tiny_artifact)
+    published = dataclasses.replace(manifest, evaluation={
+        "fp32": {"everyday": {"bleu": 20.0, "bleu_onnx_greedy": 19.0}},
+        "int8": {"everyday": {"bleu_onnx_greedy": 18.5, "bleu_drop_vs_fp32": 0.5},
+                 "technical": {"bleu_onnx_greedy": 10.0}},
+    })
+    assert bench.bleu_drop(published) == {"everyday": 0.5}
+    assert bench.bleu_drop(dataclasses.replace(manifest, evaluation={})) == {}
+
+
+def test_int8_is_skipped_when_the_export_dropped_it(tiny_artifact: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    artifact = store / tiny_artifact.parent.name / tiny_artifact.name
+    shutil.copytree(tiny_artifact, artifact)
+    manifest = read_manifest(artifact)
+    write_manifest(artifact, dataclasses.replace(manifest, variants={"fp32": manifest.variants["fp32"]}))
+    code = bench.main(["--quick", "--configs", "int8", "--skip-engine", "--store", str(store),
+                       "--out", str(tmp_path / "out"), "--docs", str(tmp_path / "benchmarks.md")])
+    assert code == 0
+    document = json.loads((tmp_path / "out" / "bench.json").read_text(encoding="utf-8"))
+    assert "no int8 variant" in document["configs"]["int8"]["skipped"]
+    int8_target = next(t for t in document["targets"] if t["target"].startswith("int8 / fp32"))
+    assert int8_target["met"] is None
+    assert "| int8 | the artifact has no int8 variant" in (tmp_path / "benchmarks.md").read_text(encoding="utf-8")

@@ -1,0 +1,390 @@
+"""Every route and every error status through FastAPI's TestClient, over the echo model (fast, in-process).
+
+The same behaviour against a real uvicorn process and the real tiny artifact is in test_live_server.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api.errors import ClientDisconnected
+from service.api.translation import cancel_on_disconnect
+
+ClientFactory = Callable[..., TestClient]
+NOT_IN_VOCAB = "\u2603"  # as in conftest.py: a character the fake tokenizer never saw
+
+
+def assert_error(response, status: int, code: str) -> dict:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["code"] == code, body
+    assert body["error"]["message"]
+    return body
+
+
+# ---- happy paths ---------------------------------------------------------------------------------
+
+
+def test_translate_one_text(client: TestClient) -> None:
+    response = client.post("/v1/translate", json={"text": "the house is small", "source": "en", "target": "de"})
+    assert response.status_code == 200
+    assert response.json() == {
+        "model": {"name": "en-de", "version": "1"},
+        "translations": [{"text": "the house is small"}],
+    }
+
+
+def test_translate_many_texts_keeps_order(client: TestClient) -> None:
+    texts = ["good morning", "where is the station", "hello world", "the house is big"]
+    response = client.post("/v1/translate", json={"texts": texts, "beam_size": 2})
+    assert response.status_code == 200
+    assert [t["text"] for t in response.json()["translations"]] == texts
+
+
+def test_translate_picks_the_model_for_the_pair(client: TestClient) -> None:
+    response = client.post("/v1/translate", json={"text": "guten morgen", "source": "de", "target": "en"})
+    assert response.json()["model"] == {"name": "de-en", "version": "1"}
+
+
+def test_unknown_word_is_copied_from_the_source(client: TestClient) -> None:
+    response = client.post("/v1/translate", json={"text": f"hello {NOT_IN_VOCAB} world"})
+    assert response.status_code == 200
+    assert NOT_IN_VOCAB in response.json()["translations"][0]["text"]
+    assert "\u2047" not in response.json()["translations"][0]["text"]  # sentencepiece's rendering of <unk>
+
+
+def test_attention_shapes_rows_and_alignment(client: TestClient) -> None:
+    response = client.post("/v1/attention", json={"text": f"hello {NOT_IN_VOCAB} world"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    source, target, weights = body["source_tokens"], body["target_tokens"], body["weights"]
+    assert source[-1] == "</s>" and target[-1] == "</s>"
+    assert len(weights) == len(target) and all(len(row) == len(source) for row in weights)
+    assert all(abs(sum(row) - 1.0) < 1e-5 for row in weights)
+    # The echo model attends to the position it copies, so the word alignment is the diagonal.
+    assert body["alignment"] == [[i, i] for i in range(3)]
+    assert body["moses"] == "0-0 1-1 2-2"
+    assert NOT_IN_VOCAB in body["translation"]
+
+
+def test_attention_as_svg(client: TestClient) -> None:
+    response = client.post("/v1/attention", json={"text": "hello world", "format": "svg"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("image/svg+xml")
+    json_body = client.post("/v1/attention", json={"text": "hello world"}).json()
+    cells = len(json_body["source_tokens"]) * len(json_body["target_tokens"])
+    assert "<svg" in response.text and response.text.count('class="cell"') == cells
+
+
+def test_models_lists_versions_scores_and_default(client: TestClient) -> None:
+    models = client.get("/v1/models").json()["models"]
+    assert [(m["name"], m["version"], m["default"]) for m in models] == [
+        ("en-de", "1", True),
+        ("de-en", "1", False),
+    ]
+    assert models[0]["evaluation"] == {"fp32": {"everyday": {"bleu": 12.5, "chrf": 40.0}}}
+    assert models[0]["quantization"] == "none" and models[0]["providers"]
+
+
+def test_libretranslate_form_json_and_lists(client: TestClient) -> None:
+    form = client.post("/translate", data={"q": "good morning", "source": "en", "target": "de"})
+    assert form.status_code == 200 and form.json() == {"translatedText": "good morning"}
+    as_json = client.post(
+        "/translate",
+        json={"q": ["hello world", "good morning"], "source": "auto", "target": "de", "format": "text"},
+    )
+    assert as_json.json() == {"translatedText": ["hello world", "good morning"]}
+    repeated = client.post("/translate", data={"q": ["hello world", "good morning"], "target": "de"})
+    assert repeated.json() == {"translatedText": ["hello world", "good morning"]}
+
+
+def test_languages_in_libretranslate_form(client: TestClient) -> None:
+    assert client.get("/languages").json() == [
+        {"code": "en", "name": "English", "targets": ["de"]},
+        {"code": "de", "name": "German", "targets": ["en"]},
+    ]
+
+
+def test_health_ready_and_page(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for asset in re.findall(r'(?:href|src)="/?(static/[^"]+)"', page.text):  # the page's own files
+        assert client.get("/" + asset).status_code == 200, asset
+    assert_error(client.get("/static/no-such-file.js"), 404, "not_found")
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"text": ""},
+        {"text": "   \n\t"},
+        {"texts": []},
+        {"texts": ["fine", " "]},
+        {"text": 42},
+        {"text": ["a list"]},
+        {"text": "a", "texts": ["b"]},
+        {"text": "a", "beam_size": 0},
+        {"text": "a", "beam_size": 9},
+        {"text": "a", "beam_size": 10**40},
+        {"text": "a", "beam_size": "three"},
+        {"text": "a", "max_length": 0},
+        {"text": "a", "source": "english"},
+        {"text": "a", "unknown_field": 1},
+        [1, 2, 3],
+    ],
+)
+def test_invalid_bodies_are_422(client: TestClient, body: object) -> None:
+    assert_error(client.post("/v1/translate", json=body), 422, "invalid_request")
+
+
+def test_text_with_nothing_translatable_translates_to_empty(client: TestClient) -> None:
+    response = client.post("/v1/translate", json={"texts": ["\u0001\u0002", "hello world"]})
+    assert response.status_code == 200
+    assert [t["text"] for t in response.json()["translations"]] == ["", "hello world"]
+    attention = client.post("/v1/attention", json={"text": "\u0001"}).json()
+    assert (attention["translation"], attention["weights"], attention["alignment"]) == ("", [[1.0]], [])
+
+
+def test_malformed_json_and_wrong_content_type_are_4xx(client: TestClient) -> None:
+    bad_json = client.post("/v1/translate", content=b"{not json", headers={"content-type": "application/json"})
+    assert_error(bad_json, 422, "invalid_request")
+    not_utf8 = client.post("/v1/translate", content=b"\xff\xfe{", headers={"content-type": "application/json"})
+    assert_error(not_utf8, 422, "invalid_request")
+    assert_error(
+        client.post("/translate", content=b"{oops", headers={"content-type": "application/json"}),
+        422,
+        "invalid_request",
+    )
+    assert_error(
+        client.post("/translate", content=b"q=hi", headers={"content-type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    )
+    assert client.post("/v1/translate", content=b"text", headers={"content-type": "text/plain"}).status_code == 422
+
+
+def test_unknown_language_pair_and_libre_format(client: TestClient) -> None:
+    assert_error(client.post("/v1/translate", json={"text": "a", "target": "fr"}), 422, "unsupported_language_pair")
+    assert_error(client.post("/translate", json={"q": "a", "target": "fr"}), 422, "unsupported_language_pair")
+    assert_error(client.post("/translate", json={"q": "a", "target": "de", "format": "html"}), 422, "invalid_request")
+    assert_error(client.post("/v1/attention", json={"text": "hallo", "source": "de"}), 422, "attention_unavailable")
+
+
+def test_not_found_and_method_not_allowed_have_the_error_shape(client: TestClient) -> None:
+    assert_error(client.get("/no/such/route"), 404, "not_found")
+    assert_error(client.get("/v1/translate"), 405, "method_not_allowed")
+    assert_error(client.delete("/v1/models"), 405, "method_not_allowed")
+
+
+def test_limits_are_413(make_client: ClientFactory) -> None:
+    client = make_client(max_text_chars=20, max_texts_per_request=2, max_source_tokens=6, max_body_bytes=2048)
+    assert_error(client.post("/v1/translate", json={"text": "x" * 21}), 413, "too_large")
+    assert_error(client.post("/v1/translate", json={"texts": ["a", "b", "c"]}), 413, "too_large")
+    assert_error(client.post("/v1/translate", json={"text": "one two three four five six"}), 413, "too_large")
+    assert_error(client.post("/v1/translate", json={"text": "a" * 3000}), 413, "too_large")
+    chunked = client.post(
+        "/v1/translate",
+        content=iter([b'{"text": "', b"a" * 3000, b'"}']),
+        headers={"content-type": "application/json"},
+    )
+    assert_error(chunked, 413, "too_large")
+
+
+def test_api_keys(make_client: ClientFactory) -> None:
+    client = make_client(api_keys="k1,k2")
+    assert_error(client.post("/v1/translate", json={"text": "hello world"}), 401, "unauthorized")
+    wrong = client.post("/v1/translate", json={"text": "hello world"}, headers={"Authorization": "Bearer nope"})
+    assert_error(wrong, 401, "unauthorized")
+    assert wrong.headers["www-authenticate"] == "Bearer"
+    assert client.post("/v1/translate", json={"text": "hi"}, headers={"Authorization": "Bearer k2"}).status_code == 200
+    assert client.post("/v1/attention", json={"text": "hi"}, headers={"X-API-Key": "k1"}).status_code == 200
+    assert_error(client.post("/translate", data={"q": "hi", "target": "de"}), 401, "unauthorized")
+    assert client.post("/translate", data={"q": "hi", "target": "de", "api_key": "k1"}).status_code == 200
+    assert client.get("/healthz").status_code == 200 and client.get("/metrics").status_code == 200
+
+
+def test_admin_is_disabled_without_keys(client: TestClient) -> None:
+    assert_error(client.post("/v1/admin/reload", json={"name": "en-de"}), 403, "admin_disabled")
+
+
+def test_reload_swaps_and_keeps_the_old_version_on_failure(make_client: ClientFactory) -> None:
+    client = make_client(api_keys="admin")
+    auth = {"Authorization": "Bearer admin"}
+    assert_error(client.post("/v1/admin/reload", json={"name": "en-de", "version": "2"}), 401, "unauthorized")
+    swapped = client.post("/v1/admin/reload", json={"name": "en-de", "version": "2"}, headers=auth)
+    assert swapped.status_code == 200, swapped.text
+    assert swapped.json() == {
+        "model": {"name": "en-de", "version": "2"},
+        "previous": {"name": "en-de", "version": "1"},
+    }
+    broken = client.post("/v1/admin/reload", json={"name": "en-de", "version": "3"}, headers=auth)
+    body = assert_error(broken, 409, "reload_failed")
+    assert "encoder.onnx" in body["error"]["message"]
+    assert_error(
+        client.post("/v1/admin/reload", json={"name": "en-de", "version": "9"}, headers=auth),
+        404,
+        "model_not_found",
+    )
+    translated = client.post("/v1/translate", json={"text": "hello world"}, headers=auth)
+    assert translated.json()["model"] == {"name": "en-de", "version": "2"}
+    metrics = client.get("/metrics").text
+    assert "translator_model_load_failures_total 2.0" in metrics
+    assert 'translator_model_info{name="en-de",provider="cpu",variant="fp32",version="2"} 1.0' in metrics
+    assert 'translator_model_info{name="en-de",provider="cpu",variant="fp32",version="1"}' not in metrics
+
+
+def test_reload_under_traffic_drops_no_request(make_client: ClientFactory) -> None:
+    client = make_client(step_delay_s=0.005, api_keys="admin")
+    auth = {"Authorization": "Bearer admin"}
+    statuses: list[int] = []
+    versions: set[str] = set()
+
+    def traffic() -> None:
+        for _ in range(15):
+            response = client.post("/v1/translate", json={"texts": ["hello world", "good morning"]}, headers=auth)
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                versions.add(response.json()["model"]["version"])
+
+    threads = [threading.Thread(target=traffic) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.1)
+    swapped = client.post("/v1/admin/reload", json={"name": "en-de", "version": "2"}, headers=auth)
+    for thread in threads:
+        thread.join()
+    assert swapped.status_code == 200, swapped.text
+    assert statuses == [200] * 60
+    assert versions == {"1", "2"}
+
+
+def test_queue_full_is_429_with_retry_after(make_client: ClientFactory) -> None:
+    client = make_client(step_delay_s=0.05, max_queue_requests=1, max_batch_rows=1)
+    response = client.post("/v1/translate", json={"texts": ["hello world", "good morning", "the house is small"]})
+    assert_error(response, 429, "overloaded")
+    assert int(response.headers["retry-after"]) >= 1
+
+
+def test_deadline_is_504(make_client: ClientFactory) -> None:
+    client = make_client(step_delay_s=0.2, request_timeout_s=0.1)
+    assert_error(client.post("/v1/translate", json={"text": "the house is small"}), 504, "deadline_exceeded")
+
+
+def test_a_model_failure_fails_that_request_only(client: TestClient) -> None:
+    client.app.state.service.registry.default.model.fail_next_steps = 1  # type: ignore[attr-defined]
+    body = assert_error(client.post("/v1/translate", json={"text": "hello world"}), 500, "inference_failed")
+    assert "the model failed" in body["error"]["message"]
+    assert client.post("/v1/translate", json={"text": "hello world"}).status_code == 200
+    assert 'translator_requests_rejected_total{reason="failed"} 1.0' in client.get("/metrics").text
+
+
+def test_draining_refuses_work_and_fails_readiness(client: TestClient) -> None:
+    client.app.state.service.begin_drain()  # type: ignore[attr-defined]
+    assert_error(client.get("/readyz"), 503, "draining")
+    assert_error(client.post("/v1/translate", json={"text": "hello"}), 503, "draining")
+    assert_error(client.post("/translate", json={"q": "hello", "target": "de"}), 503, "draining")
+    assert client.get("/healthz").status_code == 200
+    assert "translator_ready 0.0" in client.get("/metrics").text
+
+
+# ---- observability ------------------------------------------------------------------------------
+
+
+def test_request_id_is_echoed_or_made(client: TestClient) -> None:
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    made = client.get("/healthz").headers["x-request-id"]
+    assert len(made) == 32
+    hostile = client.get("/healthz", headers={"X-Request-ID": "bad id <script>"}).headers["x-request-id"]
+    assert hostile != "bad id <script>" and len(hostile) == 32
+
+
+def test_metrics_after_traffic_use_route_templates(client: TestClient) -> None:
+    client.post("/v1/translate", json={"text": "hello world"})
+    client.post("/v1/translate", json={"text": ""})
+    client.get("/static/../../etc/passwd")
+    text = client.get("/metrics").text
+    assert 'translator_http_requests_total{method="POST",route="/v1/translate",status="200"} 1.0' in text
+    assert 'translator_requests_rejected_total{reason="invalid"} 1.0' in text
+    assert "passwd" not in text
+    for name in (
+        "translator_queue_wait_seconds",
+        "translator_encoder_calls_total",
+        "translator_batch_rows",
+        "translator_decoder_steps_total",
+        "translator_generated_tokens_total",
+        "translator_ready 1.0",
+    ):
+        assert name in text
+
+
+def test_request_text_stays_out_of_logs_unless_asked(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "where is the station"
+    with caplog.at_level(logging.INFO):
+        make_client().post("/v1/translate", json={"text": secret})
+    assert caplog.records and all(secret not in json.dumps(vars(r), default=str) for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        make_client(log_request_text=True).post("/v1/translate", json={"text": secret})
+    assert any(secret in json.dumps(vars(r), default=str) for r in caplog.records)
+
+
+def test_openapi_documents_errors_with_examples(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    translate = spec["paths"]["/v1/translate"]["post"]["responses"]
+    assert {"200", "401", "413", "422", "429", "503", "504"} <= set(translate)
+    assert "examples" in translate["429"]["content"]["application/json"]
+    assert "Retry-After" in translate["429"]["headers"]
+    assert {"422"} <= set(spec["paths"]["/v1/attention"]["post"]["responses"])
+    assert {"401", "403", "409"} <= set(spec["paths"]["/v1/admin/reload"]["post"]["responses"])
+    libre_body = spec["paths"]["/translate"]["post"]["requestBody"]["content"]
+    assert {"application/json", "application/x-www-form-urlencoded"} <= set(libre_body)
+
+
+# ---- disconnect -----------------------------------------------------------------------------------
+
+
+class _DisconnectingRequest:
+    def __init__(self, after_s: float) -> None:
+        self.after_s = after_s
+
+    async def receive(self) -> dict[str, str]:
+        await asyncio.sleep(self.after_s)
+        return {"type": "http.disconnect"}
+
+
+def test_a_disconnect_cancels_the_work() -> None:
+    cancelled = asyncio.Event()
+
+    async def forever() -> str:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    async def scenario() -> None:
+        with pytest.raises(ClientDisconnected):
+            await cancel_on_disconnect(_DisconnectingRequest(0.01), forever())  # type: ignore[arg-type]
+        assert cancelled.is_set()
+        assert await cancel_on_disconnect(_DisconnectingRequest(5), asyncio.sleep(0, "done")) == "done"  # type: ignore[arg-type]
+
+    asyncio.run(scenario())

@@ -1,0 +1,97 @@
+"""Settings: env prefix, comma lists, validation messages, and `python -m service` refusing bad ones."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import DEFAULT_MODEL_STORE, ModelSpec, Settings, describe_validation_error
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("TRANSLATOR_"):
+            monkeypatch.delenv(key)
+
+
+def test_defaults() -> None:
+    settings = Settings()
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.model_store == DEFAULT_MODEL_STORE
+    assert settings.models == []
+    assert (settings.variant, settings.providers, settings.batching) == ("fp32", "cpu", "continuous")
+    assert settings.drain_timeout_s == 20.0
+    assert settings.log_request_text is False
+    assert settings.all_api_keys() == []
+
+
+def test_environment_is_read_with_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TRANSLATOR_PORT", "9001")
+    monkeypatch.setenv("TRANSLATOR_MODEL_STORE", str(tmp_path))
+    monkeypatch.setenv("TRANSLATOR_MODELS", "en-de@2, fr-en")
+    monkeypatch.setenv("TRANSLATOR_BATCHING", "static")
+    monkeypatch.setenv("TRANSLATOR_LOG_LEVEL", "debug")
+    settings = Settings()
+    assert settings.port == 9001
+    assert settings.model_store == tmp_path
+    assert settings.models == [ModelSpec("en-de", "2"), ModelSpec("fr-en", None)]
+    assert settings.batching == "static"
+    assert settings.log_level == "DEBUG"
+
+
+def test_api_keys_from_env_and_file_are_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    key_file = tmp_path / "keys"
+    key_file.write_text("# comment\nfile-key\n\n", encoding="utf-8")
+    monkeypatch.setenv("TRANSLATOR_API_KEYS", "alpha, beta")
+    monkeypatch.setenv("TRANSLATOR_API_KEYS_FILE", str(key_file))
+    settings = Settings()
+    assert settings.all_api_keys() == [b"alpha", b"beta", b"file-key"]
+    assert "alpha" not in repr(settings) and "alpha" not in str(settings)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("TRANSLATOR_PORT", "eighty", "TRANSLATOR_PORT"),
+        ("TRANSLATOR_PORT", "70000", "TRANSLATOR_PORT"),
+        ("TRANSLATOR_BATCHING", "dynamic", "TRANSLATOR_BATCHING"),
+        ("TRANSLATOR_PROVIDERS", "tpu", "TRANSLATOR_PROVIDERS"),
+        ("TRANSLATOR_VARIANT", "fp16", "TRANSLATOR_VARIANT"),
+        ("TRANSLATOR_MODELS", "en-de@", "TRANSLATOR_MODELS"),
+        ("TRANSLATOR_MODEL_STORE", "/no/such/store", "is not a directory"),
+        ("TRANSLATOR_MAX_BATCH_ROWS", "0", "TRANSLATOR_MAX_BATCH_ROWS"),
+        ("TRANSLATOR_API_KEYS_FILE", "/no/such/file", "TRANSLATOR_API_KEYS_FILE"),
+    ],
+)
+def test_invalid_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert fragment in describe_validation_error(caught.value)
+
+
+def test_duplicate_model_names_are_refused() -> None:
+    with pytest.raises(ValidationError, match="more than once"):
+        Settings(models="en-de@1,en-de@2")
+
+
+def test_python_m_service_exits_with_a_readable_message_on_bad_settings() -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TRANSLATOR_")}
+    env |= {"TRANSLATOR_PORT": "not-a-port", "TRANSLATOR_BATCHING": "sometimes"}
+    done = subprocess.run(
+        [sys.executable, "-m", "service"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "invalid settings" in done.stderr
+    assert "TRANSLATOR_PORT" in done.stderr and "TRANSLATOR_BATCHING" in done.stderr
+    assert "Traceback" not in done.stderr
