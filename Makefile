@@ -75,6 +75,10 @@ data: $(STAMPS)/dev $(STAMPS)/apt-data
 MINUTES ?= 80
 PRESET  ?= cpu
 VERSION ?= 1
+eval: $(STAMPS)/dev
+	$(PY) -m training.evaluate --checkpoint runs/en-de/best.pt --none-checkpoint runs/en-de-none/best.pt \
+	    --corpus data/corpus --out runs/en-de/eval --beam 5
+
 train: $(STAMPS)/dev
 	@test -f data/tokenizer/spm.model || $(MAKE) data
 	$(PY) -m training.cli train --preset $(PRESET) --attention luong_general --out runs/en-de --minutes $(MINUTES)
@@ -84,6 +88,15 @@ train: $(STAMPS)/dev
 export: $(STAMPS)/dev
 	$(PY) -m training.cli export --checkpoint runs/en-de/best.pt --none-checkpoint runs/en-de-none/best.pt \
 	    --store model_store --name en-de --version $(VERSION)
+
+# Needs the shipped model in model_store/ and, for the naive PyTorch baseline, runs/en-de/best.pt.
+BENCH_ARGS ?=
+bench: $(STAMPS)/dev
+	$(PY) -m loadtest.bench $(BENCH_ARGS)
+
+LOADTEST_ARGS ?=
+loadtest: $(STAMPS)/dev
+	$(PY) -m loadtest.run_loadtest $(LOADTEST_ARGS)
 
 deploy-check: $(STAMPS)/deploy-tools
 	deploy/check.sh

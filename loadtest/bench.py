@@ -11,6 +11,7 @@ Must not import locust, service or torch (servers run in their own processes).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import random
@@ -111,7 +112,7 @@ def _start(name: str, store: Path, checkpoint: Path | None, raw_dir: Path, model
         if checkpoint is None:
             raise ServerStartError("the naive baseline needs --checkpoint (a torch checkpoint .pt)")
         return start_naive(checkpoint, log_path)
-    return start_service(store, log_path, label=name, models=model_spec, **(server_env | settings))
+    return start_service(store, log_path, server_env | settings | {"models": model_spec}, label=name)
 
 
 def bench_config(name: str, server: ServerProcess, sentences: list[Sentence], codec: Codec, plan: Plan,
@@ -125,8 +126,8 @@ def bench_config(name: str, server: ServerProcess, sentences: list[Sentence], co
     closed_runs = []
     for repeat in range(plan.repeats):
         before = scrape_counters(url)
-        record = client.run(lambda r=repeat: client.closed_loop(
-            url, sentences, plan.concurrency, plan.duration_s, force_lengths, start_index=r * 997))
+        record = client.run(functools.partial(
+            client.closed_loop, url, sentences, plan.concurrency, plan.duration_s, force_lengths, repeat * 997))
         closed_runs.append(summarize_run(record, codec, before, scrape_counters(url)))
     return {
         "label": LABELS[name],
@@ -144,8 +145,8 @@ def bench_open(server: ServerProcess, sentences: list[Sentence], codec: Codec, p
     runs = []
     for repeat in range(plan.repeats):
         before = scrape_counters(url)
-        record = client.run(lambda r=repeat: client.open_loop(
-            url, sentences, rate_per_s, plan.open_duration_s, force_lengths, seed=plan.seed + r))
+        record = client.run(functools.partial(
+            client.open_loop, url, sentences, rate_per_s, plan.open_duration_s, force_lengths, plan.seed + repeat))
         runs.append(summarize_run(record, codec, before, scrape_counters(url)))
     return {"offered_per_s": rate_per_s, "duration_s": plan.open_duration_s, "runs": runs,
             "summary": spread_of_runs(runs, OPEN_METRICS)}

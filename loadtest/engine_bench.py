@@ -10,6 +10,7 @@ Imports service.runtime and model_store; never torch, locust or the HTTP layer.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -103,12 +104,12 @@ def bench_variant(model: OnnxSeq2SeqModel, vocab_size: int, batch_sizes: tuple[i
         source = rng.integers(4, vocab_size, size=(batch, source_tokens), dtype=np.int64)
         source[:, -1] = 3  # eos closes every source, as the codec makes them
         lengths = np.full(batch, source_tokens, dtype=np.int64)
-        encoder_s = timed(lambda s=source, n=lengths: model.encode(s, n), min_time_s)
+        encoder_s = timed(functools.partial(model.encode, source, lengths), min_time_s)
         encoded = model.encode(source, lengths)
         state = DecoderState(encoded.hidden, encoded.cell)
         memory = Memory(encoded.memory, encoded.memory_keys, np.ones((batch, source_tokens), dtype=np.bool_))
         previous = rng.integers(4, vocab_size, size=batch, dtype=np.int64)
-        step_s = timed(lambda p=previous, st=state, me=memory: model.decode_step(p, st, me), min_time_s)
+        step_s = timed(functools.partial(model.decode_step, previous, state, memory), min_time_s)
         sentence_s = encoder_s + decoder_steps * step_s  # one batch of sentences, encoder + every step
         step_gflops = batch * flops["decoder_step_per_row"] / step_s / 1e9
         encoder_gflops = batch * flops["encoder_per_sentence"] / encoder_s / 1e9

@@ -173,7 +173,22 @@ def render(results_dir: Path, docs_path: Path) -> str:
         lines += _engine_section(documents["engine_bench_cuda"], "Engine only on the GPU (CUDA execution provider)")
     if "loadtest" in documents:
         lines += _loadtest_section(documents["loadtest"], docs_path.parent, results_dir)
-    lines += ["## How it is measured", "",
+    lines += ["## Running it", "",
+              "- `make bench` = `python -m loadtest.bench`: all five servers, then the engine benchmark, then this "
+              "page (about 12 minutes on 2 cores). It needs the model in `model_store/` and the torch checkpoint "
+              "it was exported from (`--checkpoint`, default `runs/en-de/best.pt`) for the naive baseline; "
+              "without one, `--configs off,static,continuous,int8`. `--quick` is a smoke run of about a minute.",
+              "- `make loadtest` = `python -m loadtest.run_loadtest`: a real server process, Locust at 1, 2, 4 ... "
+              "256 users offering 1 request/s each, 30 s per step (about 5 minutes); raw Locust CSV/JSON/HTML per "
+              "step under `loadtest/results/raw/loadtest/`.",
+              "- Before a trained model exists: `python -m loadtest.standin` writes a random-weights artifact of the "
+              "shipped shape and its checkpoint under `loadtest/results/raw/standin/`; run the above with "
+              "`--store loadtest/results/raw/standin/store --checkpoint loadtest/results/raw/standin/standin.pt "
+              "--lengths reference` (a random model never stops by itself, so output lengths are forced to the "
+              "reference's).",
+              "- On a GPU machine: `python -m loadtest.engine_bench --providers cuda --batch-sizes "
+              "1,2,4,8,16,32,64,128,256,512` writes `engine_bench_cuda.json`, rendered here.", "",
+              "## How it is measured", "",
               "- Each configuration is its own server process, started, warmed up and stopped in turn; the client "
               "(asyncio + httpx on uvloop) runs on the same machine and shares its cores.",
               "- Closed loop: N clients each send their next sentence when the last answer arrives; throughput "

@@ -27,7 +27,7 @@ from loadtest.stats import PERCENTILES, histogram_percentile, json_safe
 from model_store.manifest import list_models, read_manifest, resolve_artifact
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
-FULL_USERS = (1, 2, 4, 8, 16, 32, 64, 128)
+FULL_USERS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 QUICK_USERS = (1, 4)
 TEXTS_IN_NAME = re.compile(r"x(\d+)\]$")  # "POST /v1/translate [texts x4]" -> 4 sentences per request
 SUMMARY_FIELDS = ("users", "offered_requests_per_s", "requests", "failures", "requests_per_s", "sentences_per_s",
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", type=Path, default=REPO_ROOT / "model_store")
     parser.add_argument("--models", default="", help="TRANSLATOR_MODELS for the server (default: all, newest)")
     parser.add_argument("--url", help="load an already running server instead of starting one")
-    parser.add_argument("--users", help="comma-separated user counts (default 1..128, quick 1,4)")
+    parser.add_argument("--users", help="comma-separated user counts (default 1..256, quick 1,4)")
     parser.add_argument("--step-s", type=float, help="seconds per step (default 30, quick 2)")
     parser.add_argument("--user-rps", type=float, default=1.0,
                         help="requests/s each user offers (0: back to back); offered load = users x this")
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                         for key, value in (item.split("=", 1) for item in args.server_env)}
             if args.models:
                 settings["models"] = args.models
-            server = start_service(args.store, raw_dir / "server.log", **settings)
+            server = start_service(args.store, raw_dir / "server.log", settings)
             base_url = server.base_url
         for count in users:
             before = scrape_counters(base_url)

@@ -89,16 +89,16 @@ def _start(label: str, argv: list[str], env: dict[str, str], port: int, log_path
     raise ServerStartError(f"{label}: not ready after {ready_timeout_s} s:\n{server.log_tail()}")
 
 
-def start_service(store: Path, log_path: Path, label: str = "service", ready_timeout_s: float = 180.0,
-                  **settings: str) -> ServerProcess:
+def start_service(store: Path, log_path: Path, settings: dict[str, str] | None = None, label: str = "service",
+                  ready_timeout_s: float = 180.0) -> ServerProcess:
     """`python -m service` over `store`; `settings` are TRANSLATOR_* variables without the prefix
-    (batching="static", variant="int8", ...). Other TRANSLATOR_* variables of this process are dropped."""
+    ({"batching": "static", "variant": "int8"}). Other TRANSLATOR_* variables of this process are dropped."""
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("TRANSLATOR_")}
     env |= {"TRANSLATOR_HOST": "127.0.0.1", "TRANSLATOR_PORT": str(port),
             "TRANSLATOR_MODEL_STORE": str(Path(store).resolve()), "TRANSLATOR_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1"}
-    env |= {f"TRANSLATOR_{key.upper()}": str(value) for key, value in settings.items()}
+    env |= {f"TRANSLATOR_{key.upper()}": str(value) for key, value in (settings or {}).items()}
     return _start(label, [sys.executable, "-m", "service"], env, port, log_path, ready_timeout_s)
 
 

@@ -37,7 +37,7 @@ def number_model(tmp_path_factory: pytest.TempPathFactory) -> NumberModel:
     train_config = TrainConfig(
         corpus_dir=str(root / "corpus"), tokenizer_model=str(tokenizer), out_dir=str(root / "run"),
         batch_tokens=1500, epochs=10, learning_rate=3e-3, label_smoothing=0.0, log_every_steps=0,
-        threads=2, early_stopping_patience=100,
+        threads=1, early_stopping_patience=100,
     )
     checkpoint = train(model_config, train_config)
     return NumberModel(checkpoint=checkpoint, tokenizer=tokenizer, corpus_dir=root / "corpus")

@@ -61,7 +61,9 @@ def load_checkpoint(
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     # weights_only: the dict holds plain types and tensors only, so no pickle code runs on load.
-    raw = torch.load(path, map_location=device, weights_only=True)
+    # TorchVersion is allow-listed for checkpoints written before torch_version was stored as str.
+    with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+        raw = torch.load(path, map_location=device, weights_only=True)
     missing = [key for key in REQUIRED_KEYS if key not in raw]
     if missing:
         raise CheckpointError(f"{path}: missing keys {missing}")

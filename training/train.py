@@ -155,7 +155,7 @@ class TrainState:
 def _save(path: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, state: TrainState,
           config: TrainConfig) -> None:
     save_checkpoint(path, model, config, config.tokenizer_model, optimizer_state=optimizer.state_dict(),
-                    train_state=asdict(state), torch_version=torch.__version__)
+                    train_state=asdict(state), torch_version=str(torch.__version__))
 
 
 def train(model_config: ModelConfig, config: TrainConfig, resume: bool = True) -> Path:
