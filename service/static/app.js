@@ -62,6 +62,7 @@
   let models = []; // GET v1/models .models
   let current = null; // the last attention response, for the hover read-outs
   let busy = false;
+  let pinned = null; // {side, index}: a clicked word keeps its lines highlighted until clicked again
 
   // ---- tokens and colours ------------------------------------------------------------------------
 
@@ -425,6 +426,7 @@
     root.append(tokenRow("target", targets, data.target_tokens, target, yTargetText));
     root.append(tokenRow("source", sources, data.source_tokens, source, ySourceText));
     ui.alignmentReadout.textContent = "\u00a0";
+    pinned = null;
   }
 
   function tokenRow(side, labels, raws, layout, yText) {
@@ -434,6 +436,7 @@
         class: "token",
         tabindex: "0",
         role: "button",
+        "aria-pressed": "false",
         "data-side": side,
         "data-index": String(i),
         "aria-label": `${side} token ${i + 1} of ${labels.length}: ${raws[i]}`,
@@ -490,6 +493,24 @@
     }
   }
 
+  /** Back to the pinned word's highlight, or to none. */
+  function restoreHighlights() {
+    if (pinned) focusToken(pinned.side, pinned.index);
+    else clearHighlights();
+  }
+
+  function togglePin(token) {
+    const side = token.dataset.side;
+    const index = Number(token.dataset.index);
+    const same = pinned !== null && pinned.side === side && pinned.index === index;
+    for (const node of ui.alignment.querySelectorAll('.token[aria-pressed="true"]')) {
+      node.setAttribute("aria-pressed", "false");
+    }
+    pinned = same ? null : { side, index };
+    if (pinned) token.setAttribute("aria-pressed", "true");
+    focusToken(side, index); // the pointer or focus is still on it
+  }
+
   function onTokenEvent(event) {
     const token = event.target.closest(".token");
     if (token) focusToken(token.dataset.side, Number(token.dataset.index));
@@ -498,7 +519,7 @@
   function onTokenLeave(event) {
     const token = event.target.closest(".token");
     const next = event.relatedTarget && event.relatedTarget.closest ? event.relatedTarget.closest(".token") : null;
-    if (token && next !== token) clearHighlights();
+    if (token && next !== token) restoreHighlights();
   }
 
   // ---- wiring ----------------------------------------------------------------------------------------
@@ -511,14 +532,23 @@
     }
   });
   ui.heatmap.addEventListener("mouseover", onHeatmapHover);
-  ui.heatmap.addEventListener("mouseleave", clearHighlights);
+  ui.heatmap.addEventListener("mouseleave", restoreHighlights);
   ui.alignment.addEventListener("mouseover", onTokenEvent);
   ui.alignment.addEventListener("mouseout", onTokenLeave);
   ui.alignment.addEventListener("focusin", onTokenEvent);
   ui.alignment.addEventListener("focusout", onTokenLeave);
-  ui.alignment.addEventListener("keydown", (event) => {
-    // Arrow keys walk along a row of tokens, so the view works without a mouse.
+  ui.alignment.addEventListener("click", (event) => {
     const token = event.target.closest(".token");
+    if (token) togglePin(token);
+  });
+  ui.alignment.addEventListener("keydown", (event) => {
+    const token = event.target.closest(".token");
+    if (token && (event.key === "Enter" || event.key === " ")) {
+      event.preventDefault();
+      togglePin(token);
+      return;
+    }
+    // Arrow keys walk along a row of tokens, so the view works without a mouse.
     if (!token || (event.key !== "ArrowLeft" && event.key !== "ArrowRight")) return;
     const step = event.key === "ArrowLeft" ? -1 : 1;
     const next = ui.alignment.querySelector(

@@ -89,24 +89,41 @@ def test_translate_shows_the_translation_heatmap_and_alignment(page: Any, live_s
     assert weights_at_least(expected["weights"], minimum) >= rows  # every row sums to 1
     expect(alignment.locator('.token[data-side="source"]')).to_have_count(columns)
     expect(alignment.locator('.token[data-side="target"]')).to_have_count(rows)
-    widths = alignment.locator("line").evaluate_all(
-        "lines => lines.map(l => [+l.dataset.t, +l.dataset.s, +l.getAttribute('stroke-width')])"
+    drawn = alignment.locator("line").evaluate_all(
+        "lines => lines.map(l => [+l.dataset.t, +l.dataset.s, +l.getAttribute('stroke-width'),"
+        " +l.getAttribute('stroke-opacity')])"
     )
-    heaviest = max(widths, key=lambda item: expected["weights"][item[0]][item[1]])
-    lightest = min(widths, key=lambda item: expected["weights"][item[0]][item[1]])
-    assert heaviest[2] > lightest[2]
+    by_weight = sorted((expected["weights"][t][s], width, opacity) for t, s, width, opacity in drawn)
+    for (light, thin, faint), (heavy, thick, strong) in itertools.pairwise(by_weight):
+        if heavy - light > 1e-3:  # a heavier weight is never drawn thinner or fainter
+            assert thick > thin and strong > faint, by_weight
 
     # Hovering a target word highlights exactly its lines.
     alignment.locator('.token[data-side="target"][data-index="0"]').hover()
     expect(alignment.locator("line.hl")).to_have_count(weights_at_least([expected["weights"][0]], minimum))
     expect(alignment.locator('line.hl:not([data-t="0"])')).to_have_count(0)
     expect(page.locator("#alignment-readout")).to_contain_text("Writing")
-    expect(page.locator("#moses")).to_have_text(expected["moses"] or "(none)")
-
+    # A click pins the highlight: it stays when the pointer moves away, and a second click frees it.
+    first_target = alignment.locator('.token[data-side="target"][data-index="0"]')
+    first_target.click()
+    expect(first_target).to_have_attribute("aria-pressed", "true")
+    page.get_by_role("heading", name="Alignment").hover()
+    expect(alignment.locator("line.hl")).to_have_count(weights_at_least([expected["weights"][0]], minimum))
     save_screenshot(page, artifact_dir, "attention.png")
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":  # refresh the README's picture on purpose only
         README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(artifact_dir / "attention.png", README_SCREENSHOT)
+    first_target.click()
+    expect(first_target).to_have_attribute("aria-pressed", "false")
+    page.get_by_role("heading", name="Alignment").hover()
+    expect(alignment.locator("line.hl")).to_have_count(0)
+    # Without a mouse: focus walks along a row with the arrow keys and highlights as it goes.
+    first_target.focus()
+    page.keyboard.press("ArrowRight")
+    expect(alignment.locator('.token[data-side="target"][data-index="1"]')).to_be_focused()
+    expect(alignment.locator("line.hl")).to_have_count(weights_at_least([expected["weights"][1]], minimum))
+    expect(page.locator("#moses")).to_have_text(expected["moses"] or "(none)")
+
     assert page.foreign_requests == []  # no CDN, no fonts: the page works offline
     assert page.page_errors == []
 
