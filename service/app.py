@@ -44,9 +44,7 @@ def create_app(settings: Settings, *, model_loader: ModelLoader = load_onnx_mode
     """The ASGI app for `settings`; `model_loader` lets tests serve a fake model instead of ONNX."""
     metrics = ServiceMetrics()
     registry = ModelRegistry(settings, metrics, model_loader)
-    state = ServiceState(
-        settings=settings, registry=registry, metrics=metrics, api_keys=settings.all_api_keys()
-    )
+    state = ServiceState(settings=settings, registry=registry, metrics=metrics, api_keys=settings.all_api_keys())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

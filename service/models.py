@@ -82,9 +82,7 @@ class LoadedModel:
 class ModelRegistry:
     """The loaded models, in configuration order; the first is the default."""
 
-    def __init__(
-        self, settings: Settings, metrics: ServiceMetrics, loader: ModelLoader = load_onnx_model
-    ) -> None:
+    def __init__(self, settings: Settings, metrics: ServiceMetrics, loader: ModelLoader = load_onnx_model) -> None:
         self._settings = settings
         self._metrics = metrics
         self._loader = loader
@@ -217,9 +215,7 @@ class ModelRegistry:
     def _scheduler(self, manifest: Manifest, model: Seq2SeqModel) -> Scheduler:
         settings = self._settings
         tokens = manifest.special_tokens
-        special = SpecialIds(
-            pad_id=tokens.pad_id, unk_id=tokens.unk_id, bos_id=tokens.bos_id, eos_id=tokens.eos_id
-        )
+        special = SpecialIds(pad_id=tokens.pad_id, unk_id=tokens.unk_id, bos_id=tokens.bos_id, eos_id=tokens.eos_id)
         config = SchedulerConfig(
             mode=settings.batching,
             max_batch_rows=settings.max_batch_rows,

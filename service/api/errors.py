@@ -88,22 +88,14 @@ ERROR_TABLE: dict[type[BaseException], ErrorSpec] = {
         "too_large",
         "Body, text, number of texts or source tokens over the configured limit.",
     ),
-    Unauthorized: ErrorSpec(
-        401, "unauthorized", "unauthorized", "API keys are on and the key is missing or wrong."
-    ),
-    AdminDisabled: ErrorSpec(
-        403, "admin_disabled", None, "Admin routes are off because no API keys are set."
-    ),
+    Unauthorized: ErrorSpec(401, "unauthorized", "unauthorized", "API keys are on and the key is missing or wrong."),
+    AdminDisabled: ErrorSpec(403, "admin_disabled", None, "Admin routes are off because no API keys are set."),
     ModelNotFound: ErrorSpec(404, "model_not_found", None, "No such model or version in the store."),
     ModelLoadFailed: ErrorSpec(
         409, "reload_failed", None, "The new version failed to load; the old one keeps serving."
     ),
-    Overloaded: ErrorSpec(
-        429, "overloaded", "overloaded", "The queue is full; retry after Retry-After seconds."
-    ),
-    ClientDisconnected: ErrorSpec(
-        499, "client_closed_request", None, "The client went away; work was cancelled."
-    ),
+    Overloaded: ErrorSpec(429, "overloaded", "overloaded", "The queue is full; retry after Retry-After seconds."),
+    ClientDisconnected: ErrorSpec(499, "client_closed_request", None, "The client went away; work was cancelled."),
     EngineFailure: ErrorSpec(500, "inference_failed", "failed", "The model failed on this batch."),
     NotReady: ErrorSpec(503, "not_ready", None, "Models are still loading."),
     Draining: ErrorSpec(503, "draining", "draining", "The service is shutting down and takes no new work."),
@@ -131,9 +123,7 @@ def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
@@ -192,8 +182,7 @@ def error_responses(*exc_classes: type[BaseException]) -> dict[int | str, dict[s
     responses: dict[int | str, dict[str, Any]] = {}
     for status, specs in sorted(by_status.items()):
         examples = {
-            spec.code: {"summary": spec.description, "value": error_body(spec.code, spec.description)}
-            for spec in specs
+            spec.code: {"summary": spec.description, "value": error_body(spec.code, spec.description)} for spec in specs
         }
         entry: dict[str, Any] = {
             "model": ErrorBody,
@@ -201,8 +190,6 @@ def error_responses(*exc_classes: type[BaseException]) -> dict[int | str, dict[s
             "content": {"application/json": {"examples": examples}},
         }
         if status == 429:
-            entry["headers"] = {
-                "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
-            }
+            entry["headers"] = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
         responses[status] = entry
     return responses

@@ -32,9 +32,7 @@ SVG_MEDIA_TYPE = "image/svg+xml"
     dependencies=[ApiKey, Serving],
     summary="Translate one text and show where the model looked",
 )
-async def attention(
-    body: AttentionRequest, request: Request, state: StateDep
-) -> AttentionResponse | Response:
+async def attention(body: AttentionRequest, request: Request, state: StateDep) -> AttentionResponse | Response:
     """`weights` has one row per target token and one column per source token (eos included in both);
     `<unk>` in the translation is replaced by the source word it attended to most. 422 if the model
     has no attention."""

@@ -40,9 +40,7 @@ async def readyz(state: StateDep) -> HealthResponse | Response:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={
-        200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}, "description": "Prometheus text"}
-    },
+    responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
     summary="Prometheus metrics",
 )
 async def metrics(state: StateDep) -> Response:

@@ -68,9 +68,7 @@ async def _read_fields(request: Request) -> Any:
             # A repeated `q` is a list of texts, as LibreTranslate reads it.
             fields[key] = values if len(values) > 1 else values[0]
         return fields
-    raise UnsupportedMediaType(
-        f"send application/json or {FORM_TYPES[0]}, not {media_type or 'no content type'!r}"
-    )
+    raise UnsupportedMediaType(f"send application/json or {FORM_TYPES[0]}, not {media_type or 'no content type'!r}")
 
 
 @router.post(
@@ -94,17 +92,13 @@ async def libre_translate(request: Request, state: StateDep) -> LibreTranslateRe
     `auto` (the default model for `target`). The API key may be sent as `api_key` or as a header."""
     fields = await _read_fields(request)
     offered = fields.get("api_key") if isinstance(fields, dict) else None
-    check_api_key(
-        state.api_keys, offered if isinstance(offered, str) and offered else key_from_headers(request)
-    )
+    check_api_key(state.api_keys, offered if isinstance(offered, str) and offered else key_from_headers(request))
     try:
         body = LibreTranslateRequest.model_validate(fields)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_input=False)) from None
     source = None if body.source == "auto" else body.source
-    _, texts = await translate_texts(
-        state, request, body.all_texts(), Options(source=source, target=body.target)
-    )
+    _, texts = await translate_texts(state, request, body.all_texts(), Options(source=source, target=body.target))
     return LibreTranslateResponse(translatedText=texts[0] if isinstance(body.q, str) else texts)
 
 

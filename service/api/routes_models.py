@@ -51,9 +51,7 @@ async def list_loaded_models(registry: RegistryDep) -> ModelsResponse:
 @router.post(
     "/v1/admin/reload",
     response_model=ReloadResponse,
-    responses=error_responses(
-        RequestValidationError, Unauthorized, AdminDisabled, ModelNotFound, ModelLoadFailed
-    ),
+    responses=error_responses(RequestValidationError, Unauthorized, AdminDisabled, ModelNotFound, ModelLoadFailed),
     dependencies=[AdminKey],
     tags=["admin"],
     summary="Load another version of a model and swap it in",

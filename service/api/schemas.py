@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, StringConstraints, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from service.engine.types import MAX_BEAM_SIZE
@@ -16,6 +16,16 @@ from service.engine.types import MAX_BEAM_SIZE
 MAX_LENGTH_TOKENS = 1024  # hard ceiling for `max_length`; the engine caps it further
 
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
+
+
+def _json_integer(value: object) -> object:
+    """JSON Schema's integer: 3 and 3.0 are integers; true, "3" and 3.5 are not (the model is strict)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 # Unanchored, like JSON Schema's `pattern`: at least one non-whitespace character.
 Text = Annotated[
     StrictStr,
@@ -36,17 +46,15 @@ class ErrorBody(BaseModel):
 
 
 class TranslationOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON `true` or "3" is not an integer, as the documented schema says.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    source: LanguageCode | None = Field(
-        None, description="ISO 639-1 source language; default: the default model's."
-    )
-    target: LanguageCode | None = Field(
-        None, description="ISO 639-1 target language; default: the default model's."
-    )
-    beam_size: int = Field(1, ge=1, le=MAX_BEAM_SIZE, description="1 = greedy; 2-8 = beam search.")
-    max_length: int | None = Field(
-        None, ge=1, le=MAX_LENGTH_TOKENS, description="Most target tokens; default: from the source length."
+    source: LanguageCode | None = Field(None, description="ISO 639-1 source language; default: the default model's.")
+    target: LanguageCode | None = Field(None, description="ISO 639-1 target language; default: the default model's.")
+    beam_size: JsonInt = Field(1, ge=1, le=MAX_BEAM_SIZE, description="1 = greedy; 2-8 = beam search.")
+    # Constraints before the validator, or pydantic writes them into the JSON Schema as "ge"/"le".
+    max_length: Annotated[int, Field(ge=1, le=MAX_LENGTH_TOKENS), BeforeValidator(_json_integer)] | None = Field(
+        None, description="Most target tokens; default: from the source length."
     )
 
 
@@ -55,6 +63,7 @@ class TranslateRequest(TranslationOptions):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "oneOf": [{"required": ["text"]}, {"required": ["texts"]}],
             "examples": [
@@ -106,9 +115,8 @@ class TranslateResponse(BaseModel):
 class AttentionRequest(TranslationOptions):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [{"text": "The house is small."}, {"text": "Hello world", "format": "svg"}]
-        },
+        strict=True,
+        json_schema_extra={"examples": [{"text": "The house is small."}, {"text": "Hello world", "format": "svg"}]},
     )
 
     text: Text
@@ -133,9 +141,7 @@ class AttentionResponse(BaseModel):
     )
 
     model: ModelRef
-    translation: str = Field(
-        description="The translation, with <unk> replaced by the most-attended source word."
-    )
+    translation: str = Field(description="The translation, with <unk> replaced by the most-attended source word.")
     source_tokens: list[str] = Field(description="Source pieces, then the end-of-sentence token.")
     target_tokens: list[str] = Field(description="Generated pieces, then the end-of-sentence token.")
     weights: list[list[float]] = Field(
@@ -167,7 +173,7 @@ class ModelsResponse(BaseModel):
 
 class ReloadRequest(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"name": "en-de", "version": "2"}]}
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"name": "en-de", "version": "2"}]}
     )
 
     name: StrictStr = Field(min_length=1, max_length=200)
@@ -184,9 +190,7 @@ class LibreTranslateRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="ignore",
-        json_schema_extra={
-            "examples": [{"q": "Hello world", "source": "en", "target": "de", "format": "text"}]
-        },
+        json_schema_extra={"examples": [{"q": "Hello world", "source": "en", "target": "de", "format": "text"}]},
     )
 
     q: Text | Annotated[list[Text], Field(min_length=1)]

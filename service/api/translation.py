@@ -60,9 +60,7 @@ def check_limits(state: ServiceState, texts: list[str], options: Options) -> Loa
         raise PayloadTooLarge(f"{len(texts)} texts in one request; at most {settings.max_texts_per_request}")
     for position, text in enumerate(texts):
         if len(text) > settings.max_text_chars:
-            raise PayloadTooLarge(
-                f"text {position} has {len(text)} characters; at most {settings.max_text_chars}"
-            )
+            raise PayloadTooLarge(f"text {position} has {len(text)} characters; at most {settings.max_text_chars}")
     if options.max_length is not None and options.max_length > settings.max_output_tokens:
         raise InvalidInput(f"max_length must be at most {settings.max_output_tokens}")
     loaded = state.registry.for_pair(options.source, options.target)
@@ -132,9 +130,7 @@ def _decode(loaded: LoadedModel, text: str, result: TranslationResult) -> str:
     if result.attention is None or codec.unk_id not in result.target_ids:
         return codec.decode(result.target_ids)
     split = codec.split_source(text)
-    replacements = unk_replace(
-        result.target_ids, result.attention, split.surfaces, codec.unk_id, split.word_index
-    )
+    replacements = unk_replace(result.target_ids, result.attention, split.surfaces, codec.unk_id, split.word_index)
     words: list[str] = []
     run: list[int] = []
     for token, replacement in zip(result.target_ids, replacements, strict=True):

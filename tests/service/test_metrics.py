@@ -125,8 +125,6 @@ def test_model_info_is_replaced_not_accumulated() -> None:
     metrics.clear_model_info("en-de", "1", "fp32", "cpu")
     metrics.set_model_info("en-de", "2", "fp32", "cpu")
     infos = [labels for name, labels in samples(metrics) if name == "translator_model_info"]
-    assert infos == [
-        frozenset({("name", "en-de"), ("version", "2"), ("variant", "fp32"), ("provider", "cpu")})
-    ]
+    assert infos == [frozenset({("name", "en-de"), ("version", "2"), ("variant", "fp32"), ("provider", "cpu")})]
     metrics.set_ready(True)
     assert samples(metrics)[("translator_ready", frozenset())] == 1

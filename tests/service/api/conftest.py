@@ -63,9 +63,7 @@ class EchoModel:
     def encode(self, source_ids: np.ndarray, source_lengths: np.ndarray) -> EncoderOutput:
         batch, src_len = source_ids.shape
         memory = source_ids.astype(np.float32)[..., None]  # [batch, src_len, 1]
-        keys = np.broadcast_to(
-            np.arange(src_len, dtype=np.float32)[None, :, None], (batch, src_len, 2)
-        ).copy()
+        keys = np.broadcast_to(np.arange(src_len, dtype=np.float32)[None, :, None], (batch, src_len, 2)).copy()
         hidden = np.zeros((1, batch, 2), np.float32)
         return EncoderOutput(memory, keys, hidden, hidden.copy())
 
@@ -174,9 +172,7 @@ def make_client(fake_store: Path) -> Iterator[Callable[..., TestClient]]:
     def make(step_delay_s: float = 0.0, **overrides: Any) -> TestClient:
         values: dict[str, Any] = {"model_store": fake_store, "models": "en-de@1,de-en", **overrides}
         settings = Settings(**values)
-        client = TestClient(
-            create_app(settings, model_loader=echo_loader(step_delay_s)), raise_server_exceptions=False
-        )
+        client = TestClient(create_app(settings, model_loader=echo_loader(step_delay_s)), raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)
         return client

@@ -51,6 +51,11 @@ def test_translate_many_texts_keeps_order(client: TestClient) -> None:
     assert [t["text"] for t in response.json()["translations"]] == texts
 
 
+def test_integral_floats_are_integers_like_json_schema_says(client: TestClient) -> None:
+    response = client.post("/v1/translate", json={"text": "hello world", "beam_size": 2.0, "max_length": 20.0})
+    assert response.status_code == 200, response.text
+
+
 def test_translate_picks_the_model_for_the_pair(client: TestClient) -> None:
     response = client.post("/v1/translate", json={"text": "guten morgen", "source": "de", "target": "en"})
     assert response.json()["model"] == {"name": "de-en", "version": "1"}
@@ -143,6 +148,9 @@ def test_health_ready_and_page(client: TestClient) -> None:
         {"text": "a", "beam_size": 9},
         {"text": "a", "beam_size": 10**40},
         {"text": "a", "beam_size": "three"},
+        {"text": "a", "beam_size": "2"},
+        {"text": "a", "beam_size": True},
+        {"text": "a", "beam_size": 2.5},
         {"text": "a", "max_length": 0},
         {"text": "a", "source": "english"},
         {"text": "a", "unknown_field": 1},
