@@ -1,0 +1,157 @@
+"""Overload benchmark: bursts of POST /v1/translate at a few offered rates against a running service,
+reporting how much load was held (200) and how much was shed (429/503), and the accepted p99 latency.
+
+`python -m loadtest.overload --url http://127.0.0.1:8000 [--quick] [--out overload.json]`
+Must not import locust, service, onnxruntime or torch (the server under test runs in its own process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from loadtest.stats import json_safe, percentile
+
+TRANSLATE_PATH = "/v1/translate"
+WARM_UP_PATH = "/healthz"
+SHED_STATUSES = (429, 503)
+DEFAULT_TEXTS = ("Good morning.", "Where is the station?", "The house is small.", "I would like a coffee, please.")
+FULL_RATES_PER_S = (25.0, 100.0, 400.0, math.inf)
+FULL_REQUESTS = 400
+QUICK_RATES_PER_S = (50.0, math.inf)
+QUICK_REQUESTS = 40
+REQUEST_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int | None  # None: no HTTP answer (timeout, connection error)
+    latency_s: float
+    retry_after: str | None
+    error_code: str | None  # `error.code` of an error body, when the body has that shape
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error.get("code")) if isinstance(error, dict) and "code" in error else None
+
+
+async def _send(client: httpx.AsyncClient, payload: dict[str, Any]) -> Answer:
+    started = time.perf_counter()
+    try:
+        response = await client.post(TRANSLATE_PATH, json=payload)
+    except httpx.HTTPError:
+        return Answer(None, time.perf_counter() - started, None, None)
+    latency_s = time.perf_counter() - started
+    code = None if response.status_code == 200 else _error_code(response)
+    return Answer(response.status_code, latency_s, response.headers.get("retry-after"), code)
+
+
+async def burst(
+    base_url: str, requests: int, rate_per_s: float, texts: tuple[str, ...] = DEFAULT_TEXTS,
+    headers: dict[str, str] | None = None,
+) -> list[Answer]:
+    """Send `requests` translations spaced 1/rate apart (inf: all at once), each on its own connection
+    so the client never queues them itself; returns every answer in send order.
+
+    The connections are opened (GET /healthz) before the first send: otherwise connection set-up
+    spreads an "all at once" burst out and the server sees a lower rate than offered."""
+    limits = httpx.Limits(max_connections=requests, max_keepalive_connections=requests)
+    async with httpx.AsyncClient(
+        base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT_S, headers=headers
+    ) as client:
+        await asyncio.gather(*(client.get(WARM_UP_PATH) for _ in range(requests)))
+        tasks = []
+        begin = time.perf_counter()
+        for index in range(requests):
+            if math.isfinite(rate_per_s):
+                delay_s = begin + index / rate_per_s - time.perf_counter()
+                if delay_s > 0:
+                    await asyncio.sleep(delay_s)
+            payload = {"text": texts[index % len(texts)]}
+            tasks.append(asyncio.create_task(_send(client, payload)))
+        return list(await asyncio.gather(*tasks))
+
+
+def summarize(answers: list[Answer], rate_per_s: float, elapsed_s: float) -> dict[str, Any]:
+    statuses = Counter("transport_error" if a.status is None else str(a.status) for a in answers)
+    held = [a for a in answers if a.status == 200]
+    shed = [a for a in answers if a.status in SHED_STATUSES]
+    unexpected = len(answers) - len(held) - len(shed)
+    return {
+        "offered_rate_per_s": rate_per_s if math.isfinite(rate_per_s) else "all at once",
+        "sent": len(answers),
+        "held": len(held),
+        "shed": len(shed),
+        "unexpected": unexpected,  # neither 200 nor 429/503: 5xx, 4xx or no answer at all
+        "held_fraction": len(held) / len(answers) if answers else math.nan,
+        "statuses": dict(sorted(statuses.items())),
+        "shed_without_retry_after": sum(1 for a in shed if a.status == 429 and not a.retry_after),
+        "accepted_p50_ms": 1000.0 * percentile([a.latency_s for a in held], 50),
+        "accepted_p99_ms": 1000.0 * percentile([a.latency_s for a in held], 99),
+        "shed_p99_ms": 1000.0 * percentile([a.latency_s for a in shed], 99),
+        "elapsed_s": elapsed_s,
+    }
+
+
+async def run_overload(
+    base_url: str, rates_per_s: tuple[float, ...], requests: int, texts: tuple[str, ...] = DEFAULT_TEXTS,
+    pause_s: float = 1.0, headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One burst per offered rate, with a pause between them so each starts from an empty queue."""
+    results = []
+    for position, rate in enumerate(rates_per_s):
+        if position:
+            await asyncio.sleep(pause_s)
+        started = time.perf_counter()
+        answers = await burst(base_url, requests, rate, texts, headers)
+        results.append(summarize(answers, rate, time.perf_counter() - started))
+    return {"url": base_url, "requests_per_rate": requests, "runs": results}
+
+
+def _rate(text: str) -> float:
+    return math.inf if text.strip().lower() in ("inf", "burst") else float(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", required=True, help="base URL of the service, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_REQUESTS} requests at rates {QUICK_RATES_PER_S}")
+    parser.add_argument("--rates", help="comma-separated offered rates per second; 'inf' = all at once")
+    parser.add_argument("--requests", type=int, help="requests per rate")
+    parser.add_argument("--text", action="append", help="text to translate (repeatable); default: a few sentences")
+    parser.add_argument("--api-key", help="sent as a Bearer token")
+    parser.add_argument("--out", type=Path, help="also write the JSON report here")
+    args = parser.parse_args(argv)
+    rates = tuple(_rate(r) for r in args.rates.split(",")) if args.rates else (
+        QUICK_RATES_PER_S if args.quick else FULL_RATES_PER_S
+    )
+    requests = args.requests or (QUICK_REQUESTS if args.quick else FULL_REQUESTS)
+    texts = tuple(args.text) if args.text else DEFAULT_TEXTS
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else None
+    report = json_safe(asyncio.run(run_overload(args.url.rstrip("/"), rates, requests, texts, headers=headers)))
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
+    # Anything but held or shed (a 500, a hang, a refused connection) is a failure of the service.
+    return 1 if any(run["unexpected"] for run in report["runs"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
