@@ -30,7 +30,8 @@ def test_forward_shapes_and_attention_rows(attention: str) -> None:
     model = _model(attention)
     source, lengths = _batch([7, 3, 5], 7)
     target_in = torch.randint(4, 50, (3, 6))
-    logits, weights = model(source, lengths, target_in)
+    with torch.no_grad():
+        logits, weights = model(source, lengths, target_in)
     assert logits.shape == (3, 6, 50)
     assert weights.shape == (3, 6, 7)
     torch.testing.assert_close(weights.sum(-1), torch.ones(3, 6))

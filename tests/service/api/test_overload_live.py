@@ -1,0 +1,121 @@
+"""Overload against a REAL server process (`python -m service`) with a tiny queue: every answer is 200 or
+429 with Retry-After, accepted answers are intact, nothing hangs, and service recovers once the burst ends.
+
+Also runs loadtest.overload (the held-vs-shed benchmark) in --quick mode against such a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from loadtest import overload
+from loadtest.answers import translation_problem
+
+pytestmark = pytest.mark.slow
+
+OVERLOAD_SETTINGS = {"max_queue_requests": "2", "max_batch_rows": "1", "batching": "off"}
+BURST_REQUESTS = 60
+BURST_TIMEOUT_S = 60.0  # the whole burst; a hang anywhere fails the test instead of blocking it
+MAX_RETRY_AFTER_S = 30  # the scheduler's ceiling for Retry-After
+TEXT = "one thousand, nine hundred and ninety-nine"
+
+
+def metric_value(text: str, sample: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{sample} not in /metrics")
+
+
+async def fire_burst(base_url: str, requests: int) -> list[httpx.Response]:
+    """`requests` POSTs sent together over connections opened beforehand, so they reach the server
+    within a few milliseconds of each other rather than spread out by TCP set-up."""
+    limits = httpx.Limits(max_connections=requests, max_keepalive_connections=requests)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=BURST_TIMEOUT_S) as client:
+        await asyncio.gather(*(client.get("/healthz") for _ in range(requests)))
+        sends = (client.post("/v1/translate", json={"text": TEXT}) for _ in range(requests))
+        return list(await asyncio.wait_for(asyncio.gather(*sends), timeout=BURST_TIMEOUT_S))
+
+
+@pytest.fixture
+def overloaded_server(tiny_artifact: Path, live_server_factory):  # type: ignore[no-untyped-def]
+    return live_server_factory(tiny_artifact.parent.parent, **OVERLOAD_SETTINGS)
+
+
+def test_burst_is_held_or_shed_and_service_recovers(overloaded_server) -> None:  # type: ignore[no-untyped-def]
+    base_url = overloaded_server.base_url
+    reference = httpx.post(base_url + "/v1/translate", json={"text": TEXT}, timeout=30.0)
+    assert reference.status_code == 200, reference.text
+    expected_text = reference.json()["translations"][0]["text"]
+
+    responses = asyncio.run(fire_burst(base_url, BURST_REQUESTS))
+
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 429}, statuses
+    held = [r for r in responses if r.status_code == 200]
+    shed = [r for r in responses if r.status_code == 429]
+    assert held and shed, statuses
+    for response in held:  # an accepted request is answered in full and uncorrupted by the overload
+        body = response.json()
+        assert translation_problem(body, 1) is None, body
+        assert body["translations"][0]["text"] == expected_text
+    for response in shed:
+        assert response.headers["content-type"].startswith("application/json")
+        body = response.json()
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+        assert body["error"]["code"] == "overloaded" and body["error"]["message"]
+        assert 1 <= int(response.headers["retry-after"]) <= MAX_RETRY_AFTER_S
+        assert response.headers["x-request-id"]
+
+    recovered = httpx.post(base_url + "/v1/translate", json={"text": TEXT}, timeout=30.0)
+    assert recovered.status_code == 200, recovered.text
+    assert recovered.json()["translations"][0]["text"] == expected_text
+
+    metrics = httpx.get(base_url + "/metrics", timeout=10.0).text
+    assert metric_value(metrics, 'translator_requests_rejected_total{reason="overloaded"}') == len(shed)
+    assert metric_value(metrics, "translator_queue_depth") == 0
+    assert metric_value(metrics, "translator_active_rows") == 0
+    assert overloaded_server.process.poll() is None  # still serving
+    print(f"burst of {BURST_REQUESTS}: {len(held)} held, {len(shed)} shed")
+
+
+def test_overload_benchmark_quick(overloaded_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "overload.json"
+    exit_code = overload.main(["--url", overloaded_server.base_url, "--quick", "--text", TEXT, "--out", str(out)])
+    printed = json.loads(capsys.readouterr().out)
+    assert exit_code == 0, printed
+    assert json.loads(out.read_text(encoding="utf-8")) == printed
+    runs = printed["runs"]
+    assert len(runs) == len(overload.QUICK_RATES_PER_S)
+    for run in runs:
+        assert run["sent"] == overload.QUICK_REQUESTS
+        assert run["held"] + run["shed"] == run["sent"] and run["unexpected"] == 0, run
+        assert run["held"] >= 1 and run["accepted_p99_ms"] > 0, run
+        assert run["shed_without_retry_after"] == 0, run
+        assert set(run["statuses"]) <= {"200", "429"}, run
+    assert runs[-1]["offered_rate_per_s"] == "all at once" and runs[-1]["shed"] >= 1, runs[-1]
+    metrics = httpx.get(overloaded_server.base_url + "/metrics", timeout=10.0).text
+    shed_total = sum(run["shed"] for run in runs)
+    assert metric_value(metrics, 'translator_requests_rejected_total{reason="overloaded"}') == shed_total
+
+
+def test_summarize_counts_and_percentiles() -> None:
+    answers = [
+        overload.Answer(200, 0.010, None, None),
+        overload.Answer(200, 0.030, None, None),
+        overload.Answer(429, 0.001, "1", "overloaded"),
+        overload.Answer(503, 0.001, None, "draining"),
+        overload.Answer(500, 0.002, None, "internal"),
+        overload.Answer(None, 60.0, None, None),
+    ]
+    summary = overload.summarize(answers, float("inf"), 1.0)
+    assert (summary["sent"], summary["held"], summary["shed"], summary["unexpected"]) == (6, 2, 2, 2)
+    assert summary["statuses"] == {"200": 2, "429": 1, "500": 1, "503": 1, "transport_error": 1}
+    assert summary["shed_without_retry_after"] == 0
+    assert summary["offered_rate_per_s"] == "all at once"
+    assert summary["accepted_p99_ms"] == pytest.approx(29.8)
