@@ -74,7 +74,8 @@ data: $(STAMPS)/dev $(STAMPS)/apt-data
 # Resumable: re-running continues from runs/*/last.pt. MINUTES bounds each training run.
 MINUTES ?= 80
 PRESET  ?= cpu
-VERSION ?= 1
+# The next free version of en-de: publishing never overwrites a shipped artifact.
+VERSION ?= $(shell ls model_store/en-de 2>/dev/null | grep -E '^[0-9]+$$' | sort -n | tail -1 | awk '{print $$1 + 1}')
 eval: $(STAMPS)/dev
 	$(PY) -m training.evaluate --checkpoint runs/en-de/best.pt --none-checkpoint runs/en-de-none/best.pt \
 	    --corpus data/corpus --out runs/en-de/eval --beam 5
