@@ -29,7 +29,7 @@ DEFAULT_TEXTS = ("Good morning.", "Where is the station?", "The house is small."
 FULL_RATES_PER_S = (25.0, 100.0, 400.0, math.inf)
 FULL_REQUESTS = 400
 QUICK_RATES_PER_S = (50.0, math.inf)
-QUICK_REQUESTS = 40
+QUICK_REQUESTS = 60
 REQUEST_TIMEOUT_S = 60.0
 
 
@@ -63,7 +63,7 @@ async def _send(client: httpx.AsyncClient, payload: dict[str, Any]) -> Answer:
 
 async def burst(
     base_url: str, requests: int, rate_per_s: float, texts: tuple[str, ...] = DEFAULT_TEXTS,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None, texts_per_request: int = 1,
 ) -> list[Answer]:
     """Send `requests` translations spaced 1/rate apart (inf: all at once), each on its own connection
     so the client never queues them itself; returns every answer in send order.
@@ -82,7 +82,8 @@ async def burst(
                 delay_s = begin + index / rate_per_s - time.perf_counter()
                 if delay_s > 0:
                     await asyncio.sleep(delay_s)
-            payload = {"text": texts[index % len(texts)]}
+            first = index * texts_per_request
+            payload = {"texts": [texts[(first + k) % len(texts)] for k in range(texts_per_request)]}
             tasks.append(asyncio.create_task(_send(client, payload)))
         return list(await asyncio.gather(*tasks))
 
@@ -110,7 +111,7 @@ def summarize(answers: list[Answer], rate_per_s: float, elapsed_s: float) -> dic
 
 async def run_overload(
     base_url: str, rates_per_s: tuple[float, ...], requests: int, texts: tuple[str, ...] = DEFAULT_TEXTS,
-    pause_s: float = 1.0, headers: dict[str, str] | None = None,
+    pause_s: float = 1.0, headers: dict[str, str] | None = None, texts_per_request: int = 1,
 ) -> dict[str, Any]:
     """One burst per offered rate, with a pause between them so each starts from an empty queue."""
     results = []
@@ -118,9 +119,9 @@ async def run_overload(
         if position:
             await asyncio.sleep(pause_s)
         started = time.perf_counter()
-        answers = await burst(base_url, requests, rate, texts, headers)
+        answers = await burst(base_url, requests, rate, texts, headers, texts_per_request)
         results.append(summarize(answers, rate, time.perf_counter() - started))
-    return {"url": base_url, "requests_per_rate": requests, "runs": results}
+    return {"url": base_url, "requests_per_rate": requests, "texts_per_request": texts_per_request, "runs": results}
 
 
 def _rate(text: str) -> float:
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", help="comma-separated offered rates per second; 'inf' = all at once")
     parser.add_argument("--requests", type=int, help="requests per rate")
     parser.add_argument("--text", action="append", help="text to translate (repeatable); default: a few sentences")
+    parser.add_argument("--texts-per-request", type=int, default=1, help="engine rows each request asks for")
     parser.add_argument("--api-key", help="sent as a Bearer token")
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     args = parser.parse_args(argv)
@@ -143,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     requests = args.requests or (QUICK_REQUESTS if args.quick else FULL_REQUESTS)
     texts = tuple(args.text) if args.text else DEFAULT_TEXTS
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else None
-    report = json_safe(asyncio.run(run_overload(args.url.rstrip("/"), rates, requests, texts, headers=headers)))
+    report = json_safe(asyncio.run(run_overload(
+        args.url.rstrip("/"), rates, requests, texts, headers=headers, texts_per_request=args.texts_per_request
+    )))
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
