@@ -127,13 +127,32 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
+def _field_name(loc: tuple[object, ...]) -> str:
+    """`("body", "text", "constrained-str")` -> `text`: drop the request part and pydantic's
+    union-branch labels, which name validator internals, not anything the client sent."""
+    parts = [str(part) for part in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    return ".".join(p for p in parts if p != "none" and "-" not in p and "[" not in p)
+
+
+def _readable(message: str) -> str:
+    if "pattern '\\S'" in message:
+        return "must not be empty or only whitespace"
+    return message
+
+
 def _validation_message(exc: RequestValidationError) -> str:
-    # loc + msg only: pydantic's "input" would echo user text into the response.
-    parts = []
-    for item in exc.errors()[:5]:
-        where = ".".join(str(part) for part in item.get("loc", ()))
-        parts.append(f"{where}: {item.get('msg', 'invalid')}" if where else str(item.get("msg", "invalid")))
-    more = len(exc.errors()) - len(parts)
+    # loc + msg only: pydantic's "input" would echo user text into the response. One message per
+    # field: a union (str | None) reports one error per branch, and "should be None" helps nobody.
+    by_field: dict[str, str] = {}
+    for item in exc.errors():
+        field = _field_name(tuple(item.get("loc", ())))
+        message = _readable(str(item.get("msg", "invalid")))
+        if field not in by_field or by_field[field].endswith("should be None"):
+            by_field[field] = message
+    parts = [f"{field}: {message}" if field else message for field, message in list(by_field.items())[:5]]
+    more = len(by_field) - len(parts)
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
