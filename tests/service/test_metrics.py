@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.engine import FinishedRequest, SchedulerSnapshot, StepStats
 from service.metrics import ServiceMetrics
 
-REQUIRED = {
-    "translator_http_requests_total",
-    "translator_http_request_duration_seconds",
-    "translator_queue_wait_seconds",
-    "translator_queue_depth",
-    "translator_active_rows",
-    "translator_batch_rows",
-    "translator_encoder_calls_total",
-    "translator_encoder_rows",
-    "translator_decoder_steps_total",
-    "translator_generated_tokens_total",
-    "translator_padding_waste_ratio",
-    "translator_requests_rejected_total",
-    "translator_model_info",
-    "translator_ready",
-    "translator_model_load_failures_total",
-}
+# The metric names operators rely on (alerts, dashboard): one list, shared with deploy/.
+REQUIRED = set((Path(__file__).resolve().parents[2] / "deploy" / "metrics.txt").read_text().split())
 
 
 def samples(metrics: ServiceMetrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -22,23 +22,8 @@ from model_store import read_manifest, write_manifest
 pytestmark = pytest.mark.slow
 
 NUMBERS = ["twenty-one", "one hundred and five", "seven", "one thousand, nine hundred and ninety-nine"]
-METRIC_NAMES = (
-    "translator_http_requests_total",
-    "translator_http_request_duration_seconds",
-    "translator_queue_wait_seconds",
-    "translator_queue_depth",
-    "translator_active_rows",
-    "translator_batch_rows",
-    "translator_encoder_calls_total",
-    "translator_encoder_rows",
-    "translator_decoder_steps_total",
-    "translator_generated_tokens_total",
-    "translator_padding_waste_ratio",
-    "translator_requests_rejected_total",
-    "translator_model_info",
-    "translator_ready",
-    "translator_model_load_failures_total",
-)
+# The metric names operators rely on (alerts, dashboard): one list, shared with deploy/.
+METRIC_NAMES = tuple((Path(__file__).resolve().parents[3] / "deploy" / "metrics.txt").read_text().split())
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict:  # type: ignore[type-arg]
