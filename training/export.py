@@ -29,6 +29,7 @@ from model_store import (
 )
 from model_store.codec import Codec
 from training.model import Seq2Seq, source_mask_from_lengths
+from training.onnx_decode import cpu_session
 
 OPSET = 17
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder_step.onnx"
@@ -123,16 +124,10 @@ def export_onnx(model: Seq2Seq, out_dir: Path) -> dict[str, GraphSpec]:
             opset_version=OPSET, dynamo=False,
         )
     return {
-        "encoder": _graph_spec(_session(out_dir / ENCODER_FILE), ENCODER_FILE, ENCODER_INPUTS, ENCODER_OUTPUTS),
-        "decoder_step": _graph_spec(_session(out_dir / DECODER_FILE), DECODER_FILE,
+        "encoder": _graph_spec(cpu_session(out_dir / ENCODER_FILE), ENCODER_FILE, ENCODER_INPUTS, ENCODER_OUTPUTS),
+        "decoder_step": _graph_spec(cpu_session(out_dir / DECODER_FILE), DECODER_FILE,
                                     DECODER_STEP_INPUTS, DECODER_STEP_OUTPUTS),
     }
-
-
-def _session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _feed(session: ort.InferenceSession, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -155,7 +150,7 @@ def check_parity(model: Seq2Seq, encoder_path: Path, decoder_path: Path, batch: 
     steps both ways, comparing log-probs and attention each step and the chosen tokens."""
     model = model.cpu().eval()
     example = _example_inputs(model, batch=batch, src_len=src_len, seed=seed)
-    encoder, decoder = _session(encoder_path), _session(decoder_path)
+    encoder, decoder = cpu_session(encoder_path), cpu_session(decoder_path)
     source_mask = example["source_ids"] != model.config.pad_id
     with torch.no_grad():
         memory, keys, hidden, cell = model.encode(example["source_ids"], example["source_lengths"])

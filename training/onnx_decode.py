@@ -13,7 +13,8 @@ import onnxruntime as ort
 from model_store.codec import Codec
 
 
-def _session(path: Path, threads: int) -> ort.InferenceSession:
+def cpu_session(path: Path, threads: int = 0) -> ort.InferenceSession:
+    """A CPU session as serving runs it: no intra-op spinning between decoder steps."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -24,7 +25,7 @@ def make_onnx_translate_fn(
     encoder_path: Path, decoder_path: Path, codec: Codec, batch_sentences: int = 64,
     max_length_cap: int = 200, threads: int = 0,
 ) -> Callable[[list[str]], list[str]]:
-    encoder, decoder = _session(encoder_path, threads), _session(decoder_path, threads)
+    encoder, decoder = cpu_session(encoder_path, threads), cpu_session(decoder_path, threads)
     decoder_inputs = {i.name for i in decoder.get_inputs()}
     decoder_outputs = [o.name for o in decoder.get_outputs()]
 

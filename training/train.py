@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from model_store.codec import Codec
 from training.checkpoint import save_checkpoint
-from training.config import ModelConfig, TrainConfig, model_config_from_dict, train_config_from_dict
+from training.config import ModelConfig, TrainConfig, model_config_from_dict
 from training.model import Seq2Seq
 
 CHECKPOINT_LAST = "last.pt"
@@ -272,9 +272,4 @@ def train(model_config: ModelConfig, config: TrainConfig, resume: bool = True) -
     if state.validations_without_improvement >= config.early_stopping_patience:
         print(f"early stopping at epoch {state.epoch}, step {state.step}", file=sys.stderr)
     return best_path
-
-
-def load_train_config(path: Path) -> tuple[ModelConfig, TrainConfig]:
-    raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    return model_config_from_dict(raw["model"]), train_config_from_dict(raw["train"])
 
