@@ -7,14 +7,15 @@ marks the service ready; on shutdown it drains them. Importing this module build
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from service.api import (
@@ -24,7 +25,8 @@ from service.api import (
     routes_models,
     routes_translate,
 )
-from service.api.deps import ServiceState
+from service.api.admission import AdmissionGate
+from service.api.deps import ServiceState, require_serving
 from service.api.errors import install_error_handlers
 from service.api.middleware import EdgeMiddleware
 from service.api.schemas import document_limits
@@ -38,6 +40,20 @@ log = logging.getLogger("service.app")
 DESCRIPTION = """English->German translation with an LSTM + attention model served by ONNX Runtime,
 with step-level continuous batching. Every error has the shape `{"error": {"code", "message"}}`.
 When API keys are configured, send one as `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
+
+
+def work_paths(routers: Iterable[APIRouter]) -> frozenset[str]:
+    """Paths of the POST routes that do translation work (those depending on `require_serving`):
+    the ones the edge's in-flight limit applies to. The routers are included without a prefix."""
+    paths: set[str] = set()
+    for route in (route for router in routers for route in router.routes):
+        if not isinstance(route, APIRoute) or "POST" not in (route.methods or ()):
+            continue
+        if any(dependant.call is require_serving for dependant in route.dependant.dependencies):
+            if "{" in route.path:
+                raise ValueError(f"work route {route.path} has path parameters; the edge matches exact paths")
+            paths.add(route.path)
+    return frozenset(paths)
 
 
 def create_app(settings: Settings, *, model_loader: ModelLoader = load_onnx_model) -> FastAPI:
@@ -73,9 +89,12 @@ def create_app(settings: Settings, *, model_loader: ModelLoader = load_onnx_mode
     app.state.service = state
     app.state.metrics = metrics
     install_error_handlers(app)
-    app.add_middleware(EdgeMiddleware, state=state)
-    for module in (routes_translate, routes_attention, routes_models, routes_libretranslate, routes_health):
-        app.include_router(module.router)
+    modules = (routes_translate, routes_attention, routes_models, routes_libretranslate, routes_health)
+    routers = [module.router for module in modules]
+    for router in routers:
+        app.include_router(router)
+    gate = AdmissionGate(settings.max_inflight_requests)
+    app.add_middleware(EdgeMiddleware, state=state, gate=gate, work_paths=work_paths(routers))
 
     def openapi() -> dict[str, Any]:
         # Built on first use (after start-up), so the served languages and limits are the real ones.

@@ -49,6 +49,11 @@ class ServiceMetrics:
             registry=r,
         )
         self.queue_depth = Gauge("translator_queue_depth", "Requests waiting for admission.", registry=r)
+        self.inflight = Gauge(
+            "translator_http_inflight_requests",
+            "Translation requests inside the service (admitted at the HTTP edge, not yet answered).",
+            registry=r,
+        )
         self.active_rows = Gauge("translator_active_rows", "Decoder rows in the running batch.", registry=r)
         self.batch_rows = Histogram(
             "translator_batch_rows",
@@ -111,6 +116,9 @@ class ServiceMetrics:
     def observe_http(self, route: str, method: str, status: int, duration_seconds: float) -> None:
         self.http_requests.labels(route=route, method=method, status=str(status)).inc()
         self.http_duration.labels(route=route).observe(duration_seconds)
+
+    def set_inflight(self, requests: int) -> None:
+        self.inflight.set(requests)
 
     def reject(self, reason: str) -> None:
         if reason not in REJECT_REASONS:

@@ -57,7 +57,9 @@ class Settings(BaseSettings):
     providers: Literal["cpu", "cuda"] = "cpu"
     batching: Literal["continuous", "static", "off"] = "continuous"
     max_batch_rows: int = Field(default=64, ge=1, le=4096)
-    max_queue_requests: int = Field(default=256, ge=1, le=1_000_000)
+    max_queue_requests: int = Field(default=256, ge=1, le=1_000_000)  # texts waiting for the engine
+    # Translation requests inside the service at once (HTTP edge); more get 429 before any work.
+    max_inflight_requests: int = Field(default=256, ge=1, le=1_000_000)
     static_max_wait_ms: float = Field(default=5.0, ge=0.0, le=10_000.0)
     intra_op_threads: int = Field(default=0, ge=0, le=1024)  # 0: ONNX Runtime picks
     inter_op_threads: int = Field(default=1, ge=0, le=1024)

@@ -1,4 +1,5 @@
-"""The edge every HTTP request passes: request id, body-size limit, metrics, access log.
+"""The edge every HTTP request passes: request id, admission (in-flight limit), body-size limit, metrics,
+access log.
 
 Pure ASGI (no BaseHTTPMiddleware) so that the route can still wait on `receive()` for a disconnect.
 HTTP edge only: must not import the engine or onnxruntime.
@@ -13,8 +14,9 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.admission import AdmissionGate
 from service.api.deps import ServiceState
-from service.api.errors import ERROR_TABLE, PayloadTooLarge, error_response
+from service.api.errors import ERROR_TABLE, Overloaded, PayloadTooLarge, error_response
 from service.api.logs import request_id_var
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -36,9 +38,13 @@ def route_label(scope: Scope) -> str:
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, state: ServiceState) -> None:
+    """`work_paths`: the POST routes that translate; they pass `gate` before their body is read."""
+
+    def __init__(self, app: ASGIApp, state: ServiceState, gate: AdmissionGate, work_paths: frozenset[str]) -> None:
         self.app = app
         self.state = state
+        self.gate = gate
+        self.work_paths = work_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,7 +65,14 @@ class EdgeMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
             await send(message)
 
+        admitted = False
         try:
+            if scope["method"] == "POST" and scope["path"] in self.work_paths:
+                admitted = self.gate.try_enter()
+                self.state.metrics.set_inflight(self.gate.in_flight)
+                if not admitted:
+                    await self._refuse_overloaded(scope, receive, send_with_id)
+                    return
             replay = await self._read_body(headers, receive)
             if isinstance(replay, str):
                 self.state.metrics.reject("too_large")
@@ -68,6 +81,9 @@ class EdgeMiddleware:
             else:
                 await self.app(scope, replay, send_with_id)
         finally:
+            if admitted:
+                self.gate.leave()
+                self.state.metrics.set_inflight(self.gate.in_flight)
             duration_s = time.perf_counter() - started
             route = route_label(scope)
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
@@ -82,6 +98,14 @@ class EdgeMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+    async def _refuse_overloaded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """429 before reading the body: refusing must stay cheap exactly when the service is busiest."""
+        self.state.metrics.reject("overloaded")
+        spec = ERROR_TABLE[Overloaded]
+        message = f"{self.gate.limit} requests are already in progress; retry after Retry-After seconds"
+        headers = {"Retry-After": str(self.gate.retry_after_s())}
+        await error_response(spec.status, spec.code, message, headers)(scope, receive, send)
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> Receive | str:
         """Read the whole body up to the limit, then replay it; a message (str) if it is too large.

@@ -10,33 +10,11 @@ import pytest
 import yaml
 from deploy_tools import DEPLOY_DIR, KUBERNETES_VERSION, by_kind, one, overlay_names, promql_metric_names
 
+from service.settings import Settings
+
 OVERLAYS = overlay_names()
-# Settings the service reads (service/settings.py); a typo here would be silently ignored there.
-KNOWN_SETTINGS = {
-    "HOST",
-    "PORT",
-    "MODEL_STORE",
-    "MODELS",
-    "VARIANT",
-    "PROVIDERS",
-    "BATCHING",
-    "MAX_BATCH_ROWS",
-    "MAX_QUEUE_REQUESTS",
-    "STATIC_MAX_WAIT_MS",
-    "INTRA_OP_THREADS",
-    "INTER_OP_THREADS",
-    "REQUEST_TIMEOUT_S",
-    "DRAIN_TIMEOUT_S",
-    "MAX_TEXT_CHARS",
-    "MAX_SOURCE_TOKENS",
-    "MAX_TEXTS_PER_REQUEST",
-    "MAX_BODY_BYTES",
-    "MAX_OUTPUT_TOKENS",
-    "API_KEYS",
-    "API_KEYS_FILE",
-    "LOG_LEVEL",
-    "LOG_REQUEST_TEXT",
-}
+# Settings the service reads; a typo in a manifest would be silently ignored by the service.
+KNOWN_SETTINGS = {name.upper() for name in Settings.model_fields}
 
 
 def deployment_parts(objects: list[dict]) -> tuple[dict, dict, dict]:

@@ -1,5 +1,6 @@
-"""Overload against a REAL server process (`python -m service`) with a tiny queue: every answer is 200 or
-429 with Retry-After, accepted answers are intact, nothing hangs, and service recovers once the burst ends.
+"""Overload against a REAL server process (`python -m service`) with a tiny queue or a tiny in-flight limit:
+every answer is 200 or 429 with Retry-After, accepted answers are intact, nothing hangs, and service
+recovers once the burst ends.
 
 Also runs loadtest.overload (the held-vs-shed benchmark) in --quick mode against such a server.
 """
@@ -35,13 +36,13 @@ def metric_value(text: str, sample: str) -> float:
     raise AssertionError(f"{sample} not in /metrics")
 
 
-async def fire_burst(base_url: str, requests: int) -> list[httpx.Response]:
+async def fire_burst(base_url: str, requests: int, texts: list[str] = TEXTS) -> list[httpx.Response]:
     """`requests` POSTs sent together over connections opened beforehand, so they reach the server
     within a few milliseconds of each other rather than spread out by TCP set-up."""
     limits = httpx.Limits(max_connections=requests, max_keepalive_connections=requests)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=BURST_TIMEOUT_S) as client:
         await asyncio.gather(*(client.get("/healthz") for _ in range(requests)))
-        sends = (client.post("/v1/translate", json={"texts": TEXTS}) for _ in range(requests))
+        sends = (client.post("/v1/translate", json={"texts": texts}) for _ in range(requests))
         return list(await asyncio.wait_for(asyncio.gather(*sends), timeout=BURST_TIMEOUT_S))
 
 
@@ -85,6 +86,38 @@ def test_burst_is_held_or_shed_and_service_recovers(overloaded_server) -> None: 
     assert metric_value(metrics, "translator_active_rows") == 0
     assert overloaded_server.process.poll() is None  # still serving
     print(f"burst of {BURST_REQUESTS}: {len(held)} held, {len(shed)} shed")
+
+
+def test_single_text_burst_is_shed_at_the_edge(tiny_artifact: Path, live_server_factory) -> None:  # type: ignore[no-untyped-def]
+    """One text per request: the per-request HTTP work is slower than the engine, so the engine queue
+    never fills; the edge's in-flight limit must still refuse what it cannot hold, before reading it."""
+    inflight_limit = 3
+    server = live_server_factory(
+        tiny_artifact.parent.parent, batching="off", max_batch_rows="1", max_inflight_requests=str(inflight_limit)
+    )
+    reference = httpx.post(server.base_url + "/v1/translate", json={"text": TEXT}, timeout=30.0)
+    assert reference.status_code == 200, reference.text
+    expected = reference.json()["translations"][0]["text"]
+
+    responses = asyncio.run(fire_burst(server.base_url, BURST_REQUESTS, [TEXT]))
+
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 429}, statuses
+    held = [r for r in responses if r.status_code == 200]
+    shed = [r for r in responses if r.status_code == 429]
+    assert len(held) >= inflight_limit and shed, statuses
+    assert all(r.json()["translations"][0]["text"] == expected for r in held)
+    for response in shed:
+        assert response.json()["error"]["code"] == "overloaded"
+        assert str(inflight_limit) in response.json()["error"]["message"]
+        assert 1 <= int(response.headers["retry-after"]) <= MAX_RETRY_AFTER_S
+    metrics = httpx.get(server.base_url + "/metrics", timeout=10.0).text
+    assert metric_value(metrics, 'translator_requests_rejected_total{reason="overloaded"}') == len(shed)
+    assert metric_value(metrics, "translator_http_inflight_requests") == 0
+    # Not work routes: never refused by the in-flight limit, even while it is reached.
+    assert httpx.get(server.base_url + "/readyz", timeout=10.0).status_code == 200
+    recovered = httpx.post(server.base_url + "/v1/translate", json={"text": TEXT}, timeout=30.0)
+    assert recovered.status_code == 200 and recovered.json()["translations"][0]["text"] == expected
 
 
 def test_overload_benchmark_quick(overloaded_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
