@@ -1,6 +1,8 @@
 """The service state the routes share, and the Annotated dependencies that hand it to them.
 
 One place for what a route may depend on: state, settings, registry, metrics, API-key checks.
+Every dependency is `async def`: FastAPI runs a plain `def` one in a worker thread, a thread hop
+per dependency per request that cost more than the dependency itself.
 HTTP edge only: must not import onnxruntime.
 """
 
@@ -56,7 +58,7 @@ class ServiceState:
         return True
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.service
     return state
 
@@ -64,15 +66,15 @@ def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
-def get_registry(state: StateDep) -> ModelRegistry:
+async def get_registry(state: StateDep) -> ModelRegistry:
     return state.registry
 
 
-def get_metrics(state: StateDep) -> ServiceMetrics:
+async def get_metrics(state: StateDep) -> ServiceMetrics:
     return state.metrics
 
 
@@ -94,11 +96,11 @@ async def require_serving(state: StateDep) -> AsyncIterator[None]:
         state.accepted_requests -= 1
 
 
-def require_api_key(request: Request, state: StateDep) -> None:
+async def require_api_key(request: Request, state: StateDep) -> None:
     check_api_key(state.api_keys, key_from_headers(request))
 
 
-def require_admin_key(request: Request, state: StateDep) -> None:
+async def require_admin_key(request: Request, state: StateDep) -> None:
     check_admin_key(state.api_keys, key_from_headers(request))
 
 

@@ -110,10 +110,14 @@ class DecodeBatch:
             return present[0]
         src_len = max(batch.src_len for batch in present)
 
-        def pad(array: np.ndarray) -> np.ndarray:  # [rows, s, ...] -> [rows, src_len, ...]
-            widths = [(0, 0)] * array.ndim
-            widths[1] = (0, src_len - array.shape[1])
-            return np.pad(array, widths)
+        def stack(arrays: list[np.ndarray]) -> np.ndarray:
+            """[rows_i, s_i, ...] -> [sum rows_i, src_len, ...], zero (False) padded; one copy."""
+            out = np.zeros((sum(a.shape[0] for a in arrays), src_len, *arrays[0].shape[2:]), arrays[0].dtype)
+            row = 0
+            for array in arrays:
+                out[row : row + array.shape[0], : array.shape[1]] = array
+                row += array.shape[0]
+            return out
 
         return DecodeBatch(
             request_keys=np.concatenate([b.request_keys for b in present]),
@@ -123,9 +127,9 @@ class DecodeBatch:
                 cell=np.concatenate([b.state.cell for b in present], axis=1),
             ),
             memory=Memory(
-                memory=np.concatenate([pad(b.memory.memory) for b in present]),
-                memory_keys=np.concatenate([pad(b.memory.memory_keys) for b in present]),
-                source_mask=np.concatenate([pad(b.memory.source_mask) for b in present]),
+                memory=stack([b.memory.memory for b in present]),
+                memory_keys=stack([b.memory.memory_keys for b in present]),
+                source_mask=stack([b.memory.source_mask for b in present]),
             ),
             source_lengths=np.concatenate([b.source_lengths for b in present]),
         )

@@ -76,9 +76,16 @@ class GreedySearch:
         self._score = 0.0
 
     def advance(self, log_probs: np.ndarray, attention: np.ndarray | None) -> Advance:
-        allowed = _allowed_log_probs(log_probs[:1], self._special, len(self._tokens) >= self._max_length)
-        token = int(np.argmax(allowed[0]))
-        self._score += float(allowed[0, token])
+        special = self._special
+        if len(self._tokens) >= self._max_length:
+            token = special.eos_id
+        else:
+            # argmax of the raw row first: this runs for every row of every step on the event loop,
+            # and the masked float64 copy is only needed in the rare case the model prefers pad/bos.
+            token = int(np.argmax(log_probs[0]))
+            if token in (special.pad_id, special.bos_id):
+                token = int(np.argmax(_allowed_log_probs(log_probs[:1], special, force_eos=False)[0]))
+        self._score += float(log_probs[0, token])
         if self._want_attention and attention is not None:
             self._attention.append(np.array(attention[0], dtype=np.float32))
         if token == self._special.eos_id:

@@ -1,7 +1,7 @@
 """The batching loop: admit waiting requests, run one decoder step for every active row, retire.
 
 Owns the bounded queue, deadlines, cancellation, failure isolation and the three batching modes.
-Model calls run on one worker thread, never on the event loop. Pure Python + numpy; must not
+Model calls run on two worker threads (encoder, decoder), never on the event loop. Pure Python + numpy; must not
 import fastapi, onnxruntime, prometheus_client, service.api or service.runtime.
 """
 
@@ -94,8 +94,11 @@ class Scheduler:
         self._counters = _Counters()
         self._completions: deque[float] = deque(maxlen=1024)  # monotonic times, for Retry-After
         self._wakeup: asyncio.Event | None = None
+        self._admitting: list[_Pending] = []  # left the queue, being encoded, not yet in _active
         self._task: asyncio.Task[None] | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        # One thread per graph, so a decoder step and the encoding of newcomers run at the same time.
+        self._decoder_executor: ThreadPoolExecutor | None = None
+        self._encoder_executor: ThreadPoolExecutor | None = None
         self._draining = False
 
     # ----------------------------------------------------------------- public interface
@@ -104,7 +107,8 @@ class Scheduler:
         if self._task is not None:
             return
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-model")
+        self._decoder_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-decoder")
+        self._encoder_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-encoder")
         self._task = asyncio.get_running_loop().create_task(self._run(), name="translation-scheduler")
 
     async def submit(self, request: TranslationRequest) -> TranslationResult:
@@ -154,13 +158,15 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         error = Draining("the translation engine stopped before this request finished")
-        for pending in [*self._waiting, *self._active.values()]:
+        for pending in [*self._waiting, *self._admitting, *self._active.values()]:
             self._fail(pending, error)
         self._waiting.clear()
+        self._admitting = []
         self._active.clear()
         self._batch = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        for executor in (self._decoder_executor, self._encoder_executor):
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
 
     def snapshot(self) -> SchedulerSnapshot:
         return SchedulerSnapshot(
@@ -229,7 +235,7 @@ class Scheduler:
                 await self._iterate()
             except Exception as exc:  # a bug here must not kill the loop for later requests
                 logger.exception("scheduler iteration failed; failing its active requests")
-                self._fail_active(EngineFailure(f"internal engine error: {type(exc).__name__}"))
+                self._fail_active(EngineFailure(f"internal engine error: {type(exc).__name__}"), admitting_too=True)
             self._emit_stats(time.monotonic() - started)
 
     async def _wait_to_fill(self) -> None:
@@ -248,10 +254,24 @@ class Scheduler:
     async def _iterate(self) -> None:
         self._drop_abandoned()
         admitted = self._admit()
-        if admitted:
-            await self._encode(admitted)
-        if self._batch is not None:
+        if not admitted:
+            if self._batch is not None:
+                await self._step(self._batch)
+            return
+        self._admitting = admitted  # until they join: stop() and loop errors must fail them too
+        if self._batch is None:  # nothing to overlap with: encode, then step the new rows at once
+            self._join(admitted, await self._encode(admitted))
+            if self._batch is not None:
+                await self._step(self._batch)
+            return
+        # Encode the newcomers on the encoder thread while the decoder thread runs this step (ONNX
+        # Runtime releases the GIL, so the two use two cores); they join the batch for the next step.
+        encoding = asyncio.ensure_future(self._encode(admitted))
+        try:
             await self._step(self._batch)
+        finally:
+            new = await encoding
+        self._join(admitted, new)
 
     def _admit(self) -> list[_Pending]:
         mode = self._config.mode
@@ -272,11 +292,12 @@ class Scheduler:
             free_rows -= head.request.beam_size
         return admitted
 
-    async def _call_model(self, function: Callable[..., Any], *args: Any) -> Any:
+    async def _call_model(self, executor: ThreadPoolExecutor | None, function: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, function, *args)
+        return await loop.run_in_executor(executor, function, *args)
 
-    async def _encode(self, admitted: list[_Pending]) -> None:
+    async def _encode(self, admitted: list[_Pending]) -> DecodeBatch | None:
+        """The admitted requests' rows, ready to join the batch; None (requests failed) on an error."""
         lengths = np.array([len(p.request.source_ids) for p in admitted], dtype=np.int64)
         src_len = int(lengths.max())
         source_ids = np.full((len(admitted), src_len), self._special.pad_id, dtype=np.int64)
@@ -290,23 +311,31 @@ class Scheduler:
         counters.total_source_positions += source_ids.size
         counters.padded_source_positions += source_ids.size - int(lengths.sum())
         try:
-            encoded: EncoderOutput = await self._call_model(self._model.encode, source_ids, lengths)
+            encoded: EncoderOutput = await self._call_model(
+                self._encoder_executor, self._model.encode, source_ids, lengths
+            )
             rows = [p.request.beam_size for p in admitted]
             keys = [p.key for p in admitted]
-            new = DecodeBatch.from_encoder(keys, rows, lengths, encoded, self._special.bos_id)
+            return DecodeBatch.from_encoder(keys, rows, lengths, encoded, self._special.bos_id)
         except Exception as exc:
             logger.exception("encoder failed for %d requests", len(admitted))
             for pending in admitted:
                 self._fail(pending, EngineFailure(f"the model failed while encoding: {type(exc).__name__}"))
             counters.failed += len(admitted)
+            return None
+
+    def _join(self, admitted: list[_Pending], new: DecodeBatch | None) -> None:
+        """Append the encoded requests' rows after the running batch's (row order == `_active` order)."""
+        self._admitting = []
+        if new is None:
             return
-        for pending, row_count in zip(admitted, rows, strict=True):
+        for pending in admitted:
             pending.search = make_search(pending.request, self._special, pending.max_length)
-            pending.rows = row_count
+            pending.rows = pending.request.beam_size
             self._active[pending.key] = pending
         self._batch = DecodeBatch.concatenate([self._batch, new])
-        counters.requests_admitted += len(admitted)
-        counters.rows_admitted += sum(rows)
+        self._counters.requests_admitted += len(admitted)
+        self._counters.rows_admitted += new.rows
 
     async def _step(self, batch: DecodeBatch) -> None:
         counters = self._counters
@@ -315,7 +344,7 @@ class Scheduler:
         counters.decoder_padded_source_positions += batch.padded_positions
         try:
             out: StepOutput = await self._call_model(
-                self._model.decode_step, batch.previous_tokens, batch.state, batch.memory
+                self._decoder_executor, self._model.decode_step, batch.previous_tokens, batch.state, batch.memory
             )
             if out.log_probs.shape[0] != batch.rows or out.attention.shape[0] != batch.rows:
                 raise ValueError(f"decoder returned {out.log_probs.shape[0]} rows for {batch.rows}")
@@ -422,12 +451,16 @@ class Scheduler:
         if not pending.future.done():
             pending.future.set_exception(error)
 
-    def _fail_active(self, error: EngineFailure) -> None:
-        for pending in self._active.values():
+    def _fail_active(self, error: EngineFailure, admitting_too: bool = False) -> None:
+        """Fail every request holding rows (and, after a loop error, those being encoded to join)."""
+        failing = [*self._active.values(), *(self._admitting if admitting_too else ())]
+        for pending in failing:
             if not pending.future.done():
                 pending.future.set_exception(error)
                 self._counters.failed += 1
         self._active.clear()
+        if admitting_too:
+            self._admitting = []
         self._batch = None
 
     def _emit_stats(self, step_seconds: float) -> None:

@@ -27,8 +27,11 @@ class FakeModel:
     hidden_size = 4
     vocab_size = VOCAB
 
-    def __init__(self, step_delay_s: float = 0.0) -> None:
+    def __init__(self, step_delay_s: float = 0.0, encode_delay_s: float = 0.0) -> None:
         self.step_delay_s = step_delay_s
+        self.encode_delay_s = encode_delay_s
+        self.encode_spans: list[tuple[float, float]] = []  # (start, end) perf_counter of each call
+        self.step_spans: list[tuple[float, float]] = []
         self.encode_rows: list[int] = []  # rows per encoder call
         self.step_rows: list[int] = []  # rows per decoder step
         self.step_src_lens: list[int] = []  # padded src_len per decoder step
@@ -36,8 +39,12 @@ class FakeModel:
         self._lock = threading.Lock()
 
     def encode(self, source_ids: np.ndarray, source_lengths: np.ndarray) -> EncoderOutput:
+        started = time.perf_counter()
         self.threads.add(threading.current_thread().name)
         self.encode_rows.append(int(source_ids.shape[0]))
+        if self.encode_delay_s:
+            time.sleep(self.encode_delay_s)
+        self.encode_spans.append((started, time.perf_counter()))
         batch, src_len = source_ids.shape
         real = np.arange(src_len)[None, :] < source_lengths[:, None]
         memory = np.where(real[..., None], np.stack([source_ids, np.zeros_like(source_ids)], -1), _GARBAGE)
@@ -48,9 +55,11 @@ class FakeModel:
         return EncoderOutput(memory.astype(np.float32), keys.astype(np.float32), hidden, hidden.copy())
 
     def decode_step(self, previous_tokens: np.ndarray, state: DecoderState, memory: Memory) -> StepOutput:
+        started = time.perf_counter()
         self.threads.add(threading.current_thread().name)
         if self.step_delay_s:
             time.sleep(self.step_delay_s)
+        self.step_spans.append((started, time.perf_counter()))
         rows, src_len = memory.source_mask.shape
         self.step_rows.append(rows)
         self.step_src_lens.append(src_len)

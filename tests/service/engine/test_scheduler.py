@@ -69,8 +69,8 @@ def test_greedy_translation_follows_the_model(fake_model, greedy_oracle) -> None
     assert result.attention is None
     assert -20 < result.score < 0
     assert result.queue_wait_seconds >= 0 and result.decode_seconds > 0
-    # the model ran on the worker thread, never on the event loop's thread
-    assert fake_model.threads == {"engine-model_0"}
+    # the model ran on the worker threads (one per graph), never on the event loop's thread
+    assert fake_model.threads == {"engine-encoder_0", "engine-decoder_0"}
 
 
 def test_attention_rows_cover_every_generated_token(fake_model, greedy_oracle) -> None:
@@ -351,6 +351,76 @@ def test_a_failing_encoder_call_fails_only_the_admitted_requests(failing_model_c
     failed, ok = run(main())
     assert isinstance(failed, EngineFailure)
     assert ok.target_ids == greedy_oracle([5, 6, 3])
+
+
+def test_newcomers_are_encoded_while_the_running_batch_steps(fake_model_class, greedy_oracle) -> None:
+    """Continuous mode overlaps the encoder call of new requests with the running decoder step."""
+    model = fake_model_class(step_delay_s=0.02, encode_delay_s=0.02)
+    long_source, short_source = [30, 5, 6, 7], [4, 8, 9]
+
+    async def main() -> tuple[TranslationResult, TranslationResult]:
+        async with running(model) as scheduler:
+            long_task = asyncio.create_task(scheduler.submit(request(long_source, max_length=60)))
+            await wait_until(lambda: len(model.step_spans) >= 2)
+            short = await scheduler.submit(request(short_source))
+            return await long_task, short
+
+    long_result, short_result = run(main())
+    assert long_result.target_ids == greedy_oracle([*long_source, 3])
+    assert short_result.target_ids == greedy_oracle([*short_source, 3])
+    newcomer_start, newcomer_end = model.encode_spans[1]
+    assert any(start < newcomer_end and newcomer_start < end for start, end in model.step_spans), (
+        "the newcomer's encoder call did not overlap any decoder step"
+    )
+
+
+def test_stop_while_newcomers_are_encoded_fails_them_instead_of_losing_them(fake_model_class) -> None:
+    model = fake_model_class(step_delay_s=0.01, encode_delay_s=0.3)
+
+    async def main() -> list[Any]:
+        scheduler = Scheduler(model, SPECIAL, SchedulerConfig())
+        await scheduler.start()
+        first = asyncio.create_task(scheduler.submit(request([50, 5])))
+        await wait_until(lambda: len(model.step_spans) >= 1)
+        newcomer = asyncio.create_task(scheduler.submit(request([4, 6])))
+        await wait_until(lambda: len(model.encode_rows) >= 2)  # being encoded, in neither queue nor batch
+        await scheduler.stop()
+        return list(await asyncio.gather(first, newcomer, return_exceptions=True))
+
+    outcomes = run(main(), timeout_s=10.0)
+    assert all(isinstance(o, Draining) for o in outcomes), outcomes
+
+
+def test_a_failing_step_spares_the_newcomers_encoded_during_it(fake_model_class, greedy_oracle) -> None:
+    """The step that fails holds only the running request; the one being encoded meanwhile is not in it."""
+
+    class FailsWhileEncoding(fake_model_class):  # type: ignore[misc,valid-type]
+        newcomer_encoding = False
+
+        def encode(self, source_ids, source_lengths):  # type: ignore[no-untyped-def]
+            self.newcomer_encoding = bool(self.encode_rows)  # the second call is the newcomer's
+            return super().encode(source_ids, source_lengths)
+
+        def decode_step(self, previous_tokens, state, memory):  # type: ignore[no-untyped-def]
+            out = super().decode_step(previous_tokens, state, memory)
+            if self.newcomer_encoding and not getattr(self, "failed", False):
+                self.failed = True  # the step that ran while the newcomer was encoded
+                raise RuntimeError("injected decoder failure")
+            return out
+
+    model = FailsWhileEncoding(step_delay_s=0.01, encode_delay_s=0.05)
+
+    async def main() -> list[Any]:
+        async with running(model) as scheduler:
+            first = asyncio.create_task(scheduler.submit(request([50, 5], max_length=60)))
+            await wait_until(lambda: len(model.step_spans) >= 1)
+            newcomer = asyncio.create_task(scheduler.submit(request([4, 6])))
+            return list(await asyncio.gather(first, newcomer, return_exceptions=True))
+
+    failed, newcomer = run(main())
+    assert isinstance(failed, EngineFailure), failed
+    assert isinstance(newcomer, TranslationResult), newcomer
+    assert newcomer.target_ids == greedy_oracle([4, 6, 3])
 
 
 def _mixed_workload() -> list[TranslationRequest]:
