@@ -1,5 +1,8 @@
-"""The benchmark's load generator: an asyncio + httpx client, closed loop (fixed concurrency, for
+"""The benchmark's load generator: an asyncio + aiohttp client, closed loop (fixed concurrency, for
 saturation throughput) or open loop (Poisson arrivals at a fixed offered rate, for latency under load).
+
+aiohttp rather than httpx: the client shares the machine with the server under test, and httpx spent
+about 7 ms of CPU per request here against aiohttp's 0.9 ms, which capped what any server could show.
 
 Every request is one sentence to POST /v1/translate; an answer counts only if it is well formed.
 Must not import locust (gevent), service, onnxruntime or torch.
@@ -8,13 +11,14 @@ Must not import locust (gevent), service, onnxruntime or torch.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from loadtest.answers import translation_problem
 from loadtest.sentences import Sentence, forced_length_tokens
@@ -56,31 +60,33 @@ def translate_payload(sentence: Sentence, force_lengths: bool) -> dict[str, Any]
     return payload
 
 
-def _translation(response: httpx.Response) -> tuple[str | None, str | None]:
+def _translation(status: int, text: str) -> tuple[str | None, str | None]:
     """-> (translation, None) or (None, why the answer is wrong)."""
-    if response.status_code != 200:
-        return None, f"HTTP {response.status_code}: {response.text[:200]}"
+    if status != 200:
+        return None, f"HTTP {status}: {text[:200]}"
     try:
-        body = response.json()
+        body = json.loads(text)
     except ValueError:
-        return None, f"not JSON: {response.text[:200]}"
+        return None, f"not JSON: {text[:200]}"
     if problem := translation_problem(body, 1):
         return None, problem
     return str(body["translations"][0]["text"]), None
 
 
-async def _send(client: httpx.AsyncClient, index: int, payload: dict[str, Any], started: float) -> Outcome:
+async def _send(client: aiohttp.ClientSession, index: int, payload: dict[str, Any], started: float) -> Outcome:
     try:
-        response = await client.post(TRANSLATE_PATH, json=payload)
-    except httpx.HTTPError as exc:
+        async with client.post(TRANSLATE_PATH, json=payload) as response:
+            status, text = response.status, await response.text()
+    except (aiohttp.ClientError, TimeoutError) as exc:
         return Outcome(index, time.perf_counter() - started, None, f"{type(exc).__name__}: {exc}")
-    output, error = _translation(response)
+    output, error = _translation(status, text)
     return Outcome(index, time.perf_counter() - started, output, error)
 
 
-def _client(base_url: str, connections: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT_S)
+def _client(base_url: str, connections: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=connections)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    return aiohttp.ClientSession(base_url, connector=connector, timeout=timeout)
 
 
 async def closed_loop(base_url: str, sentences: Sequence[Sentence], concurrency: int, duration_s: float,

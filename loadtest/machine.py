@@ -12,7 +12,7 @@ import subprocess
 from importlib import metadata
 from typing import Any
 
-PACKAGES = ("onnxruntime", "numpy", "torch", "fastapi", "uvicorn", "httpx", "locust")
+PACKAGES = ("onnxruntime", "numpy", "torch", "fastapi", "uvicorn", "aiohttp", "locust")
 
 
 def _lscpu() -> dict[str, str]:

@@ -190,7 +190,7 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "1,2,4,8,16,32,64,128,256,512` writes `engine_bench_cuda.json`, rendered here.", "",
               "## How it is measured", "",
               "- Each configuration is its own server process, started, warmed up and stopped in turn; the client "
-              "(asyncio + httpx on uvloop) runs on the same machine and shares its cores.",
+              "(asyncio + aiohttp on uvloop) runs on the same machine and shares its cores.",
               "- Closed loop: N clients each send their next sentence when the last answer arrives; throughput "
               "counts well-formed answers over the time from the first send to the last answer.",
               "- Open loop: sentences are sent on a fixed Poisson schedule whatever the answers do; latency runs "
