@@ -195,6 +195,51 @@ def test_keys_overload_and_reload(versioned_store: Path, live_server_factory: Ca
     assert "s3cret" not in server.log_text()  # type: ignore[attr-defined]
 
 
+def test_reload_under_traffic_drops_no_request(
+    versioned_store: Path, live_server_factory: Callable[..., object]
+) -> None:
+    """Clients keep translating while the admin swaps versions back and forth: every answer is a 200
+    with the same translation, and both versions answered some of them."""
+    server = live_server_factory(versioned_store, models="en-de@1", api_keys="s3cret")
+    url = server.base_url  # type: ignore[attr-defined]
+    auth = {"Authorization": "Bearer s3cret"}
+    expected = httpx.post(url + "/v1/translate", json={"texts": NUMBERS}, headers=auth, timeout=60).json()
+    stop = threading.Event()
+    answers: list[tuple[int, str, list[str]] | BaseException] = []
+
+    def client() -> None:
+        with httpx.Client(base_url=url, headers=auth, timeout=60.0) as http:
+            while not stop.is_set():
+                try:
+                    response = http.post("/v1/translate", json={"texts": NUMBERS})
+                    body = response.json()
+                    texts = [t["text"] for t in body.get("translations", [])]
+                    answers.append((response.status_code, str(body.get("model", {}).get("version")), texts))
+                except BaseException as exc:
+                    answers.append(exc)
+
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for thread in clients:
+        thread.start()
+    try:
+        for version in ("2", "1", "2"):
+            time.sleep(0.3)
+            swapped = httpx.post(url + "/v1/admin/reload", json={"name": "en-de", "version": version},
+                                 headers=auth, timeout=60)
+            assert swapped.status_code == 200, swapped.text
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(timeout=60)
+    failures = [a for a in answers if isinstance(a, BaseException) or a[0] != 200]
+    assert not failures, failures[:5]
+    texts = [t["text"] for t in expected["translations"]]
+    assert all(a[2] == texts for a in answers if not isinstance(a, BaseException))
+    versions = {a[1] for a in answers if not isinstance(a, BaseException)}
+    assert versions == {"1", "2"}, versions
+
+
 def test_deadline_is_504(tiny_artifact: Path, live_server_factory: Callable[..., object]) -> None:
     server = live_server_factory(tiny_artifact.parent.parent, request_timeout_s="0.001")
     with httpx.Client(base_url=server.base_url, timeout=60.0) as http:  # type: ignore[attr-defined]
