@@ -14,7 +14,7 @@ APT    := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recomme
 DATA_APT_PACKAGES := trans-de-en libreoffice-help-en-us libreoffice-help-de libreoffice-l10n-de
 TEST_APT_PACKAGES := prometheus chromium
 
-.PHONY: serve test lint data train eval export bench loadtest image deploy-check clean help
+.PHONY: serve test lint data train eval export bench loadtest profile image deploy-check clean help
 
 help:
 	@echo "make serve         install the serving extra and serve the shipped model on $(HOST):$(PORT)"
@@ -23,6 +23,7 @@ help:
 	@echo "make train         train attention + none models, evaluate, export to model_store/"
 	@echo "make bench         side-by-side benchmark (naive / off / static / continuous / int8)"
 	@echo "make loadtest      Locust step load against a real server process"
+	@echo "make profile       py-spy profile of the service under load (PROFILE_ARGS='--config int8')"
 	@echo "make deploy-check  render and validate the Kubernetes manifests, alerts and Dockerfiles"
 	@echo "make image         build and smoke-test the CPU image with podman"
 
@@ -98,6 +99,10 @@ bench: $(STAMPS)/dev
 LOADTEST_ARGS ?=
 loadtest: $(STAMPS)/dev
 	$(PY) -m loadtest.run_loadtest $(LOADTEST_ARGS)
+
+PROFILE_ARGS ?=
+profile: $(STAMPS)/dev
+	$(PY) -m loadtest.profile $(PROFILE_ARGS)
 
 deploy-check: $(STAMPS)/deploy-tools
 	deploy/check.sh
