@@ -46,7 +46,7 @@ def make_onnx_translate_fn(
                 None, {name: value for name, value in values.items() if name in decoder_inputs}), strict=True))
             hidden, cell = result["next_hidden"], result["next_cell"]
             tokens = result["log_probs"].argmax(-1)
-            for row in np.flatnonzero(~finished):
+            for row in np.flatnonzero(~finished).tolist():
                 if tokens[row] == codec.eos_id:
                     finished[row] = True
                 else:
