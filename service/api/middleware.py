@@ -7,10 +7,11 @@ HTTP edge only: must not import the engine or onnxruntime.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import secrets
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,6 +25,18 @@ _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 access_log = logging.getLogger("service.access")
+
+
+class RequestIds:
+    """Unique request ids without a system call per request (uuid4 reads os.urandom every time):
+    a random 64-bit prefix per process, so replicas do not collide, then a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}-{next(self._counter):x}"
 
 
 def route_label(scope: Scope) -> str:
@@ -45,6 +58,7 @@ class EdgeMiddleware:
         self.state = state
         self.gate = gate
         self.work_paths = work_paths
+        self.request_ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,7 +66,7 @@ class EdgeMiddleware:
             return
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
         offered_id = headers.get(REQUEST_ID_HEADER, "")
-        request_id = offered_id if _REQUEST_ID_OK.match(offered_id) else uuid.uuid4().hex
+        request_id = offered_id if _REQUEST_ID_OK.match(offered_id) else self.request_ids.next()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
