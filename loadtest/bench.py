@@ -65,7 +65,7 @@ OPEN_METRICS = (*RUN_METRICS, "offered_per_s", "dropped")
 
 @dataclass(frozen=True)
 class Plan:
-    concurrency: int = 32
+    concurrency: int = 64  # enough clients to keep 64 decoder rows busy: saturation for every config
     duration_s: float = 20.0
     repeats: int = 3
     open_duration_s: float = 30.0
