@@ -109,6 +109,19 @@ def summarize(answers: list[Answer], rate_per_s: float, elapsed_s: float) -> dic
     }
 
 
+async def server_rss_mb(base_url: str) -> float | None:
+    """The server's resident memory from its /metrics (process_resident_memory_bytes); None if absent."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as client:
+        try:
+            text = (await client.get("/metrics")).text
+        except httpx.HTTPError:
+            return None
+    for line in text.splitlines():
+        if line.startswith("process_resident_memory_bytes "):
+            return round(float(line.split()[1]) / 2**20, 1)
+    return None
+
+
 async def run_overload(
     base_url: str, rates_per_s: tuple[float, ...], requests: int, texts: tuple[str, ...] = DEFAULT_TEXTS,
     pause_s: float = 1.0, headers: dict[str, str] | None = None, texts_per_request: int = 1,
@@ -118,9 +131,12 @@ async def run_overload(
     for position, rate in enumerate(rates_per_s):
         if position:
             await asyncio.sleep(pause_s)
+        rss_before_mb = await server_rss_mb(base_url)
         started = time.perf_counter()
         answers = await burst(base_url, requests, rate, texts, headers, texts_per_request)
-        results.append(summarize(answers, rate, time.perf_counter() - started))
+        summary = summarize(answers, rate, time.perf_counter() - started)
+        summary |= {"server_rss_before_mb": rss_before_mb, "server_rss_after_mb": await server_rss_mb(base_url)}
+        results.append(summary)
     return {"url": base_url, "requests_per_rate": requests, "texts_per_request": texts_per_request, "runs": results}
 
 

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
@@ -29,6 +29,9 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # process_resident_memory_bytes, process_cpu_seconds_total, open fds: memory must stay bounded
+        # under overload, and operators alert on it.
+        ProcessCollector(registry=r)
         self.http_requests = Counter(
             "translator_http_requests",
             "HTTP requests answered, by route template, method and status.",

@@ -35,6 +35,8 @@ translator_queue_wait_seconds_sum 0.01
 translator_queue_wait_seconds_count 3
 # TYPE translator_queue_depth gauge
 translator_queue_depth 0
+# TYPE translator_http_inflight_requests gauge
+translator_http_inflight_requests 0
 # TYPE translator_active_rows gauge
 translator_active_rows 0
 # TYPE translator_batch_rows histogram

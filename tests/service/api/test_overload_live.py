@@ -140,6 +140,8 @@ def test_overload_benchmark_quick(overloaded_server, tmp_path: Path, capsys: pyt
         assert run["held"] >= 1 and run["accepted_p99_ms"] > 0, run
         assert run["shed_without_retry_after"] == 0, run
         assert set(run["statuses"]) <= {"200", "429"}, run
+        # bounded memory: a burst leaves the server's resident memory where it was, give or take
+        assert run["server_rss_before_mb"] > 0 and run["server_rss_after_mb"] - run["server_rss_before_mb"] < 64, run
     assert runs[-1]["offered_rate_per_s"] == "all at once" and runs[-1]["shed"] >= 1, runs[-1]
     metrics = httpx.get(overloaded_server.base_url + "/metrics", timeout=10.0).text
     shed_total = sum(run["shed"] for run in runs)
