@@ -37,6 +37,9 @@ INT8_ENCODER_FILE, INT8_DECODER_FILE = "encoder.int8.onnx", "decoder_step.int8.o
 TOKENIZER_FILE = "tokenizer.model"
 # fp32 ORT vs torch on CPU agree to ~1e-6; anything near this bound means a broken export.
 PARITY_TOLERANCE = 1e-3
+# With weights stored as fp16 (rounded to 11 significant bits) log-probs move by ~1e-3.
+FP16_STORAGE_TOLERANCE = 5e-2
+FP16_STORAGE_MIN_ELEMENTS = 1024  # smaller tensors (biases, scalars) stay fp32: no size to save
 
 _DYNAMIC_AXES = {
     "source_ids": {0: "batch", 1: "src_len"},
@@ -177,6 +180,32 @@ def check_parity(model: Seq2Seq, encoder_path: Path, decoder_path: Path, batch: 
     return ParityReport(batch, src_len, steps, max_lp, max_att, identical)
 
 
+def store_weights_as_fp16(path: Path) -> int:
+    """Rewrite an fp32 graph so its large weights are stored as fp16, each followed by a Cast back
+    to fp32: the file halves, and ONNX Runtime constant-folds the casts when it loads the graph, so
+    inference still runs in fp32 on fp32 weights (rounded once to fp16). Returns the casts added."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts = []
+    for initializer in list(graph.initializer):
+        if initializer.data_type != TensorProto.FLOAT or np.prod(initializer.dims) < FP16_STORAGE_MIN_ELEMENTS:
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(initializer).astype(np.float16),
+                                       f"{initializer.name}__fp16")
+        graph.initializer.remove(initializer)
+        graph.initializer.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [initializer.name], to=TensorProto.FLOAT,
+                                      name=f"{initializer.name}__to_fp32"))
+    for cast in reversed(casts):
+        graph.node.insert(0, cast)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return len(casts)
+
+
 def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
     """Dynamic int8 quantization of weights (MatMul, LSTM); activations stay float."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -189,10 +218,11 @@ def write_artifact(
     source_language: str, target_language: str, max_source_tokens: int,
     training_info: dict[str, Any], data_info: dict[str, Any],
     evaluation: dict[str, dict[str, dict[str, float]]] | None = None,
-    with_int8: bool = True, extra_files: dict[str, Path] | None = None,
+    with_int8: bool = True, extra_files: dict[str, Path] | None = None, fp16_storage: bool = True,
 ) -> tuple[Path, Manifest, ParityReport]:
-    """Export, check parity (raising on failure), optionally quantize, copy the tokenizer and any
-    report files, and write the checksummed manifest. Returns the artifact directory."""
+    """Export, check parity (raising on failure), optionally quantize, optionally store the fp32
+    graphs' weights as fp16 (parity checked again), copy the tokenizer and any report files, and
+    write the checksummed manifest. Returns the artifact directory."""
     artifact_dir = Path(store) / name / version
     if artifact_dir.exists():
         shutil.rmtree(artifact_dir)
@@ -210,6 +240,15 @@ def write_artifact(
             "decoder_step": GraphSpec(INT8_DECODER_FILE, graphs["decoder_step"].inputs,
                                       graphs["decoder_step"].outputs),
         }
+    storage: dict[str, Any] = {"fp32_weight_storage": "fp32"}
+    if fp16_storage:  # after quantizing: int8 is computed from the exact fp32 weights
+        for file in (ENCODER_FILE, DECODER_FILE):
+            store_weights_as_fp16(artifact_dir / file)
+        stored = check_parity(model, artifact_dir / ENCODER_FILE, artifact_dir / DECODER_FILE)
+        if stored.max_abs_log_prob_diff > FP16_STORAGE_TOLERANCE:
+            raise RuntimeError(f"parity after storing weights as fp16 failed: {stored}")
+        storage = {"fp32_weight_storage": "fp16 (cast to fp32 at load; computes in fp32)",
+                   "parity_fp16_storage": stored.__dict__}
     shutil.copyfile(codec_model_path, artifact_dir / TOKENIZER_FILE)
     for relative, source in (extra_files or {}).items():
         target = artifact_dir / relative
@@ -225,7 +264,7 @@ def write_artifact(
         tokenizer_file=TOKENIZER_FILE, vocab_size=codec.vocab_size, max_source_tokens=max_source_tokens,
         opset=OPSET, variants=variants,
         model_config={**c.__dict__, "parameters": sum(p.numel() for p in model.parameters())},
-        training={**training_info, "parity": parity.__dict__},
+        training={**training_info, "parity": parity.__dict__, **storage},
         data=data_info, evaluation=evaluation or {},
     )
     return artifact_dir, write_manifest(artifact_dir, manifest), parity

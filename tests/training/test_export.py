@@ -1,14 +1,24 @@
-"""ONNX export of the tiny real model: parity with PyTorch at new shapes, int8 variant, manifest."""
+"""ONNX export of the tiny real model: parity with PyTorch at new shapes, fp16 weight storage, int8
+variant, manifest."""
 
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 
 from model_store import DECODER_STEP_OUTPUTS, ENCODER_OUTPUTS, verify_artifact
 from training.config import model_config_from_dict
-from training.export import PARITY_TOLERANCE, check_parity
+from training.export import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    FP16_STORAGE_TOLERANCE,
+    PARITY_TOLERANCE,
+    check_parity,
+    export_onnx,
+    store_weights_as_fp16,
+)
 from training.model import Seq2Seq
 
 
@@ -19,14 +29,42 @@ def _load(number_model) -> Seq2Seq:  # type: ignore[no-untyped-def]
     return model.eval()
 
 
-def test_parity_at_shapes_unlike_the_export_example(number_model, tiny_artifact) -> None:  # type: ignore[no-untyped-def]
+def test_parity_at_shapes_unlike_the_export_example(number_model, tmp_path) -> None:  # type: ignore[no-untyped-def]
     model = _load(number_model)
+    export_onnx(model, tmp_path)  # fp32 weights as exported, before fp16 storage
     for batch, src_len in [(1, 1), (5, 23), (17, 4)]:
-        report = check_parity(model, tiny_artifact / "encoder.onnx", tiny_artifact / "decoder_step.onnx",
+        report = check_parity(model, tmp_path / ENCODER_FILE, tmp_path / DECODER_FILE,
                               batch=batch, src_len=src_len, steps=8)
         assert report.max_abs_log_prob_diff < PARITY_TOLERANCE
         assert report.max_abs_attention_diff < 1e-4
         assert report.greedy_identical
+
+
+def test_fp16_weight_storage_halves_the_files_and_keeps_parity(number_model, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model = _load(number_model)
+    export_onnx(model, tmp_path)
+    sizes = {file: (tmp_path / file).stat().st_size for file in (ENCODER_FILE, DECODER_FILE)}
+    for file in sizes:
+        assert store_weights_as_fp16(tmp_path / file) > 0
+        assert (tmp_path / file).stat().st_size < 0.6 * sizes[file]
+    for batch, src_len in [(1, 1), (5, 23)]:
+        report = check_parity(model, tmp_path / ENCODER_FILE, tmp_path / DECODER_FILE,
+                              batch=batch, src_len=src_len, steps=8)
+        assert 0 < report.max_abs_log_prob_diff < FP16_STORAGE_TOLERANCE  # rounded weights, but close
+        assert report.greedy_identical
+    # ONNX Runtime folds the casts at load: the graph it runs has fp32 weights and no Cast left of them.
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    ort.InferenceSession(str(tmp_path / DECODER_FILE), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(str(tmp_path / "optimized.onnx"))
+    assert not [node.name for node in optimized.graph.node if node.name.endswith("__to_fp32")]
+
+
+def test_the_shipped_artifact_records_its_weight_storage(tiny_artifact) -> None:  # type: ignore[no-untyped-def]
+    training = verify_artifact(tiny_artifact).training
+    assert training["fp32_weight_storage"].startswith("fp16")
+    assert training["parity_fp16_storage"]["max_abs_log_prob_diff"] < FP16_STORAGE_TOLERANCE
 
 
 def test_graphs_declare_the_contract_names(tiny_artifact) -> None:  # type: ignore[no-untyped-def]
