@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from loadtest.machine import describe_machine
 from loadtest.stats import json_safe, percentile
 
 TRANSLATE_PATH = "/v1/translate"
@@ -161,9 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     requests = args.requests or (QUICK_REQUESTS if args.quick else FULL_REQUESTS)
     texts = tuple(args.text) if args.text else DEFAULT_TEXTS
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else None
+    machine = describe_machine()  # before the run: the load average says whether the machine was quiet
     report = json_safe(asyncio.run(run_overload(
         args.url.rstrip("/"), rates, requests, texts, headers=headers, texts_per_request=args.texts_per_request
     )))
+    command_args = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--api-key")]
+    report |= {"command": "python -m loadtest.overload " + " ".join(command_args), "machine": machine}
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -1,5 +1,6 @@
-"""Renders docs/benchmarks.md from whatever of loadtest/results/{bench,engine_bench,loadtest}.json
-exists: exact commands, machine, date, medians with their min-max spread, and the issue's targets.
+"""Renders docs/benchmarks.md from whatever of loadtest/results/{bench,engine_bench,loadtest,overload,
+profile-continuous}.json exists: exact commands, machine, date, medians with their min-max spread,
+and the issue's targets.
 
 Stdlib only.
 """
@@ -14,7 +15,8 @@ from typing import Any
 
 from loadtest.stats import format_spread
 
-RESULT_FILES = ("bench.json", "engine_bench.json", "engine_bench_cuda.json", "loadtest.json")
+RESULT_FILES = ("bench.json", "engine_bench.json", "engine_bench_cuda.json", "loadtest.json", "overload.json",
+                "profile-continuous.json")
 MAKE_TARGETS = {"bench": "make bench", "engine_bench": "make bench", "loadtest": "make loadtest"}
 
 
@@ -159,6 +161,41 @@ def _loadtest_section(doc: dict[str, Any], docs_dir: Path, results_dir: Path) ->
     return lines
 
 
+def _overload_section(doc: dict[str, Any]) -> list[str]:
+    lines = ["## Overload: held and shed", "", f"Command: `{doc['command']}` against a running "
+             "`make serve` (default settings); each burst starts from an empty queue.", "",
+             f"Measured: {_machine_line(doc)}.", "",
+             *(f"- {note}" for note in _caveats(doc)), ""]
+    rows = [[str(r["offered_rate_per_s"]), str(r["sent"]), str(r["held"]), str(r["shed"]), str(r["unexpected"]),
+             _number(r["accepted_p50_ms"], 0), _number(r["accepted_p99_ms"], 0), _number(r["shed_p99_ms"], 0),
+             f"{_number(r.get('server_rss_before_mb'), 0)} -> {_number(r.get('server_rss_after_mb'), 0)}"]
+            for r in doc["runs"]]
+    lines += _table(["offered requests/s", "sent", "held (200)", "shed (429/503)", "other", "held p50 ms",
+                     "held p99 ms", "shed p99 ms", "server RSS MB"], rows)
+    return lines
+
+
+def _profile_section(doc: dict[str, Any]) -> list[str]:
+    load = doc["load"]
+    lines = ["## Where the time goes (py-spy)", "", f"Command: `{doc['command']}` (`make profile`): "
+             f"{load['concurrency']} clients, {load['sentences_per_s']} sentences/s while sampled; "
+             "raw samples in `loadtest/results/profile-continuous.speedscope.json`.", "",
+             "Active share of wall time per thread (ONNX Runtime's own pool threads are not Python threads "
+             "and do not appear), and the frames the busiest threads spent it in:", ""]
+    rows = [[t["thread"], _percent(t["active_share_of_wall"]),
+             "; ".join(f"{f['frame']} {_percent(f['share_of_active'])}" for f in _own_frames(t["top_frames"])[:4])]
+            for t in doc["threads"] if t["active_s"] > 0]
+    lines += _table(["thread", "active", "top frames (share of its active time)"], rows)
+    return lines
+
+
+def _own_frames(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Frames of this project's code (and ONNX Runtime's run), skipping interpreter and server plumbing."""
+    keep = ("scheduler.py", "onnx_model.py", "translation.py", "middleware.py", "codec.py", "decoding.py",
+            "batch.py", "routes_", "onnxruntime_inference_collection.py")
+    return [f for f in frames if any(k in f["frame"] for k in keep)]
+
+
 def render(results_dir: Path, docs_path: Path) -> str:
     documents = _load(results_dir)
     lines = ["# Benchmarks", "",
@@ -173,6 +210,10 @@ def render(results_dir: Path, docs_path: Path) -> str:
         lines += _engine_section(documents["engine_bench_cuda"], "Engine only on the GPU (CUDA execution provider)")
     if "loadtest" in documents:
         lines += _loadtest_section(documents["loadtest"], docs_path.parent, results_dir)
+    if "overload" in documents:
+        lines += _overload_section(documents["overload"])
+    if "profile-continuous" in documents:
+        lines += _profile_section(documents["profile-continuous"])
     lines += ["## Running it", "",
               "- `make bench` = `python -m loadtest.bench`: all five servers, then the engine benchmark, then this "
               "page (about 12 minutes on 2 cores). It needs the model in `model_store/` and the torch checkpoint "

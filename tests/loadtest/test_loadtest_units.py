@@ -3,6 +3,7 @@ FLOP counting. No server, no Locust import (its gevent patching must stay out of
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -120,3 +121,26 @@ def test_the_tooling_never_imports_locust_into_this_process() -> None:
     import loadtest.run_loadtest  # noqa: F401
 
     assert "locust" not in sys.modules and "gevent.monkey" not in sys.modules
+
+
+def test_report_renders_the_overload_and_profile_results(tmp_path: Path) -> None:
+    from loadtest import overload, report
+
+    answers = [overload.Answer(200, 0.02, None, None), overload.Answer(429, 0.001, "1", "overloaded")]
+    run = overload.summarize(answers, 100.0, 1.0) | {"server_rss_before_mb": 210.0, "server_rss_after_mb": 214.0}
+    machine = {"date_utc": "2026-11-23T02:00:00Z", "cpus": 2, "load_average_1m_at_start": 0.1}
+    (tmp_path / "overload.json").write_text(json.dumps(
+        {"command": "python -m loadtest.overload --url http://x", "machine": machine, "runs": [run]}))
+    (tmp_path / "profile-continuous.json").write_text(json.dumps({
+        "command": "python -m loadtest.profile", "load": {"concurrency": 64, "sentences_per_s": 170.0, "errors": 0},
+        "wall_s": 10.0,
+        "threads": [{"thread": "MainThread", "active_s": 6.0, "active_share_of_wall": 0.6,
+                     "top_frames": [{"frame": "Runner.run (runners.py:118)", "share_of_active": 0.9},
+                                    {"frame": "Scheduler._run (scheduler.py:235)", "share_of_active": 0.4}]},
+                    {"thread": "idle", "active_s": 0.0, "active_share_of_wall": 0.0, "top_frames": []}]}))
+    text = report.render(tmp_path, tmp_path / "benchmarks.md")
+    assert "## Overload: held and shed" in text and "| 100.0 | 2 | 1 | 1 | 0 |" in text
+    assert "210 -> 214" in text
+    assert "## Where the time goes (py-spy)" in text
+    assert "| MainThread | 60% | Scheduler._run (scheduler.py:235) 40% |" in text
+    assert "| idle |" not in text  # threads that never ran are left out
