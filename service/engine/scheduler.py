@@ -95,6 +95,7 @@ class Scheduler:
         self._completions: deque[float] = deque(maxlen=1024)  # monotonic times, for Retry-After
         self._wakeup: asyncio.Event | None = None
         self._admitting: list[_Pending] = []  # left the queue, being encoded, not yet in _active
+        self._encoding: asyncio.Future[DecodeBatch | None] | None = None  # the encoder call in flight
         self._task: asyncio.Task[None] | None = None
         # One thread per graph, so a decoder step and the encoding of newcomers run at the same time.
         self._decoder_executor: ThreadPoolExecutor | None = None
@@ -158,6 +159,9 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         error = Draining("the translation engine stopped before this request finished")
+        if self._encoding is not None:
+            self._encoding.cancel()
+            self._encoding = None
         for pending in [*self._waiting, *self._admitting, *self._active.values()]:
             self._fail(pending, error)
         self._waiting.clear()
@@ -222,7 +226,7 @@ class Scheduler:
     async def _run(self) -> None:
         assert self._wakeup is not None
         while True:
-            if not self._active and not self._waiting:
+            if not self._active and not self._waiting and self._encoding is None:
                 if self._draining:
                     return
                 self._wakeup.clear()
@@ -230,7 +234,7 @@ class Scheduler:
                 continue
             started = time.monotonic()
             try:
-                if self._config.mode == "static" and self._batch is None:
+                if self._config.mode == "static" and self._batch is None and self._encoding is None:
                     await self._wait_to_fill()
                 await self._iterate()
             except Exception as exc:  # a bug here must not kill the loop for later requests
@@ -252,26 +256,27 @@ class Scheduler:
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
 
     async def _iterate(self) -> None:
+        """One decoder step for the running batch, with admission off the critical path: newcomers
+        are encoded on the encoder's thread while the decoder's thread keeps stepping, and join the
+        batch at the first step after their encoding finished. The bidirectional encoder runs over
+        the whole source (several decoder steps' worth of time), so waiting for it would idle the
+        decoder; only an empty batch waits."""
         self._drop_abandoned()
-        admitted = self._admit()
-        if not admitted:
-            if self._batch is not None:
-                await self._step(self._batch)
-            return
-        self._admitting = admitted  # until they join: stop() and loop errors must fail them too
-        if self._batch is None:  # nothing to overlap with: encode, then step the new rows at once
-            self._join(admitted, await self._encode(admitted))
-            if self._batch is not None:
-                await self._step(self._batch)
-            return
-        # Encode the newcomers on the encoder thread while the decoder thread runs this step (ONNX
-        # Runtime releases the GIL, so the two use two cores); they join the batch for the next step.
-        encoding = asyncio.ensure_future(self._encode(admitted))
-        try:
+        if self._encoding is not None and self._encoding.done():
+            self._join_encoded()
+        if self._encoding is None and (admitted := self._admit()):
+            self._admitting = admitted  # until they join: stop() and loop errors must fail them too
+            self._encoding = asyncio.ensure_future(self._encode(admitted))
+        if self._batch is None and self._encoding is not None:
+            await asyncio.wait({self._encoding})  # nothing else to step: the newcomers start at once
+            self._join_encoded()
+        if self._batch is not None:
             await self._step(self._batch)
-        finally:
-            new = await encoding
-        self._join(admitted, new)
+
+    def _join_encoded(self) -> None:
+        assert self._encoding is not None
+        encoded, self._encoding = self._encoding.result(), None
+        self._join(self._admitting, encoded)
 
     def _admit(self) -> list[_Pending]:
         mode = self._config.mode
@@ -453,6 +458,9 @@ class Scheduler:
 
     def _fail_active(self, error: EngineFailure, admitting_too: bool = False) -> None:
         """Fail every request holding rows (and, after a loop error, those being encoded to join)."""
+        if admitting_too and self._encoding is not None:
+            self._encoding.cancel()
+            self._encoding = None
         failing = [*self._active.values(), *(self._admitting if admitting_too else ())]
         for pending in failing:
             if not pending.future.done():

@@ -8,6 +8,7 @@ Also runs loadtest.overload (the held-vs-shed benchmark) in --quick mode against
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
@@ -36,14 +37,49 @@ def metric_value(text: str, sample: str) -> float:
     raise AssertionError(f"{sample} not in /metrics")
 
 
-async def fire_burst(base_url: str, requests: int, texts: list[str] = TEXTS) -> list[httpx.Response]:
+async def fire_burst(base_url: str, requests: int) -> list[httpx.Response]:
     """`requests` POSTs sent together over connections opened beforehand, so they reach the server
     within a few milliseconds of each other rather than spread out by TCP set-up."""
     limits = httpx.Limits(max_connections=requests, max_keepalive_connections=requests)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=BURST_TIMEOUT_S) as client:
         await asyncio.gather(*(client.get("/healthz") for _ in range(requests)))
-        sends = (client.post("/v1/translate", json={"texts": texts}) for _ in range(requests))
+        sends = (client.post("/v1/translate", json={"texts": TEXTS}) for _ in range(requests))
         return list(await asyncio.wait_for(asyncio.gather(*sends), timeout=BURST_TIMEOUT_S))
+
+
+@dataclasses.dataclass
+class RawResponse:
+    status_code: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict:  # type: ignore[type-arg]
+        return json.loads(self.body)
+
+
+async def raw_burst(base_url: str, requests: int, payload: dict) -> list[RawResponse]:  # type: ignore[type-arg]
+    """`requests` POSTs written on pre-opened connections in one tight loop (microseconds apart), so
+    they all reach the server before it can answer the first: an HTTP client library spends
+    milliseconds of CPU per request and would spread the burst out on a busy 2-core machine."""
+    host, port = base_url.removeprefix("http://").split(":")
+    body = json.dumps(payload).encode()
+    request = (f"POST /v1/translate HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    connections = [await asyncio.open_connection(host, int(port)) for _ in range(requests)]
+    for _, writer in connections:
+        writer.write(request)
+    await asyncio.gather(*(writer.drain() for _, writer in connections))
+
+    async def read(reader: asyncio.StreamReader) -> RawResponse:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
+        return RawResponse(int(head[0].split()[1]), headers, await reader.readexactly(int(headers["content-length"])))
+
+    try:
+        return list(await asyncio.wait_for(asyncio.gather(*(read(r) for r, _ in connections)), BURST_TIMEOUT_S))
+    finally:
+        for _, writer in connections:
+            writer.close()
 
 
 @pytest.fixture
@@ -93,13 +129,16 @@ def test_single_text_burst_is_shed_at_the_edge(tiny_artifact: Path, live_server_
     never fills; the edge's in-flight limit must still refuse what it cannot hold, before reading it."""
     inflight_limit = 3
     server = live_server_factory(
-        tiny_artifact.parent.parent, batching="off", max_batch_rows="1", max_inflight_requests=str(inflight_limit)
+        tiny_artifact.parent.parent, batching="off", max_batch_rows="8", max_inflight_requests=str(inflight_limit)
     )
-    reference = httpx.post(server.base_url + "/v1/translate", json={"text": TEXT}, timeout=30.0)
+    # Beam 8, one request at a time in the engine: each takes long enough that the burst overlaps on
+    # the server even when the client needs a while to send it (a tiny greedy request can finish first).
+    slow = {"beam_size": 8, "max_length": 40}
+    reference = httpx.post(server.base_url + "/v1/translate", json={"text": TEXT, **slow}, timeout=30.0)
     assert reference.status_code == 200, reference.text
     expected = reference.json()["translations"][0]["text"]
 
-    responses = asyncio.run(fire_burst(server.base_url, BURST_REQUESTS, [TEXT]))
+    responses = asyncio.run(raw_burst(server.base_url, BURST_REQUESTS, {"text": TEXT, **slow}))
 
     statuses = [r.status_code for r in responses]
     assert set(statuses) <= {200, 429}, statuses
@@ -116,7 +155,7 @@ def test_single_text_burst_is_shed_at_the_edge(tiny_artifact: Path, live_server_
     assert metric_value(metrics, "translator_http_inflight_requests") == 0
     # Not work routes: never refused by the in-flight limit, even while it is reached.
     assert httpx.get(server.base_url + "/readyz", timeout=10.0).status_code == 200
-    recovered = httpx.post(server.base_url + "/v1/translate", json={"text": TEXT}, timeout=30.0)
+    recovered = httpx.post(server.base_url + "/v1/translate", json={"text": TEXT, **slow}, timeout=30.0)
     assert recovered.status_code == 200 and recovered.json()["translations"][0]["text"] == expected
 
 

@@ -374,6 +374,27 @@ def test_newcomers_are_encoded_while_the_running_batch_steps(fake_model_class, g
     )
 
 
+def test_the_batch_keeps_stepping_while_a_slow_encoder_call_runs(fake_model_class, greedy_oracle) -> None:
+    """A slow encoder call (a long source through a bidirectional RNN) must not stall the running rows."""
+    model = fake_model_class(step_delay_s=0.005, encode_delay_s=0.15)
+    model.encode_delay_s = 0.0  # the first request is encoded at once ...
+
+    async def main() -> tuple[TranslationResult, TranslationResult]:
+        async with running(model) as scheduler:
+            long_task = asyncio.create_task(scheduler.submit(request([40, 5, 6], max_length=60)))
+            await wait_until(lambda: len(model.step_spans) >= 2)
+            model.encode_delay_s = 0.15  # ... the newcomer's encoding is slow
+            newcomer = await scheduler.submit(request([4, 7]))
+            return await long_task, newcomer
+
+    long_result, newcomer = run(main())
+    assert long_result.target_ids == greedy_oracle([40, 5, 6, 3])
+    assert newcomer.target_ids == greedy_oracle([4, 7, 3])
+    start, end = model.encode_spans[1]
+    steps_during = [s for s in model.step_spans if start <= s[0] and s[1] <= end]
+    assert len(steps_during) >= 5, f"only {len(steps_during)} decoder steps ran during a 150 ms encoder call"
+
+
 def test_stop_while_newcomers_are_encoded_fails_them_instead_of_losing_them(fake_model_class) -> None:
     model = fake_model_class(step_delay_s=0.01, encode_delay_s=0.3)
 
