@@ -137,7 +137,7 @@ def _field_name(loc: tuple[object, ...]) -> str:
 
 
 def _readable(message: str) -> str:
-    if "pattern '\\S'" in message:
+    if "should match pattern '[^" in message:  # schemas.NOT_ONLY_WHITESPACE, the only negated class
         return "must not be empty or only whitespace"
     return message
 

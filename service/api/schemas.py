@@ -26,10 +26,14 @@ def _json_integer(value: object) -> object:
 
 
 JsonInt = Annotated[int, BeforeValidator(_json_integer)]
-# Unanchored, like JSON Schema's `pattern`: at least one non-whitespace character.
+# At least one character that is not whitespace, with whitespace spelled out as ECMAScript's `\s`
+# (the regex dialect of JSON Schema's `pattern`): pydantic's Rust regex and Python's `re` also count
+# U+0085 and U+001C-U+001F as whitespace, so a bare `\S` would reject text the schema documents as valid.
+# Unanchored, like JSON Schema's `pattern`.
+NOT_ONLY_WHITESPACE = "[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
 Text = Annotated[
     StrictStr,
-    StringConstraints(pattern=r"\S"),
+    StringConstraints(pattern=NOT_ONLY_WHITESPACE),
     Field(description="Text to translate; not empty or only spaces."),
 ]
 

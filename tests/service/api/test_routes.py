@@ -161,6 +161,19 @@ def test_invalid_bodies_are_422(client: TestClient, body: object) -> None:
     assert_error(client.post("/v1/translate", json=body), 422, "invalid_request")
 
 
+@pytest.mark.parametrize("text", [" ", "\t\n", "\u3000", "\u00a0 \u2028", "\ufeff"])
+def test_whitespace_only_is_refused_in_words(client: TestClient, text: str) -> None:
+    body = assert_error(client.post("/v1/translate", json={"text": text}), 422, "invalid_request")
+    assert body["error"]["message"] == "text: must not be empty or only whitespace"
+
+
+@pytest.mark.parametrize("text", ["\u0085", "\x1c\x1f"])
+def test_what_the_schema_calls_text_is_accepted(client: TestClient, text: str) -> None:
+    """JSON Schema's `pattern` is ECMAScript regex, whose `\\s` excludes U+0085 and U+001C-U+001F
+    (Python's and Rust's include them): the server must accept what its documented schema allows."""
+    assert client.post("/v1/translate", json={"text": text}).status_code == 200
+
+
 def test_text_with_nothing_translatable_translates_to_empty(client: TestClient) -> None:
     response = client.post("/v1/translate", json={"texts": ["\u0001\u0002", "hello world"]})
     assert response.status_code == 200
