@@ -1,8 +1,8 @@
 """The batching loop: admit waiting requests, run one decoder step for every active row, retire.
 
 Owns the bounded queue, deadlines, cancellation, failure isolation and the three batching modes.
-Model calls run on two worker threads (encoder, decoder), never on the event loop. Pure Python + numpy; must not
-import fastapi, onnxruntime, prometheus_client, service.api or service.runtime.
+Model calls run on two worker threads (encoder, decoder), never on the event loop. Pure Python +
+numpy; must not import fastapi, onnxruntime, prometheus_client, service.api or service.runtime.
 """
 
 from __future__ import annotations
