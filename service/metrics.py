@@ -16,7 +16,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 if TYPE_CHECKING:
     from service.engine import SchedulerSnapshot, StepStats
 
-REJECT_REASONS = ("overloaded", "deadline", "draining", "invalid", "unauthorized", "too_large", "failed")
+REJECT_REASONS = (
+    "overloaded", "deadline", "draining", "invalid", "unauthorized", "too_large", "body_timeout", "failed"
+)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     max_source_tokens: int = Field(default=256, ge=2, le=100_000)  # including the end-of-sentence token
     max_texts_per_request: int = Field(default=32, ge=1, le=10_000)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # A body that has not fully arrived by then is refused (408): a stalled client must not hold an
+    # in-flight slot for ever (uvicorn itself waits for a body indefinitely).
+    body_timeout_s: float = Field(default=10.0, gt=0.0, le=3600.0)
     max_output_tokens: int = Field(default=256, ge=1, le=1024)  # cap on generated tokens per text
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     api_keys_file: Path | None = None  # one key per line (a mounted secret); adds to api_keys

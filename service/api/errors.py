@@ -43,6 +43,10 @@ class PayloadTooLarge(Exception):
     """A text, the number of texts, the source tokens or the body exceed a configured limit."""
 
 
+class BodyTimeout(Exception):
+    """The client did not send its whole body within TRANSLATOR_BODY_TIMEOUT_S (a stalled or slowloris client)."""
+
+
 class Unauthorized(Exception):
     """API keys are configured and the request carries no key or a wrong one."""
 
@@ -87,6 +91,9 @@ ERROR_TABLE: dict[type[BaseException], ErrorSpec] = {
         "too_large",
         "too_large",
         "Body, text, number of texts or source tokens over the configured limit.",
+    ),
+    BodyTimeout: ErrorSpec(
+        408, "body_timeout", "body_timeout", "The request body did not arrive in time; the connection is closed."
     ),
     Unauthorized: ErrorSpec(401, "unauthorized", "unauthorized", "API keys are on and the key is missing or wrong."),
     AdminDisabled: ErrorSpec(403, "admin_disabled", None, "Admin routes are off because no API keys are set."),

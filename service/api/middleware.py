@@ -1,5 +1,5 @@
-"""The edge every HTTP request passes: request id, admission (in-flight limit), body-size limit, metrics,
-access log.
+"""The edge every HTTP request passes: request id, admission (in-flight limit), body size and read-time
+limits, metrics, access log.
 
 Pure ASGI (no BaseHTTPMiddleware) so that the route can still wait on `receive()` for a disconnect.
 HTTP edge only: must not import the engine or onnxruntime.
@@ -7,6 +7,7 @@ HTTP edge only: must not import the engine or onnxruntime.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import re
@@ -17,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.admission import AdmissionGate
 from service.api.deps import ServiceState
-from service.api.errors import ERROR_TABLE, Overloaded, PayloadTooLarge, error_response
+from service.api.errors import ERROR_TABLE, BodyTimeout, Overloaded, PayloadTooLarge, error_response
 from service.api.logs import request_id_var
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -87,11 +88,14 @@ class EdgeMiddleware:
                 if not admitted:
                     await self._refuse_overloaded(scope, receive, send_with_id)
                     return
-            replay = await self._read_body(headers, receive)
-            if isinstance(replay, str):
-                self.state.metrics.reject("too_large")
-                spec = ERROR_TABLE[PayloadTooLarge]
-                await error_response(spec.status, spec.code, replay)(scope, receive, send_with_id)
+            try:
+                async with asyncio.timeout(self.state.settings.body_timeout_s):
+                    replay = await self._read_body(headers, receive)
+            except (PayloadTooLarge, TimeoutError) as exc:
+                refusal = exc if isinstance(exc, PayloadTooLarge) else BodyTimeout(
+                    f"the request body did not arrive within {self.state.settings.body_timeout_s:g} s"
+                )
+                await self._refuse(refusal, scope, receive, send_with_id)
             else:
                 await self.app(scope, replay, send_with_id)
         finally:
@@ -121,8 +125,16 @@ class EdgeMiddleware:
         headers = {"Retry-After": str(self.gate.retry_after_s())}
         await error_response(spec.status, spec.code, message, headers)(scope, receive, send)
 
-    async def _read_body(self, headers: dict[str, str], receive: Receive) -> Receive | str:
-        """Read the whole body up to the limit, then replay it; a message (str) if it is too large.
+    async def _refuse(self, exc: PayloadTooLarge | BodyTimeout, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a body that was not read in full, and close the connection: the rest of that body
+        would otherwise be read as the next request."""
+        spec = ERROR_TABLE[type(exc)]
+        assert spec.reject_reason is not None
+        self.state.metrics.reject(spec.reject_reason)
+        await error_response(spec.status, spec.code, str(exc), {"Connection": "close"})(scope, receive, send)
+
+    async def _read_body(self, headers: dict[str, str], receive: Receive) -> Receive:
+        """Read the whole body up to the limit, then replay it; PayloadTooLarge if it is too large.
 
         Content-Length is checked first so an honest big upload is refused without reading it; the
         streamed count catches chunked bodies and lying headers.
@@ -130,7 +142,7 @@ class EdgeMiddleware:
         limit = self.state.settings.max_body_bytes
         declared = headers.get("content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            return f"request body of {int(declared)} bytes is over the limit of {limit} bytes"
+            raise PayloadTooLarge(f"request body of {int(declared)} bytes is over the limit of {limit} bytes")
         chunks: list[bytes] = []
         size = 0
         trailing: list[Message] = []
@@ -142,7 +154,7 @@ class EdgeMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                return f"request body is over the limit of {limit} bytes"
+                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break

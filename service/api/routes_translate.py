@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 
 from service.api.deps import ApiKey, Serving, StateDep
 from service.api.errors import (
+    BodyTimeout,
     DeadlineExceeded,
     Draining,
     EngineFailure,
@@ -30,6 +31,7 @@ TRANSLATION_ERRORS = (
     UnsupportedLanguagePair,
     InvalidInput,
     PayloadTooLarge,
+    BodyTimeout,
     Unauthorized,
     Overloaded,
     EngineFailure,

@@ -202,3 +202,32 @@ def test_summarize_counts_and_percentiles() -> None:
     assert summary["shed_without_retry_after"] == 0
     assert summary["offered_rate_per_s"] == "all at once"
     assert summary["accepted_p99_ms"] == pytest.approx(29.8)
+
+
+def test_a_stalled_body_is_refused_in_time_and_frees_its_slot(tiny_artifact: Path, live_server_factory) -> None:  # type: ignore[no-untyped-def]
+    """A client that promises a body and stalls (slowloris) holds its in-flight slot only until
+    TRANSLATOR_BODY_TIMEOUT_S, then gets 408 and a closed connection."""
+    server = live_server_factory(tiny_artifact.parent.parent, max_inflight_requests="1", body_timeout_s="2")
+    host, port = server.base_url.removeprefix("http://").split(":")
+
+    async def stall() -> tuple[bytes, bytes, httpx.Response]:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"text\": ")
+        await writer.drain()
+        await asyncio.sleep(0.3)  # the stalled request has entered the service and holds the only slot
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30.0) as client:
+            refused = await client.post("/v1/translate", json={"text": TEXT})
+        answer = await asyncio.wait_for(reader.read(), timeout=15.0)  # read() returns at connection close
+        writer.close()
+        return answer.split(b"\r\n", 1)[0], answer, refused
+
+    status_line, answer, refused = asyncio.run(stall())
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "overloaded"
+    assert status_line.split()[1] == b"408", answer
+    assert b'"body_timeout"' in answer
+    recovered = httpx.post(server.base_url + "/v1/translate", json={"text": TEXT}, timeout=30.0)
+    assert recovered.status_code == 200, recovered.text
+    metrics = httpx.get(server.base_url + "/metrics", timeout=10.0).text
+    assert metric_value(metrics, 'translator_requests_rejected_total{reason="body_timeout"}') == 1
+    assert metric_value(metrics, "translator_http_inflight_requests") == 0
