@@ -1,0 +1,53 @@
+"""The trained default model shipped in model_store/ (what `make serve` serves): it verifies, stays
+within the committed-size budget, carries the named evaluation scores, and the service translates
+with it through a real ONNX Runtime session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from model_store import resolve_artifact, verify_artifact
+from service.app import create_app
+from service.settings import DEFAULT_MODEL_STORE, Settings
+
+SHIPPED_NAME = "en-de"
+MAX_COMMITTED_MB = 30.0  # issue 2: "keep the artifacts that must be committed under about 30 MB per model"
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Path:
+    return resolve_artifact(DEFAULT_MODEL_STORE, SHIPPED_NAME)
+
+
+def test_the_shipped_model_verifies_and_names_its_test_sets(shipped: Path) -> None:
+    manifest = verify_artifact(shipped)
+    assert (manifest.source_language, manifest.target_language) == ("en", "de")
+    assert manifest.attention != "none"
+    for test_set in ("everyday", "technical"):
+        scores = manifest.evaluation["fp32"][test_set]
+        assert 0 < scores["bleu"] < 100 and 0 < scores["chrf"] < 100, scores
+        assert test_set in manifest.evaluation["none_fp32"]  # the attention-free twin, for comparison
+    assert manifest.training["trained_on"]  # how and where it was trained
+
+
+def test_every_shipped_version_fits_the_size_budget() -> None:
+    for version in sorted(p for p in (DEFAULT_MODEL_STORE / SHIPPED_NAME).iterdir() if p.is_dir()):
+        size_mb = sum(f.stat().st_size for f in version.rglob("*") if f.is_file()) / 2**20
+        assert size_mb <= MAX_COMMITTED_MB, f"{version} is {size_mb:.1f} MB"
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_the_service_translates_with_the_shipped_model(variant: str) -> None:
+    settings = Settings(variant=variant, intra_op_threads=1)
+    with TestClient(create_app(settings)) as client:
+        translated = client.post("/v1/translate", json={"texts": ["Good morning.", "Open the file menu."]})
+        assert translated.status_code == 200, translated.text
+        texts = [t["text"] for t in translated.json()["translations"]]
+        assert all(text.strip() for text in texts), texts
+        attention = client.post("/v1/attention", json={"text": "Save the document."}).json()
+        assert attention["translation"].strip()
+        for row in attention["weights"]:
+            assert sum(row) == pytest.approx(1.0, abs=1e-3)
