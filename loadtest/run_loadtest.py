@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             result = run_step(base_url, count, step_s, raw_dir, env)
             step = summarize_step(result["stats"], count, args.user_rps, result["elapsed_s"])
             step |= decoder_activity(before, scrape_counters(base_url))
+            # Refused with 429 (held-or-shed by design above capacity), a subset of the failures.
+            step["shed_429"] = sum(e["occurrences"] for e in result["errors"] if "HTTP 429" in e["error"])
             step["failure_samples"] = [f"{e['name']}: {e['error'][:200]} (x{e['occurrences']})"
                                        for e in result["errors"][:5]]
             step["exceptions"] = result["exceptions"][:5]
