@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     speedscope = args.out_dir / f"profile-{args.config}.speedscope.json"
     settings = CONFIGS[args.config] or {}
-    with start_service(args.store, args.out_dir / f"server-profile-{args.config}.log", settings) as server:
+    with start_service(args.store, args.out_dir / "raw" / f"server-profile-{args.config}.log", settings) as server:
         summary = profile_server(server, speedscope, args.concurrency, args.seconds, args.sentences)
     summary |= {"config": args.config, "command": "python -m loadtest.profile " + " ".join(argv or sys.argv[1:])}
     (args.out_dir / f"profile-{args.config}.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
