@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.admission import AdmissionGate
 from service.api.deps import ServiceState
-from service.api.errors import ERROR_TABLE, BodyTimeout, Overloaded, PayloadTooLarge, error_response
+from service.api.errors import BodyTimeout, Overloaded, PayloadTooLarge, response_for
 from service.api.logs import request_id_var
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -85,8 +85,9 @@ class EdgeMiddleware:
             if scope["method"] == "POST" and scope["path"] in self.work_paths:
                 admitted = self.gate.try_enter()
                 self.state.metrics.set_inflight(self.gate.in_flight)
-                if not admitted:
-                    await self._refuse_overloaded(scope, receive, send_with_id)
+                if not admitted:  # refused before the body is read: cheap exactly when the service is busiest
+                    message = f"{self.gate.limit} requests are already in progress; retry after Retry-After seconds"
+                    await self._refuse(Overloaded(self.gate.retry_after_s(), message), scope, receive, send_with_id)
                     return
             try:
                 async with asyncio.timeout(self.state.settings.body_timeout_s):
@@ -117,21 +118,17 @@ class EdgeMiddleware:
             )
             request_id_var.reset(token)
 
-    async def _refuse_overloaded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """429 before reading the body: refusing must stay cheap exactly when the service is busiest."""
-        self.state.metrics.reject("overloaded")
-        spec = ERROR_TABLE[Overloaded]
-        message = f"{self.gate.limit} requests are already in progress; retry after Retry-After seconds"
-        headers = {"Retry-After": str(self.gate.retry_after_s())}
-        await error_response(spec.status, spec.code, message, headers)(scope, receive, send)
-
-    async def _refuse(self, exc: PayloadTooLarge | BodyTimeout, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer a body that was not read in full, and close the connection: the rest of that body
-        would otherwise be read as the next request."""
-        spec = ERROR_TABLE[type(exc)]
-        assert spec.reject_reason is not None
-        self.state.metrics.reject(spec.reject_reason)
-        await error_response(spec.status, spec.code, str(exc), {"Connection": "close"})(scope, receive, send)
+    async def _refuse(
+        self, exc: Overloaded | PayloadTooLarge | BodyTimeout, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Answer from the error table without running the app. A body that was not read in full also
+        closes the connection: its rest would otherwise be read as the next request."""
+        spec, response = response_for(exc)
+        if spec.reject_reason is not None:
+            self.state.metrics.reject(spec.reject_reason)
+        if not isinstance(exc, Overloaded):
+            response.headers["Connection"] = "close"
+        await response(scope, receive, send)
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> Receive:
         """Read the whole body up to the limit, then replay it; PayloadTooLarge if it is too large.

@@ -25,6 +25,7 @@ from service.engine.batch import DecodeBatch
 from service.engine.decoding import Search, make_search
 from service.engine.errors import DeadlineExceeded, Draining, EngineFailure, InvalidRequest, Overloaded
 from service.engine.model import EncoderOutput, Seq2SeqModel, StepOutput
+from service.engine.retry_after import RetryAfterEstimator
 from service.engine.types import (
     MAX_BEAM_SIZE,
     FinishedRequest,
@@ -37,8 +38,6 @@ from service.engine.types import (
 )
 
 logger = logging.getLogger(__name__)
-
-_RETRY_WINDOW_SECONDS = 10.0
 
 
 @dataclass(eq=False)
@@ -92,7 +91,7 @@ class Scheduler:
         self._active: dict[int, _Pending] = {}  # insertion order == row order in self._batch
         self._batch: DecodeBatch | None = None
         self._counters = _Counters()
-        self._completions: deque[float] = deque(maxlen=1024)  # monotonic times, for Retry-After
+        self._completions = RetryAfterEstimator()
         self._wakeup: asyncio.Event | None = None
         self._admitting: list[_Pending] = []  # left the queue, being encoded, not yet in _active
         self._encoding: asyncio.Future[DecodeBatch | None] | None = None  # the encoder call in flight
@@ -117,7 +116,7 @@ class Scheduler:
             raise Draining("the translation engine is not accepting requests")
         max_length = self._validate(request)
         if len(self._waiting) >= self._config.max_queue_requests:
-            raise Overloaded(self._retry_after_s())
+            raise Overloaded(self._completions.retry_after_s(len(self._waiting), time.monotonic()))
         now = time.monotonic()
         deadline = request.deadline
         if deadline is None and self._config.default_timeout_s > 0:
@@ -206,14 +205,6 @@ class Scheduler:
             raise InvalidRequest(f"max_length must be between 1 and {cap}")
         return request.max_length
 
-    def _retry_after_s(self) -> float:
-        now = time.monotonic()
-        recent = [t for t in self._completions if now - t <= _RETRY_WINDOW_SECONDS]
-        if len(recent) < 2:
-            return 1.0
-        rate = len(recent) / max(now - recent[0], 1e-3)  # requests finished per second
-        return float(min(30.0, max(1.0, len(self._waiting) / rate)))
-
     # ----------------------------------------------------------------- the loop
 
     def _running(self) -> bool:
@@ -273,11 +264,6 @@ class Scheduler:
         if self._batch is not None:
             await self._step(self._batch)
 
-    def _join_encoded(self) -> None:
-        assert self._encoding is not None
-        encoded, self._encoding = self._encoding.result(), None
-        self._join(self._admitting, encoded)
-
     def _admit(self) -> list[_Pending]:
         mode = self._config.mode
         if mode != "continuous" and self._batch is not None:
@@ -329,10 +315,12 @@ class Scheduler:
             counters.failed += len(admitted)
             return None
 
-    def _join(self, admitted: list[_Pending], new: DecodeBatch | None) -> None:
-        """Append the encoded requests' rows after the running batch's (row order == `_active` order)."""
-        self._admitting = []
-        if new is None:
+    def _join_encoded(self) -> None:
+        """Append the finished encoding's rows after the running batch's (row order == `_active` order)."""
+        assert self._encoding is not None
+        new, self._encoding = self._encoding.result(), None
+        admitted, self._admitting = self._admitting, []
+        if new is None:  # the encoder failed: _encode already failed these requests
             return
         for pending in admitted:
             pending.search = make_search(pending.request, self._special, pending.max_length)
@@ -434,7 +422,7 @@ class Scheduler:
         if not pending.future.done():
             pending.future.set_result(result)
         self._counters.finished.append(FinishedRequest(queue_wait, decode, len(best.target_ids) + 1))
-        self._completions.append(now)
+        self._completions.record(now)
 
     def _expire(self, pending: _Pending) -> None:
         if pending.future.done():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.api.admission import MAX_RETRY_AFTER_S, AdmissionGate
+from service.api.admission import AdmissionGate
+from service.engine.retry_after import MAX_RETRY_AFTER_S
 
 
 class FakeClock:
