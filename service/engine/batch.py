@@ -72,7 +72,8 @@ class DecodeBatch:
         """Rows `index` of this batch, in that order (None when empty), optionally with new tokens.
 
         Reordering rows inside a request (beam backpointers) keeps the Memory object, because
-        all rows of a request share the same memory; only a change of requests rebuilds it.
+        all rows of a request share the same memory; only a change of requests rebuilds it. Keeping
+        every row in order keeps the DecoderState object too (its arrays are not read).
         """
         index = np.asarray(index, dtype=np.int64)
         if index.size == 0:
@@ -89,13 +90,19 @@ class DecodeBatch:
                 source_mask=np.ascontiguousarray(self.memory.source_mask[index, :src_len]),
             )
         tokens = self.previous_tokens[index] if previous_tokens is None else previous_tokens
+        if index.size == self.rows and np.array_equal(index, np.arange(self.rows)):
+            # Every row continues in place (greedy rows between joins and leaves): keep the state
+            # object unread, so a runtime holding it on its device feeds it back without a copy.
+            state = self.state
+        else:
+            state = DecoderState(
+                hidden=np.ascontiguousarray(self.state.hidden[:, index]),
+                cell=np.ascontiguousarray(self.state.cell[:, index]),
+            )
         return DecodeBatch(
             request_keys=keys,
             previous_tokens=np.asarray(tokens, dtype=np.int64),
-            state=DecoderState(
-                hidden=np.ascontiguousarray(self.state.hidden[:, index]),
-                cell=np.ascontiguousarray(self.state.cell[:, index]),
-            ),
+            state=state,
             memory=memory,
             source_lengths=lengths,
         )

@@ -12,10 +12,28 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 
-@dataclass(frozen=True)
 class DecoderState:
-    hidden: np.ndarray  # [layers, batch, hidden] float32
-    cell: np.ndarray  # [layers, batch, hidden] float32
+    """The decoder's recurrent state between steps: hidden and cell, [layers, batch, hidden] float32.
+
+    Read-only properties rather than fields, so a runtime may return a subclass that keeps the
+    arrays on its device and copies them to the host only when read (OnnxSeq2SeqModel with IO
+    binding). The engine therefore reads them only when rows are reordered, leave or join
+    (DecodeBatch.filter/concatenate) and passes an unchanged batch's state on untouched.
+    """
+
+    __slots__ = ("_cell", "_hidden")
+
+    def __init__(self, hidden: np.ndarray, cell: np.ndarray) -> None:
+        self._hidden = hidden
+        self._cell = cell
+
+    @property
+    def hidden(self) -> np.ndarray:
+        return self._hidden
+
+    @property
+    def cell(self) -> np.ndarray:
+        return self._cell
 
 
 @dataclass(frozen=True, eq=False)

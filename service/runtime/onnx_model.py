@@ -1,7 +1,8 @@
 """The Seq2SeqModel Protocol implemented with ONNX Runtime: one InferenceSession per graph.
 
 Owns providers, threading options, the load-time check of graph inputs/outputs against the manifest
-and, on CUDA, keeping the step's memory on the device. Must not import fastapi, torch or training.
+and, with IO binding (default on CUDA), keeping the step's memory and the decoder state on the
+device between steps. Must not import fastapi, torch or training.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ _CONTRACT = {
     "decoder_step": (DECODER_STEP_INPUTS, DECODER_STEP_OUTPUTS),
 }
 _MEMORY_INPUTS = ("memory", "memory_keys", "source_mask")
+# Decoder outputs that are the next step's state inputs: with IO binding they stay on the device.
+_STATE_OUTPUTS = {"next_hidden": "hidden", "next_cell": "cell"}
 
 
 class ModelLoadError(Exception):
@@ -122,14 +125,14 @@ def _open_graph(
 
 
 class _DeviceMemory:
-    """CUDA only: the step's memory tensors copied to the device once per batch composition.
+    """IO binding: the step's memory tensors copied to the device once per batch composition.
 
     The scheduler keeps one Memory object while its set of requests is unchanged, so identity is
-    the cache key; hidden/cell stay on the host because beams reorder them every step.
+    the cache key.
     """
 
     def __init__(self, device: str, device_id: int) -> None:
-        self._device, self._device_id = device, device_id
+        self.device, self.device_id = device, device_id
         self._source: Memory | None = None
         self._values: dict[str, ort.OrtValue] = {}
 
@@ -141,13 +144,38 @@ class _DeviceMemory:
                 "source_mask": memory.source_mask,
             }
             self._values = {
-                name: ort.OrtValue.ortvalue_from_numpy(
-                    np.ascontiguousarray(array), self._device, self._device_id
-                )
+                name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self.device, self.device_id)
                 for name, array in arrays.items()
             }
             self._source = memory
         return self._values
+
+
+class _DeviceState(DecoderState):
+    """IO binding: next_hidden/next_cell where ORT left them (on the device), copied to the host
+    only when the engine reads `hidden`/`cell` (rows reordered, leaving or joining). Otherwise the
+    next decode_step of the model that made it binds the device values as inputs, with no copy."""
+
+    __slots__ = ("_host", "owner", "values")
+
+    def __init__(self, owner: OnnxSeq2SeqModel, values: dict[str, ort.OrtValue]) -> None:
+        # DecoderState.__init__ is not called: there are no host arrays until they are read.
+        self.owner = owner
+        self.values = values  # keyed by the decoder's input names: "hidden", "cell"
+        self._host: dict[str, np.ndarray] = {}
+
+    def _read(self, name: str) -> np.ndarray:
+        if name not in self._host:
+            self._host[name] = self.values[name].numpy()  # device -> host, once
+        return self._host[name]
+
+    @property
+    def hidden(self) -> np.ndarray:
+        return self._read("hidden")
+
+    @property
+    def cell(self) -> np.ndarray:
+        return self._read("cell")
 
 
 class OnnxSeq2SeqModel:
@@ -164,6 +192,7 @@ class OnnxSeq2SeqModel:
         self._encoder = encoder
         self._decoder = decoder
         self._device_memory = device_memory
+        self.io_binding = device_memory is not None
         self.vocab_size = vocab_size
         self.providers: list[str] = list(decoder.session.get_providers())
         self._probe_token = probe_token  # a valid source id (eos) for probes and warm-up
@@ -185,7 +214,7 @@ class OnnxSeq2SeqModel:
         io_binding: bool | None = None,
     ) -> OnnxSeq2SeqModel:
         """Open and check both graphs of `variant`. `io_binding` (default: on for CUDA) keeps the
-        decoder's memory on the device between steps."""
+        decoder's memory and state on the device between steps."""
         artifact_dir = Path(artifact_dir)
         if variant not in manifest.variants:
             raise ModelLoadError(f"{artifact_dir}: no variant {variant!r} (has {sorted(manifest.variants)})")
@@ -231,42 +260,55 @@ class OnnxSeq2SeqModel:
         )
 
     def decode_step(self, previous_tokens: np.ndarray, state: DecoderState, memory: Memory) -> StepOutput:
-        host_feeds: dict[str, np.ndarray] = {
-            "previous_tokens": np.ascontiguousarray(previous_tokens, dtype=np.int64),
-            "hidden": np.ascontiguousarray(state.hidden, dtype=np.float32),
-            "cell": np.ascontiguousarray(state.cell, dtype=np.float32),
-        }
-        if self._device_memory is None:
-            feeds: dict[str, np.ndarray] = {
-                **host_feeds,
+        if self._device_memory is not None:
+            return self._run_bound(previous_tokens, state, memory)
+        out = self._decoder.run(
+            {
+                "previous_tokens": np.ascontiguousarray(previous_tokens, dtype=np.int64),
+                "hidden": np.ascontiguousarray(state.hidden, dtype=np.float32),
+                "cell": np.ascontiguousarray(state.cell, dtype=np.float32),
                 "memory": memory.memory,
                 "memory_keys": memory.memory_keys,
                 "source_mask": np.ascontiguousarray(memory.source_mask, dtype=np.bool_),
             }
-            out = self._decoder.run(feeds)
-        else:
-            out = self._run_bound(host_feeds, memory)
+        )
         return StepOutput(
             log_probs=out["log_probs"],
             state=DecoderState(hidden=out["next_hidden"], cell=out["next_cell"]),
             attention=out["attention"],
         )
 
-    def _run_bound(self, host_feeds: dict[str, np.ndarray], memory: Memory) -> dict[str, np.ndarray]:
-        """IO binding: memory from the device cache, small per-step tensors from the host."""
-        assert self._device_memory is not None
-        session = self._decoder.session
-        binding = session.io_binding()
-        device_values = self._device_memory.values(memory)
+    def _run_bound(self, previous_tokens: np.ndarray, state: DecoderState, memory: Memory) -> StepOutput:
+        """IO binding: memory from the device cache; hidden/cell from the device when `state` is
+        this model's unchanged output, else from the host; the next state left on the device."""
+        device_memory = self._device_memory
+        assert device_memory is not None
+        binding = self._decoder.session.io_binding()
+        memory_values = device_memory.values(memory)
+        # Another model's device values may live on another device or provider: read those instead.
+        state_values = state.values if isinstance(state, _DeviceState) and state.owner is self else {}
         for name in self._decoder.inputs:
             if name in _MEMORY_INPUTS:
-                binding.bind_ortvalue_input(name, device_values[name])
-            else:
-                binding.bind_cpu_input(name, host_feeds[name])
+                binding.bind_ortvalue_input(name, memory_values[name])
+            elif name in state_values:
+                binding.bind_ortvalue_input(name, state_values[name])
+            elif name == "previous_tokens":
+                binding.bind_cpu_input(name, np.ascontiguousarray(previous_tokens, dtype=np.int64))
+            else:  # hidden/cell held on the host (first step, or rows reordered/joined)
+                array = state.hidden if name == "hidden" else state.cell
+                binding.bind_cpu_input(name, np.ascontiguousarray(array, dtype=np.float32))
         for name in self._decoder.outputs:
-            binding.bind_output(name, "cpu")  # log-probs are read on the host; state is reordered there
-        session.run_with_iobinding(binding)
-        return dict(zip(self._decoder.outputs, binding.copy_outputs_to_cpu(), strict=True))
+            if name in _STATE_OUTPUTS:  # ORT allocates them on the device
+                binding.bind_output(name, device_memory.device, device_memory.device_id)
+            else:  # log-probs and attention are read on the host by the search every step
+                binding.bind_output(name, "cpu")
+        self._decoder.session.run_with_iobinding(binding)
+        out = dict(zip(self._decoder.outputs, binding.get_outputs(), strict=True))
+        return StepOutput(
+            log_probs=out["log_probs"].numpy(),
+            state=_DeviceState(self, {_STATE_OUTPUTS[name]: out[name] for name in _STATE_OUTPUTS}),
+            attention=out["attention"].numpy(),
+        )
 
     def warm_up(self, rows: int = 2, source_length: int = 4) -> None:
         """One small encode + decoder step, so the first request does not pay for lazy initialisation."""

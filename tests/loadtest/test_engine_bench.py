@@ -23,7 +23,9 @@ def test_quick_engine_bench(tiny_store: Path, number_sentences: Path, tmp_path: 
     steps = document["sentences"]["decoder_steps"]
     assert flops["per_sentence"] == flops["encoder_per_sentence"] + steps * flops["decoder_step_per_row"]
     assert 0 < flops["output_projection_per_row"] < flops["decoder_step_per_row"]
+    assert document["machine"]["io_binding"] == "auto"
     for variant in ("fp32", "int8"):
+        assert document["variants"][variant]["io_binding"] is False  # auto on CPU
         rows = document["variants"][variant]["rows"]
         assert [row["batch"] for row in rows] == [1, 8, 32]
         for row in rows:
@@ -38,3 +40,16 @@ def test_quick_engine_bench(tiny_store: Path, number_sentences: Path, tmp_path: 
     target = document["target"]
     assert target["value"] == pytest.approx(document["variants"]["fp32"]["rows"][2]["decoder_step_fraction_of_peak"])
     assert "| 32 |" in docs.read_text(encoding="utf-8")
+
+
+def test_quick_engine_bench_with_io_binding(tiny_store: Path, number_sentences: Path, tmp_path: Path) -> None:
+    """--io-binding on (CPU): the chained decoder steps run with the state kept where ORT left it."""
+    code = engine_bench.main(["--quick", "--store", str(tiny_store), "--sentences", str(number_sentences),
+                              "--variants", "fp32", "--batch-sizes", "1,4", "--io-binding", "on",
+                              "--out", str(tmp_path), "--docs", ""])
+    assert code == 0
+    document = json.loads((tmp_path / "engine_bench.json").read_text(encoding="utf-8"))
+    assert document["machine"]["io_binding"] == "on"
+    assert document["variants"]["fp32"]["io_binding"] is True
+    assert [row["batch"] for row in document["variants"]["fp32"]["rows"]] == [1, 4]
+    assert all(row["decoder_step_ms"] > 0 for row in document["variants"]["fp32"]["rows"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.engine import DecodeBatch, EncoderOutput
+from service.engine import DecodeBatch, DecoderState, EncoderOutput
 
 
 def encoded(lengths: list[int], layers: int = 2, hidden: int = 3) -> EncoderOutput:
@@ -65,3 +65,28 @@ def test_reordering_rows_within_requests_keeps_the_memory_object() -> None:
     np.testing.assert_array_equal(reordered.state.hidden, batch.state.hidden[:, [2, 2, 0, 4, 3]])
     dropped = batch.filter(np.array([0, 1, 2]))
     assert dropped is not None and dropped.memory is not batch.memory
+
+
+def test_keeping_every_row_in_order_keeps_the_state_unread() -> None:
+    """A runtime may hold the state on its device: rows continuing in place must not read it."""
+
+    class Unreadable(DecoderState):
+        @property
+        def hidden(self) -> np.ndarray:
+            raise AssertionError("state read although no row moved")
+
+        @property
+        def cell(self) -> np.ndarray:
+            raise AssertionError("state read although no row moved")
+
+    batch = DecodeBatch.from_encoder([7, 8], [1, 1], np.array([2, 4]), encoded([2, 4]), bos_id=2)
+    unread = Unreadable(batch.state.hidden, batch.state.cell)
+    kept = batch.with_state(unread).filter(np.arange(2), np.array([5, 6]))
+    assert kept is not None and kept.state is unread and kept.memory is batch.memory
+    assert kept.previous_tokens.tolist() == [5, 6]
+    reordered = batch.filter(np.array([1, 0]))
+    assert reordered is not None
+    np.testing.assert_array_equal(reordered.state.hidden, batch.state.hidden[:, [1, 0]])
+    shrunk = batch.filter(np.array([0]))
+    assert shrunk is not None
+    np.testing.assert_array_equal(shrunk.state.cell, batch.state.cell[:, [0]])
