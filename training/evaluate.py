@@ -266,6 +266,33 @@ def read_test_sets(corpus_dir: Path, *, direction: str = "en-de", limit: int = 0
     return test_sets
 
 
+LENGTH_PENALTY_GRID = (0.6, 1.0, 1.4, 1.8, 2.2)  # GNMT alphas tried by tune_length_penalty
+
+
+def tune_length_penalty(
+    make_translate_fn: Callable[[float], TranslateFn], corpus_dir: Path, grid: Sequence[float] = LENGTH_PENALTY_GRID,
+    *, direction: str = "en-de", limit: int = 0,
+) -> tuple[float, dict[str, float]]:
+    """Pick the beam's length-penalty alpha by BLEU on the validation split (never the test sets).
+
+    -> (best alpha, {alpha: valid BLEU}); ties go to the smaller alpha."""
+    from training.data.corpus import read_tsv
+
+    path = corpus_dir / "valid.tsv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing validation split (run `make data`)")
+    rows = read_tsv(path)
+    rows = rows[:limit] if limit > 0 else rows
+    pairs = [(r.english, r.german) if direction == "en-de" else (r.german, r.english) for r in rows]
+    sources, references = [s for s, _ in pairs], [r for _, r in pairs]
+    scores = {}
+    for alpha in grid:
+        hypotheses = make_translate_fn(alpha)(sources)
+        scores[str(alpha)] = round(BLEU().corpus_score(hypotheses, [references]).score, 2)
+    best = max(grid, key=lambda alpha: (scores[str(alpha)], -alpha))
+    return best, scores
+
+
 def heatmap_sources(test_sets: TestSets, count: int, min_words: int = 5, max_words: int = 14) -> list[str]:
     """A few short-to-medium test sources, taken in turn from each test set, for readable heatmaps."""
     pools = [

@@ -100,8 +100,11 @@ def _graph_spec(session: ort.InferenceSession, file: str, inputs: dict[str, list
                      outputs={n: outputs[n] for n in declared_outputs})
 
 
-def export_onnx(model: Seq2Seq, out_dir: Path) -> dict[str, GraphSpec]:
-    """Write encoder.onnx and decoder_step.onnx (dynamic batch and length axes) into out_dir."""
+def export_onnx(model: Seq2Seq, out_dir: Path, fold_constants: bool = True) -> dict[str, GraphSpec]:
+    """Write encoder.onnx and decoder_step.onnx (dynamic batch and length axes) into out_dir.
+
+    fold_constants=False keeps weight transposes as graph nodes: a tied embedding / output projection
+    is then stored once instead of once plus a folded transposed copy (ONNX Runtime folds it at load)."""
     model = model.cpu().eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     example = _example_inputs(model, batch=2, src_len=5, seed=0)
@@ -116,7 +119,7 @@ def export_onnx(model: Seq2Seq, out_dir: Path) -> dict[str, GraphSpec]:
             _EncoderGraph(model), (example["source_ids"], example["source_lengths"]), str(out_dir / ENCODER_FILE),
             input_names=list(ENCODER_INPUTS), output_names=list(ENCODER_OUTPUTS),
             dynamic_axes={k: v for k, v in _DYNAMIC_AXES.items() if k in ENCODER_INPUTS or k in ENCODER_OUTPUTS},
-            opset_version=OPSET, dynamo=False,
+            opset_version=OPSET, dynamo=False, do_constant_folding=fold_constants,
         )
         torch.onnx.export(
             _DecoderStepGraph(model), (previous, hidden, cell, memory, memory_keys, source_mask),
@@ -124,7 +127,7 @@ def export_onnx(model: Seq2Seq, out_dir: Path) -> dict[str, GraphSpec]:
             input_names=list(DECODER_STEP_INPUTS), output_names=list(DECODER_STEP_OUTPUTS),
             dynamic_axes={k: v for k, v in _DYNAMIC_AXES.items()
                           if k in DECODER_STEP_INPUTS or k in DECODER_STEP_OUTPUTS},
-            opset_version=OPSET, dynamo=False,
+            opset_version=OPSET, dynamo=False, do_constant_folding=fold_constants,
         )
     return {
         "encoder": _graph_spec(cpu_session(out_dir / ENCODER_FILE), ENCODER_FILE, ENCODER_INPUTS, ENCODER_OUTPUTS),
@@ -242,6 +245,10 @@ def write_artifact(
         }
     storage: dict[str, Any] = {"fp32_weight_storage": "fp32"}
     if fp16_storage:  # after quantizing: int8 is computed from the exact fp32 weights
+        if model.config.tie_embeddings:
+            # int8 wants folded graphs (quantize_dynamic only quantizes MatMuls whose weight is an
+            # initializer); the shipped fp32 graphs want the tied matrix stored once.
+            export_onnx(model, artifact_dir, fold_constants=False)
         for file in (ENCODER_FILE, DECODER_FILE):
             store_weights_as_fp16(artifact_dir / file)
         stored = check_parity(model, artifact_dir / ENCODER_FILE, artifact_dir / DECODER_FILE)

@@ -55,8 +55,11 @@ class Seq2Seq(nn.Module):
             self.query_projection = nn.Linear(c.decoder_hidden, c.decoder_hidden, bias=False)
             self.score_vector = nn.Linear(c.decoder_hidden, 1, bias=False)
         context_size = 0 if c.attention == "none" else c.memory_size
-        self.attentional_projection = nn.Linear(c.decoder_hidden + context_size, c.decoder_hidden, bias=False)
-        self.output_projection = nn.Linear(c.decoder_hidden, c.vocab_size)
+        self.attentional_projection = nn.Linear(c.decoder_hidden + context_size, c.attentional_size, bias=False)
+        self.output_projection = nn.Linear(c.attentional_size, c.vocab_size)
+        if c.tie_embeddings:
+            self.target_embedding.weight = self.source_embedding.weight
+            self.output_projection.weight = self.source_embedding.weight
         self.dropout = nn.Dropout(c.dropout)
 
     # ---- encoder graph -------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from model_store import Manifest, write_manifest
 from model_store.codec import Codec
 from training import evaluate
 from training.checkpoint import load_checkpoint, resolve_tokenizer
+from training.decode import make_translate_fn
 from training.export import INT8_DECODER_FILE, INT8_ENCODER_FILE, write_artifact
 from training.onnx_decode import make_onnx_translate_fn
 
@@ -59,14 +60,26 @@ def _merge(*parts: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
 def publish(
     checkpoint: Path, none_checkpoint: Path | None, corpus_dir: Path, store: Path, name: str, version: str,
     beam_size: int = 5, limit: int = 0, threads: int = 0, trained_on: str | None = None,
+    length_penalty_alpha: float | None = None,
 ) -> Path:
+    """length_penalty_alpha None: tune it on the validation split (evaluate.tune_length_penalty)."""
     if threads > 0:
         torch.set_num_threads(threads)
+    tuning: dict[str, Any] = {}
+    if length_penalty_alpha is None:
+        model, codec, _ = load_checkpoint(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+        length_penalty_alpha, valid_bleu = evaluate.tune_length_penalty(
+            lambda alpha: make_translate_fn(model, codec, beam_size=beam_size, length_penalty_alpha=alpha),
+            corpus_dir, limit=limit)
+        tuning = {"length_penalty_alpha_valid_bleu": valid_bleu}
+        print(f"length penalty tuned on the valid split: alpha {length_penalty_alpha} ({valid_bleu})", flush=True)
+        del model
     work = Path(tempfile.mkdtemp(prefix="publish-"))
     try:
         report_dir = work / REPORT_DIR
         argv = ["--checkpoint", str(checkpoint), "--corpus", str(corpus_dir), "--out", str(report_dir),
-                "--beam", str(beam_size), "--limit", str(limit), "--threads", str(threads)]
+                "--beam", str(beam_size), "--alpha", str(length_penalty_alpha), "--limit", str(limit),
+                "--threads", str(threads)]
         if none_checkpoint is not None:
             argv += ["--none-checkpoint", str(none_checkpoint)]
         evaluate.main(argv)
@@ -92,7 +105,10 @@ def publish(
             "training_seconds": round(float(train_state.get("elapsed_seconds", 0.0)), 1),
             "best_valid_loss": train_state.get("best_valid_loss"),
             "history": train_state.get("history"),
-            "decoding_for_scores": f"beam {beam_size}, GNMT length penalty (see report/evaluation.md)",
+            "decoding_for_scores": f"beam {beam_size}, GNMT length penalty alpha {length_penalty_alpha} "
+                                   "(see report/evaluation.md)",
+            "length_penalty_alpha": length_penalty_alpha,
+            **tuning,
         }
         if none_checkpoint is not None:
             _, _, none_info = load_checkpoint(none_checkpoint)

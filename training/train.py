@@ -33,14 +33,16 @@ class EncodedPair:
     target: list[int]  # [bos] + pieces + [eos]
 
 
-def read_pairs(path: Path) -> list[tuple[str, str]]:
-    """(english, german) pairs of a corpus TSV (english<TAB>german<TAB>origin)."""
+def read_pairs(path: Path, oversample: dict[str, int] | None = None) -> list[tuple[str, str]]:
+    """(english, german) pairs of a corpus TSV (english<TAB>german<TAB>origin); a pair whose origin
+    is in `oversample` appears that many times (to weight a scarce domain, e.g. everyday sentences)."""
     pairs = []
     with Path(path).open(encoding="utf-8") as handle:
         for line in handle:
             fields = line.rstrip("\n").split("\t")
             if len(fields) >= 2 and fields[0] and fields[1]:
-                pairs.append((fields[0], fields[1]))
+                origin = fields[2] if len(fields) > 2 else ""
+                pairs.extend([(fields[0], fields[1])] * (oversample or {}).get(origin, 1))
     return pairs
 
 
@@ -172,7 +174,7 @@ def train(model_config: ModelConfig, config: TrainConfig, resume: bool = True) -
         raise ValueError(f"tokenizer has {codec.vocab_size} pieces, model config says {model_config.vocab_size}")
 
     corpus = Path(config.corpus_dir)
-    train_text = read_pairs(corpus / "train.tsv")
+    train_text = read_pairs(corpus / "train.tsv", config.oversample)
     if config.max_train_pairs:
         train_text = train_text[: config.max_train_pairs]
     train_pairs = encode_pairs(train_text, codec, config.max_source_tokens, config.max_target_tokens)

@@ -96,3 +96,28 @@ def test_int8_is_smaller_and_close(tiny_artifact) -> None:  # type: ignore[no-un
         session = ort.InferenceSession(str(path))
         results.append(session.run(["log_probs"], {i.name: feeds[i.name] for i in session.get_inputs()})[0])
     assert float(np.abs(np.exp(results[0]) - np.exp(results[1])).max()) < 0.1
+
+
+def test_tied_weights_are_stored_once_in_the_shipped_graph(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A tied embedding / output projection: the fp32 decoder graph keeps one [vocab, dim] matrix
+    (its transpose is folded by ONNX Runtime at load), and parity holds after export either way."""
+    from training.config import ModelConfig
+
+    torch.manual_seed(0)
+    vocab, dim = 300, 16
+    model = Seq2Seq(ModelConfig(vocab_size=vocab, embedding_dim=dim, encoder_hidden=8, decoder_hidden=24,
+                                tie_embeddings=True)).eval()
+
+    def vocab_matrices(path) -> int:  # type: ignore[no-untyped-def]
+        graph = onnx.load(str(path)).graph
+        return sum(1 for init in graph.initializer if sorted(init.dims) == sorted([vocab, dim]))
+
+    folded, unfolded = tmp_path / "folded", tmp_path / "unfolded"
+    export_onnx(model, folded)
+    export_onnx(model, unfolded, fold_constants=False)
+    assert vocab_matrices(folded / DECODER_FILE) == 2  # the table and its folded transpose
+    assert vocab_matrices(unfolded / DECODER_FILE) == 1
+    assert (unfolded / DECODER_FILE).stat().st_size < (folded / DECODER_FILE).stat().st_size
+    for directory in (folded, unfolded):
+        report = check_parity(model, directory / ENCODER_FILE, directory / DECODER_FILE, batch=4, src_len=9)
+        assert report.max_abs_log_prob_diff < PARITY_TOLERANCE and report.greedy_identical

@@ -77,3 +77,19 @@ def test_decode_step_matches_teacher_forcing() -> None:
 def test_luong_dot_requires_matching_sizes() -> None:
     with pytest.raises(ValueError, match="luong_dot"):
         ModelConfig(vocab_size=10, encoder_hidden=8, decoder_hidden=10, attention="luong_dot")
+
+
+def test_tied_embeddings_share_one_matrix_and_still_train() -> None:
+    config = ModelConfig(vocab_size=50, embedding_dim=12, encoder_hidden=8, decoder_hidden=16, tie_embeddings=True)
+    untied = Seq2Seq(ModelConfig(**{**config.__dict__, "tie_embeddings": False}))
+    model = Seq2Seq(config)
+    shared = model.source_embedding.weight
+    assert model.target_embedding.weight is shared and model.output_projection.weight is shared
+    assert config.attentional_size == 12  # scored against the embedding rows
+    removed = 2 * 50 * 12 + (16 - 12) * 50 + (16 + 16) * (16 - 12)  # two tables, wider output, attentional
+    assert sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in model.parameters()) == removed
+    source, lengths = _batch([5, 3], 5)
+    logits, weights = model(source, lengths, torch.randint(4, 50, (2, 4)))
+    assert logits.shape == (2, 4, 50) and weights.shape == (2, 4, 5)
+    logits.sum().backward()
+    assert shared.grad is not None and bool(shared.grad.abs().sum() > 0)

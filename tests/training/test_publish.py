@@ -14,6 +14,7 @@ def test_publish_writes_a_verified_artifact_with_scores(number_model, tmp_path: 
     corpus.mkdir()
     for test_set in ("test_everyday.tsv", "test_technical.tsv"):
         shutil.copyfile(number_model.corpus_dir / "test.tsv", corpus / test_set)
+    shutil.copyfile(number_model.corpus_dir / "valid.tsv", corpus / "valid.tsv")  # the length penalty is tuned on it
     artifact = publish(number_model.checkpoint, None, corpus, tmp_path / "store", "en-de", "7",
                        beam_size=3, limit=40, threads=1)
     assert artifact == tmp_path / "store" / "en-de" / "7"
@@ -31,3 +32,6 @@ def test_publish_writes_a_verified_artifact_with_scores(number_model, tmp_path: 
     assert {f"{REPORT_DIR}/evaluation.md", f"{REPORT_DIR}/bleu_by_length.png"} <= report_files
     assert any(name.startswith(f"{REPORT_DIR}/attention_") for name in report_files)
     assert manifest.training["steps"] > 0 and manifest.training["trained_on"]
+    tuned = manifest.training["length_penalty_alpha_valid_bleu"]  # {alpha: valid BLEU}
+    assert str(manifest.training["length_penalty_alpha"]) in tuned
+    assert tuned[str(manifest.training["length_penalty_alpha"])] == max(tuned.values())
