@@ -17,6 +17,7 @@ from typing import TypeVar
 from model_store import Manifest, ManifestError, list_models, resolve_artifact, verify_artifact
 from model_store.codec import Codec
 from service.engine import Draining, Scheduler, SchedulerConfig, SchedulerSnapshot, Seq2SeqModel, SpecialIds
+from service.engine.types import DEFAULT_LENGTH_PENALTY
 from service.metrics import ServiceMetrics
 from service.settings import ModelSpec, Settings
 
@@ -69,6 +70,13 @@ class LoadedModel:
     @property
     def version(self) -> str:
         return self.manifest.version
+
+    @property
+    def length_penalty_alpha(self) -> float:
+        """The beam's GNMT alpha the artifact was scored with (tuned on its validation split), so a
+        served beam ranks hypotheses as the published scores did."""
+        alpha = self.manifest.training.get("length_penalty_alpha")
+        return float(alpha) if isinstance(alpha, int | float) else DEFAULT_LENGTH_PENALTY
 
     @property
     def source_language(self) -> str:

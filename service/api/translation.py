@@ -169,6 +169,7 @@ async def translate_texts(
                 source_ids=ids,
                 beam_size=options.beam_size,
                 max_length=options.max_length,
+                length_penalty=model.length_penalty_alpha,
                 # attention is only kept when an <unk> in the source may be copied into the output
                 want_attention=model.codec.unk_id in ids and model.manifest.attention != "none",
                 deadline=deadline,
@@ -199,6 +200,7 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
             source_ids=ids,
             beam_size=options.beam_size,
             max_length=options.max_length,
+            length_penalty=model.length_penalty_alpha,
             want_attention=True,
             deadline=time.monotonic() + state.settings.request_timeout_s,
         )

@@ -23,12 +23,15 @@ class SpecialIds:
     eos_id: int
 
 
+DEFAULT_LENGTH_PENALTY = 1.0  # for artifacts that do not record the alpha they were evaluated with
+
+
 @dataclass(frozen=True)
 class TranslationRequest:
     source_ids: list[int]  # pieces + [eos], already length-checked by the API
     beam_size: int = 1  # 1..MAX_BEAM_SIZE; a beam request occupies beam_size decoder rows
     max_length: int | None = None  # cap on generated tokens (eos excluded); None: from source length
-    length_penalty: float = 1.0  # GNMT alpha: score / ((5 + len) / 6) ** alpha
+    length_penalty: float = DEFAULT_LENGTH_PENALTY  # GNMT alpha: score / ((5 + len) / 6) ** alpha
     want_attention: bool = False
     deadline: float | None = None  # time.monotonic() seconds; None: the scheduler's default timeout
 

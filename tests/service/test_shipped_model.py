@@ -51,3 +51,19 @@ def test_the_service_translates_with_the_shipped_model(variant: str) -> None:
         assert attention["translation"].strip()
         for row in attention["weights"]:
             assert sum(row) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_served_beams_rank_with_the_length_penalty_the_scores_used(shipped: Path) -> None:
+    from dataclasses import replace
+
+    from service.engine.types import DEFAULT_LENGTH_PENALTY
+    from service.models import LoadedModel
+
+    manifest = verify_artifact(shipped)
+    alpha = manifest.training["length_penalty_alpha"]  # tuned on the valid split by publish
+    assert f"alpha {alpha}" in manifest.training["decoding_for_scores"]
+    unused: object = None  # the property reads the manifest only
+    loaded = LoadedModel(manifest, shipped, unused, unused, unused, "fp32")  # type: ignore[arg-type]
+    assert loaded.length_penalty_alpha == alpha
+    older = LoadedModel(replace(manifest, training={}), shipped, unused, unused, unused, "fp32")  # type: ignore[arg-type]
+    assert older.length_penalty_alpha == DEFAULT_LENGTH_PENALTY
