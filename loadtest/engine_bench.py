@@ -65,8 +65,15 @@ def model_flops(config: dict[str, Any], source_tokens: int) -> dict[str, int]:
         attend, context = 2 * hd * hd + 2 * s * hd + 2 * s * m, m
     else:  # Luong: scores against keys [S, hd] (general) or memory (dot, m == hd), then the context
         attend, context = 2 * s * hd + 2 * s * m, m
-    step = rnn + attend + 2 * (hd + context) * hd + 2 * hd * v
-    return {"encoder_per_sentence": encoder, "decoder_step_per_row": step, "output_projection_per_row": 2 * hd * v}
+    a = attentional_size(config)
+    step = rnn + attend + 2 * (hd + context) * a + 2 * a * v
+    return {"encoder_per_sentence": encoder, "decoder_step_per_row": step, "output_projection_per_row": 2 * a * v}
+
+
+def attentional_size(config: dict[str, Any]) -> int:
+    """Width of the vector the output projection reads: the embedding width when it is tied to the
+    embeddings (training.config.ModelConfig.attentional_size), else the decoder's."""
+    return int(config["embedding_dim"] if config.get("tie_embeddings") else config["decoder_hidden"])
 
 
 def timed(call: Callable[[], object], min_time_s: float, min_calls: int = 3) -> float:
@@ -185,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     # The peak is measured before and after each variant and the best kept: on a shared machine a
     # single measurement may land in a busy moment.
     peak_samples = [matmul_peak_gflops(peak_size, min_time_s)]
-    hd, vocab = manifest.model_config["decoder_hidden"], manifest.vocab_size
+    hd, vocab = attentional_size(manifest.model_config), manifest.vocab_size  # the output projection's shape
     shaped = shaped_matmul_gflops(REFERENCE_BATCH, hd, vocab, min_time_s)
 
     variants: dict[str, Any] = {}
@@ -237,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    out_file = args.out / ("engine_bench.json" if args.providers == "cpu" else f"engine_bench_{args.providers}.json")
+    # One file per setting that report.py renders: CPU as served, CUDA as served (binding on), CUDA without binding.
+    name = "engine_bench" if args.providers == "cpu" else f"engine_bench_{args.providers}"
+    if args.providers != "cpu" and args.io_binding == "off":
+        name += "_no_io_binding"
+    out_file = args.out / f"{name}.json"
     out_file.write_text(json.dumps(json_safe(document), indent=2) + "\n", encoding="utf-8")
     print(f"[engine] wrote {out_file}")
     if args.docs:

@@ -12,7 +12,8 @@ import subprocess
 from importlib import metadata
 from typing import Any
 
-PACKAGES = ("onnxruntime", "numpy", "torch", "fastapi", "uvicorn", "aiohttp", "locust")
+# onnxruntime-gpu installs the same `onnxruntime` module under another distribution name.
+PACKAGES = ("onnxruntime", "onnxruntime-gpu", "numpy", "torch", "fastapi", "uvicorn", "aiohttp", "locust")
 
 
 def _lscpu() -> dict[str, str]:

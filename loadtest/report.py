@@ -15,8 +15,8 @@ from typing import Any
 
 from loadtest.stats import format_spread
 
-RESULT_FILES = ("bench.json", "engine_bench.json", "engine_bench_cuda.json", "loadtest.json", "overload.json",
-                "profile-continuous.json")
+RESULT_FILES = ("bench.json", "engine_bench.json", "engine_bench_cuda.json", "engine_bench_cuda_no_io_binding.json",
+                "loadtest.json", "overload.json", "profile-continuous.json")
 MAKE_TARGETS = {"bench": "make bench", "engine_bench": "make bench", "loadtest": "make loadtest"}
 
 
@@ -51,7 +51,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _caveats(document: dict[str, Any]) -> list[str]:
-    notes = []
+    notes = list(document.get("notes", []))  # recorded with the run (e.g. what the machine line cannot say)
     if document.get("quick"):
         notes.append("**quick mode**: a smoke run of a few seconds; the numbers are not measurements.")
     training = str(document.get("model", {}).get("training") or "")
@@ -209,6 +209,9 @@ def render(results_dir: Path, docs_path: Path) -> str:
         lines += _engine_section(documents["engine_bench"])
     if "engine_bench_cuda" in documents:
         lines += _engine_section(documents["engine_bench_cuda"], "Engine only on the GPU (CUDA execution provider)")
+    if "engine_bench_cuda_no_io_binding" in documents:
+        lines += _engine_section(documents["engine_bench_cuda_no_io_binding"],
+                                 "Engine only on the GPU without IO binding (for comparison)")
     if "loadtest" in documents:
         lines += _loadtest_section(documents["loadtest"], docs_path.parent, results_dir)
     if "overload" in documents:
@@ -247,7 +250,9 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "--lengths reference` (a random model never stops by itself, so output lengths are forced to the "
               "reference's).",
               "- On a GPU machine: `python -m loadtest.engine_bench --providers cuda --batch-sizes "
-              "1,2,4,8,16,32,64,128,256,512` writes `engine_bench_cuda.json`, rendered here.", "",
+              "1,2,4,8,16,32,64,128,256,512` writes `engine_bench_cuda.json` (add `--io-binding off` for "
+              "`engine_bench_cuda_no_io_binding.json`), rendered here. onnxruntime-gpu must be installed "
+              "(`pip install -e .[gpu]`).", "",
               "## How it is measured", "",
               "- Each configuration is its own server process, started, warmed up and stopped in turn; the client "
               "(asyncio + aiohttp on uvloop) runs on the same machine and shares its cores.",

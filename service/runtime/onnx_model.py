@@ -7,6 +7,7 @@ device between steps. Must not import fastapi, torch or training.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from model_store.manifest import (
 from service.engine.model import DecoderState, EncoderOutput, Memory, StepOutput
 
 Providers = Literal["cpu", "cuda"]
+log = logging.getLogger("service.runtime")
+
 CUDA_UNAVAILABLE = (
     "CUDA requested but onnxruntime has no CUDAExecutionProvider: "
     "install onnxruntime-gpu and run on a GPU machine"
@@ -48,6 +51,17 @@ _CONTRACT = {
 _MEMORY_INPUTS = ("memory", "memory_keys", "source_mask")
 # Decoder outputs that are the next step's state inputs: with IO binding they stay on the device.
 _STATE_OUTPUTS = {"next_hidden": "hidden", "next_cell": "cell"}
+
+
+def _preload_cuda_libraries() -> None:
+    """onnxruntime-gpu finds CUDA/cuDNN from the nvidia-* pip wheels (as PyTorch installs them) only
+    when they are loaded first; on a machine with system-wide CUDA this is a harmless no-op."""
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21
+    if preload is not None:
+        try:
+            preload()
+        except Exception as exc:  # the provider check after loading reports what matters
+            log.warning("onnxruntime.preload_dlls failed: %s", exc)
 
 
 class ModelLoadError(Exception):
@@ -224,6 +238,7 @@ class OnnxSeq2SeqModel:
         if providers == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise ModelLoadError(CUDA_UNAVAILABLE)
+            _preload_cuda_libraries()
             provider_list: list[Any] = [
                 ("CUDAExecutionProvider", {"device_id": device_id}),
                 "CPUExecutionProvider",

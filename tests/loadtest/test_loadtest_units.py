@@ -114,6 +114,11 @@ def test_flops_by_hand() -> None:
     assert flops["encoder_per_sentence"] == encoder
     none = model_flops({**config, "attention": "none"}, source_tokens=7)
     assert none["decoder_step_per_row"] == lstm_flops(4, 5) + 2 * 5 * 5 + 2 * 5 * 11
+    # Tied embeddings: the attentional vector and the output projection are embedding-wide (4), not 5.
+    tied = model_flops({**config, "tie_embeddings": True}, source_tokens=7)
+    attend = 2 * 7 * 5 + 2 * 7 * memory
+    assert tied["decoder_step_per_row"] == lstm_flops(4, 5) + attend + 2 * (5 + memory) * 4 + 2 * 4 * 11
+    assert tied["output_projection_per_row"] == 2 * 4 * 11
 
 
 def test_the_tooling_never_imports_locust_into_this_process() -> None:
