@@ -231,6 +231,7 @@ class ModelRegistry:
             static_max_wait_ms=settings.static_max_wait_ms,
             default_timeout_s=settings.request_timeout_s,
             max_output_tokens=settings.max_output_tokens,
+            inline_max_rows=settings.inline_max_rows,
         )
         return Scheduler(model, special, config, on_stats=self._metrics.observe_step)
 

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # Translation requests inside the service at once (HTTP edge); more get 429 before any work.
     max_inflight_requests: int = Field(default=256, ge=1, le=1_000_000)
     static_max_wait_ms: float = Field(default=5.0, ge=0.0, le=10_000.0)
+    # Model calls this small run on the event loop's thread when nothing could overlap them (a
+    # lone request's steps): saves a thread hand-off per step. 0: always on the engine's threads.
+    inline_max_rows: int = Field(default=4, ge=0, le=64)
     intra_op_threads: int = Field(default=0, ge=0, le=1024)  # 0: ONNX Runtime picks
     inter_op_threads: int = Field(default=1, ge=0, le=1024)
     request_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0)

@@ -55,6 +55,9 @@ class SchedulerConfig:
     static_max_wait_ms: float = 5.0  # static mode: wait this long to fill a batch
     default_timeout_s: float = 30.0  # deadline for requests without one; <= 0: none
     max_output_tokens: int = 256  # hard cap on generated tokens per request (eos excluded)
+    # Model calls of at most this many rows run on the event loop's thread when there is nothing to
+    # overlap them with (see Scheduler._inline); 0: always on the engine's worker threads.
+    inline_max_rows: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in BATCHING_MODES:
@@ -65,6 +68,8 @@ class SchedulerConfig:
             raise ValueError(f"max_queue_requests must be >= 1, got {self.max_queue_requests}")
         if self.static_max_wait_ms < 0:
             raise ValueError(f"static_max_wait_ms must be >= 0, got {self.static_max_wait_ms}")
+        if self.inline_max_rows < 0:
+            raise ValueError(f"inline_max_rows must be >= 0, got {self.inline_max_rows}")
         if self.max_output_tokens < 1:
             raise ValueError(f"max_output_tokens must be >= 1, got {self.max_output_tokens}")
 

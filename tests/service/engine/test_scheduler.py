@@ -607,3 +607,73 @@ def test_config_rejects_nonsense() -> None:
         SchedulerConfig(max_batch_rows=0)
     assert SchedulerConfig(max_output_tokens=100).default_max_length(20) == 50
     assert SchedulerConfig(max_output_tokens=40).default_max_length(20) == 40
+
+
+def test_a_lone_small_request_runs_on_the_event_loop_thread_when_inlining_is_on(fake_model, greedy_oracle) -> None:
+    """inline_max_rows: with nothing to overlap, small model calls skip the thread hand-off; the
+    default (0) always uses the engine's threads."""
+    import threading
+
+    loop_thread = threading.current_thread().name  # asyncio.run runs the loop on this thread
+
+    async def translate(**config: Any) -> list[int]:
+        async with running(fake_model, **config) as scheduler:
+            return (await scheduler.submit(request([6, 5, 4]))).target_ids
+
+    assert run(translate()) == greedy_oracle([6, 5, 4, 3])
+    assert loop_thread not in fake_model.threads
+    assert run(translate(inline_max_rows=4)) == greedy_oracle([6, 5, 4, 3])
+    assert loop_thread in fake_model.threads
+
+
+def test_inlining_leaves_big_batches_and_long_sources_on_the_engine_threads(fake_model_class, greedy_oracle) -> None:
+    import threading
+
+    loop_thread = threading.current_thread().name
+    model = fake_model_class(step_delay_s=0.002)
+    sources = [[4 + i, 5, 6] for i in range(8)]
+    long_source = [7] * 80  # 81 positions with eos: above INLINE_MAX_SOURCE_POSITIONS
+
+    async def main() -> tuple[list[TranslationResult], set[str], set[str]]:
+        async with running(model, inline_max_rows=2) as scheduler:
+            together = await asyncio.gather(*(scheduler.submit(request(s)) for s in sources))
+            threads_for_batch = set(model.threads)
+            model.threads.clear()
+            await scheduler.submit(request(long_source, max_length=1))
+            return together, threads_for_batch, set(model.threads)
+
+    together, threads_for_batch, threads_for_long_source = run(main())
+    assert [r.target_ids for r in together] == [greedy_oracle([*s, 3]) for s in sources]
+    assert {"engine-decoder", "engine-encoder"} <= {name.rsplit("_", 1)[0] for name in threads_for_batch}
+    assert loop_thread in threads_for_batch  # and the small calls (the last rows to finish) ran inline
+    assert any(name.startswith("engine-encoder") for name in threads_for_long_source)  # long: not inline
+
+
+def test_inline_steps_still_let_the_loop_run_between_steps(fake_model_class) -> None:
+    """An inline step blocks the loop for about its own duration, not for the whole request: other
+    tasks run between steps (after at most a step or two), and deadlines still expire."""
+    model = fake_model_class(step_delay_s=0.02)
+
+    async def main() -> tuple[float, float, int, type[BaseException] | None]:
+        async with running(model, inline_max_rows=4) as scheduler:
+            started = time.monotonic()
+            task = asyncio.create_task(scheduler.submit(request([6, 5, 4, 7, 8, 9], max_length=12)))
+            worst, last, ticks = 0.0, time.monotonic(), 0
+            while not task.done():
+                await asyncio.sleep(0)  # runs whenever the loop gets control
+                now = time.monotonic()
+                worst, last, ticks = max(worst, now - last), now, ticks + 1
+            await task
+            total = time.monotonic() - started
+            late = None
+            try:
+                await scheduler.submit(request([6, 5, 4, 7], max_length=12, deadline=time.monotonic() + 0.05))
+            except DeadlineExceeded as exc:
+                late = type(exc)
+            return worst, total, ticks, late
+
+    worst, total, ticks, late = run(main())
+    assert "MainThread" in model.threads
+    steps = len(model.step_spans)
+    assert steps >= 4 and ticks >= steps and worst < 0.04, (worst, total, ticks, steps)  # one 20 ms step at a time
+    assert late is DeadlineExceeded
