@@ -301,8 +301,9 @@ class Scheduler:
     def _inline(self, rows: int) -> bool:
         """Whether a model call of `rows` rows runs on the event loop's own thread. On 2 vCPUs the
         hand-off to a worker thread and back costs 0.2-0.3 ms, a third of a batch-1 decoder step, and
-        it buys nothing when there is nothing to overlap: no other model call in flight and nobody
-        waiting. Such small calls block the loop for about a millisecond; bigger ones never do."""
+        it buys nothing when there is nothing to overlap: nobody waiting, and (the callers check) no
+        other model call in flight. Such small calls block the loop for about a millisecond; bigger
+        ones never do."""
         return rows <= self._config.inline_max_rows and not self._waiting
 
     async def _encode(self, admitted: list[_Pending]) -> DecodeBatch | None:
