@@ -228,8 +228,15 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "memory-bound on the 8000 x 256 output projection (8 MB of weights per step), so int8 cuts the "
               "unloaded latency most; under load the Python share does not shrink with int8.",
               "- **The bidirectional encoder is slow per call** (it runs over the whole source, a few decoder "
-              "steps' worth of time at small batches), so the scheduler encodes newcomers on their own thread "
-              "while the running batch keeps stepping (`service/engine/scheduler.py`).",
+              "steps' worth of time at small batches; en-de/3's two encoder layers cost about 40% of a "
+              "sentence's FLOPs), so the scheduler encodes newcomers on their own thread while the running "
+              "batch keeps stepping (`service/engine/scheduler.py`); under saturation that thread is busy "
+              "about half the time (profile above).",
+              "- **A lone request pays the model, not the plumbing**: its small model calls run on the event "
+              "loop's thread (`TRANSLATOR_INLINE_MAX_ROWS`), which saved the 0.2-0.3 ms thread hand-off per "
+              "decoder step (26 -> 19-21 ms for the 10-word sentence); what is left is the fp32 model itself "
+              "(~13 ms: 2.6 ms encoder + 13 steps of ~0.8 ms, each reading ~16 MB of weights), which int8 "
+              "halves.",
               "- Fixed after profiling: FastAPI ran every plain-`def` dependency in a worker thread (now all "
               "`async`); httpx cost the load generator ~7 ms of CPU per request (now aiohttp, ~0.8 ms); uuid4 "
               "per request id; a float64 copy of the vocabulary per greedy row per step; `np.pad` in batch "
