@@ -25,7 +25,8 @@ class ModelConfig:
     dropout: float = 0.2
     pad_id: int = 0
     # One embedding matrix for source, target and the output projection (the vocabulary is joint):
-    # a third of the parameters of the untied model and a known regulariser for small corpora.
+    # two vocabulary-sized matrices fewer (about a third of en-de/3's parameters) and a known
+    # regulariser for small corpora.
     # The attentional vector is then embedding_dim wide so it can be scored against that matrix.
     tie_embeddings: bool = False
 
