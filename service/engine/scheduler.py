@@ -73,6 +73,18 @@ class _Counters:
 
 
 INLINE_MAX_SOURCE_POSITIONS = 64  # padded source tokens an inline encoder call may take (~a 40-word sentence)
+# Finished requests' rows stay in the batch (stepped, outputs ignored) until they are more than this
+# share of it: removing rows copies the whole batch's memory, which costs more than a few idle rows.
+MAX_DEAD_ROW_SHARE = 0.25
+
+
+def _row_blocks(request_keys: np.ndarray) -> list[tuple[int, int, int]]:
+    """(request key, first row, end row) of each request's contiguous rows, in row order."""
+    if request_keys.size == 0:
+        return []
+    starts = np.flatnonzero(np.concatenate(([True], request_keys[1:] != request_keys[:-1])))
+    ends = np.append(starts[1:], request_keys.size)
+    return list(zip(request_keys[starts].tolist(), starts.tolist(), ends.tolist(), strict=True))
 
 
 class Scheduler:
@@ -93,6 +105,7 @@ class Scheduler:
         self._waiting: deque[_Pending] = deque()
         self._active: dict[int, _Pending] = {}  # insertion order == row order in self._batch
         self._batch: DecodeBatch | None = None
+        self._dead_rows = 0  # rows of finished requests still in _batch (see MAX_DEAD_ROW_SHARE)
         self._counters = _Counters()
         self._completions = RetryAfterEstimator()
         self._wakeup: asyncio.Event | None = None
@@ -169,7 +182,7 @@ class Scheduler:
         self._waiting.clear()
         self._admitting = []
         self._active.clear()
-        self._batch = None
+        self._batch, self._dead_rows = None, 0
         for executor in (self._decoder_executor, self._encoder_executor):
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
@@ -177,7 +190,7 @@ class Scheduler:
     def snapshot(self) -> SchedulerSnapshot:
         return SchedulerSnapshot(
             queue_depth=len(self._waiting),
-            active_rows=self._batch.rows if self._batch is not None else 0,
+            active_rows=self._live_rows(),
             active_requests=len(self._active),
             mode=self._config.mode,
             running=self._running(),
@@ -271,7 +284,7 @@ class Scheduler:
         mode = self._config.mode
         if mode != "continuous" and self._batch is not None:
             return []  # static/off: the current batch runs to completion first
-        free_rows = self._config.max_batch_rows - (self._batch.rows if self._batch is not None else 0)
+        free_rows = self._config.max_batch_rows - self._live_rows()  # joining drops the dead rows
         max_requests = 1 if mode == "off" else self._config.max_queue_requests
         admitted: list[_Pending] = []
         while self._waiting and len(admitted) < max_requests:
@@ -344,6 +357,7 @@ class Scheduler:
         admitted, self._admitting = self._admitting, []
         if new is None:  # the encoder failed: _encode already failed these requests
             return
+        self._drop_dead_rows()  # concatenating copies every row anyway
         for pending in admitted:
             pending.search = make_search(pending.request, self._special, pending.max_length)
             pending.rows = pending.request.beam_size
@@ -354,7 +368,7 @@ class Scheduler:
 
     async def _step(self, batch: DecodeBatch) -> None:
         counters = self._counters
-        counters.decoder_step_rows += batch.rows
+        counters.decoder_step_rows += self._live_rows()
         counters.decoder_total_source_positions += batch.rows * batch.src_len
         counters.decoder_padded_source_positions += batch.padded_positions
         try:
@@ -372,19 +386,25 @@ class Scheduler:
         self._advance(batch, out)
 
     def _advance(self, batch: DecodeBatch, out: StepOutput) -> None:
-        """Give each request its rows' outputs; keep the rows that continue, resolve the rest."""
-        keep: list[np.ndarray] = []
-        tokens: list[np.ndarray] = []
-        offset = 0
+        """Give each request its rows' outputs; keep the rows that continue, resolve the rest.
+
+        The rows of requests that end here become dead rows and stay where they are while they are
+        few (MAX_DEAD_ROW_SHARE), so the batch keeps its memory arrays instead of copying them."""
+        blocks: list[tuple[np.ndarray, np.ndarray | None]] = []  # (rows kept, next tokens; None: dead)
         now = time.monotonic()
-        for pending in list(self._active.values()):
-            start, offset = offset, offset + pending.rows
-            rows = slice(start, offset)
+        for key, start, end in _row_blocks(batch.request_keys):
+            pending = self._active.get(key)
+            dead = (np.arange(start, end), None)
+            if pending is None:  # ended at an earlier step
+                blocks.append(dead)
+                continue
             if pending.future.done():  # expired or cancelled during the step
                 self._retire_abandoned(pending)
+                blocks.append(dead)
                 continue
             assert pending.search is not None
             request = pending.request
+            rows = slice(start, end)
             attention = out.attention[rows, : len(request.source_ids)] if request.want_attention else None
             try:
                 advance = pending.search.advance(out.log_probs[rows], attention)
@@ -393,34 +413,50 @@ class Scheduler:
                 self._fail(pending, EngineFailure(f"decoding failed: {type(exc).__name__}"))
                 del self._active[pending.key]
                 self._counters.failed += 1
+                blocks.append(dead)
                 continue
             self._counters.generated_tokens += advance.generated_tokens
             if advance.done:
                 self._resolve(pending, now)
+                blocks.append(dead)
                 continue
             pending.rows = len(advance.parents)
-            keep.append(start + advance.parents)
-            tokens.append(advance.tokens)
-        if offset != batch.rows:
-            raise RuntimeError(f"active requests hold {offset} rows but the batch has {batch.rows}")
-        if not keep:
-            self._batch = None
+            blocks.append((start + advance.parents, advance.tokens))
+        live_rows = sum(len(index) for index, tokens in blocks if tokens is not None)
+        dead_rows = sum(len(index) for index, tokens in blocks if tokens is None)
+        if live_rows == 0:
+            self._batch, self._dead_rows = None, 0
             return
-        self._batch = batch.with_state(out.state).filter(np.concatenate(keep), np.concatenate(tokens))
+        if dead_rows > MAX_DEAD_ROW_SHARE * (live_rows + dead_rows):
+            blocks, dead_rows = [block for block in blocks if block[1] is not None], 0
+        eos = self._special.eos_id
+        self._dead_rows = dead_rows
+        self._batch = batch.with_state(out.state).filter(
+            np.concatenate([index for index, _ in blocks]),
+            np.concatenate([np.full(len(index), eos) if tokens is None else tokens for index, tokens in blocks]),
+        )
 
     def _drop_abandoned(self) -> None:
-        """Free the rows of requests whose deadline passed or whose caller went away."""
+        """Free the rows of requests whose deadline passed or whose caller went away (and dead rows)."""
         if self._batch is None or not any(p.future.done() for p in self._active.values()):
             return
-        keep: list[np.ndarray] = []
-        offset = 0
         for pending in list(self._active.values()):
             if pending.future.done():
                 self._retire_abandoned(pending)
-            else:
-                keep.append(np.arange(offset, offset + pending.rows))
-            offset += pending.rows
-        self._batch = self._batch.filter(np.concatenate(keep)) if keep else None
+        self._drop_dead_rows()
+
+    def _drop_dead_rows(self) -> None:
+        """Remove the rows of requests no longer in _active (ended or abandoned) from the batch."""
+        if self._batch is None:
+            return
+        blocks = _row_blocks(self._batch.request_keys)
+        keep = [np.arange(start, end) for key, start, end in blocks if key in self._active]
+        if len(keep) < len(blocks):
+            self._batch = self._batch.filter(np.concatenate(keep)) if keep else None
+        self._dead_rows = 0
+
+    def _live_rows(self) -> int:
+        return self._batch.rows - self._dead_rows if self._batch is not None else 0
 
     # ----------------------------------------------------------------- resolving futures
 
@@ -481,7 +517,7 @@ class Scheduler:
         self._active.clear()
         if admitting_too:
             self._admitting = []
-        self._batch = None
+        self._batch, self._dead_rows = None, 0
 
     def _emit_stats(self, step_seconds: float) -> None:
         counters, self._counters = self._counters, _Counters()
@@ -502,7 +538,7 @@ class Scheduler:
             expired=counters.expired,
             cancelled=counters.cancelled,
             queue_depth=len(self._waiting),
-            active_rows=self._batch.rows if self._batch is not None else 0,
+            active_rows=self._live_rows(),
             step_seconds=step_seconds,
         )
         try:

@@ -101,9 +101,10 @@ def test_requests_admitted_together_share_one_encoder_call(fake_model, greedy_or
     results = run(main())
     assert [r.target_ids for r in results] == [greedy_oracle([*s, 3]) for s in sources]
     assert fake_model.encode_rows == [6]
-    # rows leave as they finish (the k-th source produces 4 + k tokens + eos)
+    # the k-th source produces 4 + k tokens + eos; a finished request's rows stay (dead, ignored)
+    # while they are at most a quarter of the batch, then the batch is compacted
     assert fake_model.step_rows[:5] == [6] * 5
-    assert fake_model.step_rows[5:] == [5, 4, 3, 2, 1]
+    assert fake_model.step_rows[5:] == [6, 4, 4, 2, 1]
 
 
 def test_short_request_joins_a_running_batch_and_finishes_first(slow_model, greedy_oracle) -> None:
@@ -677,3 +678,32 @@ def test_inline_steps_still_let_the_loop_run_between_steps(fake_model_class) -> 
     steps = len(model.step_spans)
     assert steps >= 4 and ticks >= steps and worst < 0.04, (worst, total, ticks, steps)  # one 20 ms step at a time
     assert late is DeadlineExceeded
+
+
+def test_finished_rows_stay_as_dead_rows_so_the_memory_is_not_copied(fake_model_class, greedy_oracle) -> None:
+    """When one request of many ends, its rows stay in the batch (stepped, outputs ignored) and the
+    decoder keeps getting the same memory arrays: no copy of the whole batch's memory per ending."""
+    model = fake_model_class()
+    calls: list[tuple[Any, int]] = []
+    decode_step = model.decode_step
+
+    def recording(tokens: np.ndarray, state: Any, memory: Any) -> Any:
+        calls.append((memory, int(tokens.shape[0])))
+        return decode_step(tokens, state, memory)
+
+    model.decode_step = recording
+    sources = [[4 + i, 7, 8 + i] for i in range(8)]  # the k-th ends after 5 + k steps
+    stats: list[StepStats] = []
+
+    async def main() -> list[TranslationResult]:
+        async with running(model, on_stats=stats.append) as scheduler:
+            return await asyncio.gather(*(scheduler.submit(request(s)) for s in sources))
+
+    results = run(main())
+    assert [r.target_ids for r in results] == [greedy_oracle([*s, 3]) for s in sources]
+    rows = [n for _, n in calls]
+    assert rows[:7] == [8] * 7  # the first two endings leave 1 and 2 dead rows of 8: kept
+    assert all(memory is calls[0][0] for memory, _ in calls[:7])  # the same arrays, never copied
+    assert rows[7] == 5  # a third ending would make 3 of 8 dead (> 1/4): compacted to the 5 live rows
+    live = [s.active_rows for s in stats if s.decoder_step_rows]
+    assert live[4:8] == [7, 6, 5, 4], live  # what is reported is the live rows, not the dead ones
