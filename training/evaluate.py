@@ -253,17 +253,19 @@ def write_report(
 
 def read_test_sets(corpus_dir: Path, *, direction: str = "en-de", limit: int = 0) -> TestSets:
     """{everyday, technical} -> [(source, reference)] from the corpus TSVs (the first `limit` rows if > 0)."""
+    return {name: _read_split(corpus_dir / file_name, "test set", direction, limit)
+            for name, file_name in TEST_SET_FILES.items()}
+
+
+def _read_split(path: Path, what: str, direction: str, limit: int) -> list[tuple[str, str]]:
+    """[(source, reference)] of one corpus TSV in `direction` (the first `limit` rows if > 0)."""
     from training.data.corpus import read_tsv
 
-    test_sets: TestSets = {}
-    for name, file_name in TEST_SET_FILES.items():
-        path = corpus_dir / file_name
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing test set (run `make data`)")
-        rows = read_tsv(path)
-        pairs = [(r.english, r.german) if direction == "en-de" else (r.german, r.english) for r in rows]
-        test_sets[name] = pairs[:limit] if limit > 0 else pairs
-    return test_sets
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing {what} (run `make data`)")
+    rows = read_tsv(path)
+    rows = rows[:limit] if limit > 0 else rows
+    return [(r.english, r.german) if direction == "en-de" else (r.german, r.english) for r in rows]
 
 
 LENGTH_PENALTY_GRID = (0.6, 1.0, 1.4, 1.8, 2.2)  # GNMT alphas tried by tune_length_penalty
@@ -276,14 +278,7 @@ def tune_length_penalty(
     """Pick the beam's length-penalty alpha by BLEU on the validation split (never the test sets).
 
     -> (best alpha, {alpha: valid BLEU}); ties go to the smaller alpha."""
-    from training.data.corpus import read_tsv
-
-    path = corpus_dir / "valid.tsv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing validation split (run `make data`)")
-    rows = read_tsv(path)
-    rows = rows[:limit] if limit > 0 else rows
-    pairs = [(r.english, r.german) if direction == "en-de" else (r.german, r.english) for r in rows]
+    pairs = _read_split(corpus_dir / "valid.tsv", "validation split", direction, limit)
     sources, references = [s for s, _ in pairs], [r for _, r in pairs]
     scores = {}
     for alpha in grid:

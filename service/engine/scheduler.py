@@ -1,8 +1,9 @@
 """The batching loop: admit waiting requests, run one decoder step for every active row, retire.
 
 Owns the bounded queue, deadlines, cancellation, failure isolation and the three batching modes.
-Model calls run on two worker threads (encoder, decoder), never on the event loop. Pure Python +
-numpy; must not import fastapi, onnxruntime, prometheus_client, service.api or service.runtime.
+Model calls run on two worker threads (encoder, decoder); only small ones with nothing to overlap
+run on the event loop (SchedulerConfig.inline_max_rows). Pure Python + numpy; must not import fastapi,
+onnxruntime, prometheus_client, service.api or service.runtime.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ class _Pending:
     timer: asyncio.TimerHandle | None = None
     admitted_at: float = 0.0
     search: Search | None = None
-    rows: int = 0  # rows this request holds in the current batch
 
 
 @dataclass
@@ -103,7 +103,8 @@ class Scheduler:
         self._on_stats = on_stats
         self._keys = itertools.count()
         self._waiting: deque[_Pending] = deque()
-        self._active: dict[int, _Pending] = {}  # insertion order == row order in self._batch
+        # Insertion order == row order in self._batch (which may also hold dead rows, see _advance).
+        self._active: dict[int, _Pending] = {}
         self._batch: DecodeBatch | None = None
         self._dead_rows = 0  # rows of finished requests still in _batch (see MAX_DEAD_ROW_SHARE)
         self._counters = _Counters()
@@ -360,7 +361,6 @@ class Scheduler:
         self._drop_dead_rows()  # concatenating copies every row anyway
         for pending in admitted:
             pending.search = make_search(pending.request, self._special, pending.max_length)
-            pending.rows = pending.request.beam_size
             self._active[pending.key] = pending
         self._batch = DecodeBatch.concatenate([self._batch, new])
         self._counters.requests_admitted += len(admitted)
@@ -420,7 +420,6 @@ class Scheduler:
                 self._resolve(pending, now)
                 blocks.append(dead)
                 continue
-            pending.rows = len(advance.parents)
             blocks.append((start + advance.parents, advance.tokens))
         live_rows = sum(len(index) for index, tokens in blocks if tokens is not None)
         dead_rows = sum(len(index) for index, tokens in blocks if tokens is None)
