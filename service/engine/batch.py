@@ -1,142 +1,247 @@
-"""The decoder batch as an immutable value: per-row tokens, state and memory, with filter/concatenate.
+"""The decoder batch as row slots: requests take slots when they join and give them back when they
+end, so the step-to-step bookkeeping copies only the rows that change.
 
-Rows of one request are contiguous. Memory is padded to the longest source among the rows and
-shrinks when long rows leave. Numpy only; must not import onnxruntime, fastapi or prometheus_client.
+Each request holds one slot per decoder row (a beam request several) in arrays preallocated with
+spare capacity: source memory, keys and mask [capacity, src_len, ...], previous tokens, source
+lengths. The decoder step runs over slots [0, rows); free slots inside that range (holes, left by
+requests that ended) are stepped and their outputs ignored until a newcomer takes them or
+`settle` moves the last rows into them. Joining writes only the newcomers' rows; ending writes
+nothing. (An immutable batch rebuilt on every join and ending copied the whole batch's memory
+each time: under load that was the largest Python cost on the event loop.)
+
+Numpy only; must not import onnxruntime, fastapi or prometheus_client.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from service.engine.model import DecoderState, EncoderOutput, Memory
 
+SOURCE_ALIGN = 8  # the source axis grows in steps of this many positions, so most joins fit in place
+MIN_CAPACITY_ROWS = 8
+FREE = -1  # owner of a free slot
 
-@dataclass(frozen=True, eq=False)
+
+def _aligned(length: int) -> int:
+    return -(-length // SOURCE_ALIGN) * SOURCE_ALIGN
+
+
+def _capacity_for(rows: int) -> int:
+    return max(MIN_CAPACITY_ROWS, 1 << max(rows - 1, 0).bit_length())
+
+
 class DecodeBatch:
-    request_keys: np.ndarray  # [rows] int64, which request each row belongs to
-    previous_tokens: np.ndarray  # [rows] int64, fed to the next decoder step
-    state: DecoderState  # [layers, rows, hidden]
-    memory: Memory  # [rows, src_len, ...], src_len = max(source_lengths)
-    source_lengths: np.ndarray  # [rows] int64
+    """Mutable; owned by the scheduler and touched only between decoder steps (never while a step
+    runs, since the step reads these arrays from another thread)."""
 
+    def __init__(self) -> None:
+        self._slots: dict[int, np.ndarray] = {}  # request key -> its slots, in the request's row order
+        self._owner = np.zeros(0, np.int64)  # [capacity] request key, FREE when free
+        self._tokens = np.zeros(0, np.int64)  # [capacity] fed to the next decoder step
+        self._lengths = np.zeros(0, np.int64)  # [capacity] source tokens, 0 when free
+        self._memory = np.zeros((0, 0, 0), np.float32)  # [capacity, src_len, memory]
+        self._keys = np.zeros((0, 0, 0), np.float32)  # [capacity, src_len, key]
+        self._mask = np.zeros((0, 0), np.bool_)  # [capacity, src_len]
+        self._rows = 0  # slots [0, rows) are stepped
+        self._state: DecoderState | None = None  # exactly `rows` rows
+        self._view: Memory | None = None  # [0, rows) of the memory arrays; rebuilt when they change
+        self._state_index: np.ndarray | None = None  # pending reorder of the state (see continue_rows)
+
+    # ---- what the decoder step reads -------------------------------------------------------------
     @property
     def rows(self) -> int:
-        return int(self.request_keys.shape[0])
+        """Rows the next decoder step runs over (live rows and holes)."""
+        return self._rows
+
+    @property
+    def live_rows(self) -> int:
+        return sum(len(slots) for slots in self._slots.values())
 
     @property
     def src_len(self) -> int:
-        return int(self.memory.source_mask.shape[1])
+        return int(self._mask.shape[1])
 
     @property
     def padded_positions(self) -> int:
-        return self.rows * self.src_len - int(self.source_lengths.sum())
+        """Source positions the step attends over that are padding or belong to holes."""
+        return self._rows * self.src_len - int(self._lengths[: self._rows].sum())
 
-    @classmethod
-    def from_encoder(
-        cls,
+    @property
+    def previous_tokens(self) -> np.ndarray:
+        return self._tokens[: self._rows]
+
+    @property
+    def state(self) -> DecoderState:
+        assert self._state is not None, "an empty batch has no state"
+        return self._state
+
+    @property
+    def memory(self) -> Memory:
+        """The same object while the memory arrays do not change, so a runtime may cache a device
+        copy keyed by identity."""
+        if self._view is None:
+            rows = self._rows
+            self._view = Memory(self._memory[:rows], self._keys[:rows], self._mask[:rows])
+        return self._view
+
+    def requests(self) -> Iterator[int]:
+        return iter(self._slots)
+
+    def slots(self, key: int) -> np.ndarray:
+        return self._slots[key]
+
+    # ---- joining ---------------------------------------------------------------------------------
+    def join(
+        self,
         request_keys: Sequence[int],
         rows_per_request: Sequence[int],
         source_lengths: np.ndarray,
         encoded: EncoderOutput,
         bos_id: int,
-    ) -> DecodeBatch:
-        """Expand one encoder row per request into `rows_per_request` identical decoder rows."""
+    ) -> None:
+        """Give each request `rows_per_request` slots (free ones first), all starting from its
+        encoder row with bos. Writes only the new rows, unless the arrays must grow."""
         repeat = np.asarray(rows_per_request, dtype=np.int64)
-        index = np.repeat(np.arange(len(repeat)), repeat)  # [rows] -> encoder row
-        lengths = np.asarray(source_lengths, dtype=np.int64)[index]
-        src_len = int(lengths.max())
-        positions = np.arange(src_len)
-        memory = Memory(
-            memory=np.ascontiguousarray(encoded.memory[index, :src_len], dtype=np.float32),
-            memory_keys=np.ascontiguousarray(encoded.memory_keys[index, :src_len], dtype=np.float32),
-            source_mask=positions[None, :] < lengths[:, None],
-        )
-        return cls(
-            request_keys=np.repeat(np.asarray(request_keys, dtype=np.int64), repeat),
-            previous_tokens=np.full(len(index), bos_id, dtype=np.int64),
-            state=DecoderState(
-                hidden=np.ascontiguousarray(encoded.hidden[:, index], dtype=np.float32),
-                cell=np.ascontiguousarray(encoded.cell[:, index], dtype=np.float32),
-            ),
-            memory=memory,
-            source_lengths=lengths,
-        )
+        encoder_row = np.repeat(np.arange(len(repeat)), repeat)  # [new rows] -> encoder row
+        lengths = np.asarray(source_lengths, dtype=np.int64)[encoder_row]
+        new_rows = int(repeat.sum())
+        free = np.flatnonzero(self._owner == FREE)
+        if free.size < new_rows or int(lengths.max()) > self.src_len:
+            self._grow(self.live_rows + new_rows, int(lengths.max()), encoded)
+            free = np.flatnonzero(self._owner == FREE)
+        slots = free[:new_rows]  # the lowest: holes first, so the stepped range stays dense
+        encoded_len = min(int(encoded.memory.shape[1]), self.src_len)
+        self._memory[slots] = 0.0
+        self._memory[slots, :encoded_len] = encoded.memory[encoder_row, :encoded_len]
+        self._keys[slots] = 0.0
+        self._keys[slots, :encoded_len] = encoded.memory_keys[encoder_row, :encoded_len]
+        self._mask[slots] = np.arange(self.src_len)[None, :] < lengths[:, None]
+        self._tokens[slots] = bos_id
+        self._lengths[slots] = lengths
+        self._owner[slots] = np.repeat(np.asarray(request_keys, dtype=np.int64), repeat)
+        start = 0
+        for key, count in zip(request_keys, repeat.tolist(), strict=True):
+            self._slots[key] = slots[start : start + count]
+            start += count
+        # New rows take their encoder state; the rows already running keep theirs.
+        rows = max(self._rows, int(slots.max()) + 1)
+        hidden = np.zeros((encoded.hidden.shape[0], rows, encoded.hidden.shape[2]), np.float32)
+        cell = np.zeros_like(hidden)
+        if self._state is not None and self._rows:
+            hidden[:, : self._rows] = self._state.hidden
+            cell[:, : self._rows] = self._state.cell
+        hidden[:, slots] = encoded.hidden[:, encoder_row]
+        cell[:, slots] = encoded.cell[:, encoder_row]
+        self._state = DecoderState(hidden, cell)
+        self._rows = rows
+        self._view = None
 
-    def with_state(self, state: DecoderState) -> DecodeBatch:
-        return DecodeBatch(self.request_keys, self.previous_tokens, state, self.memory, self.source_lengths)
+    def _grow(self, rows_needed: int, source_needed: int, encoded: EncoderOutput) -> None:
+        """New arrays with room for `rows_needed` rows and `source_needed` positions; the occupied
+        slots keep their numbers."""
+        capacity = max(len(self._owner), _capacity_for(rows_needed), self._rows)
+        src_len = max(self.src_len, _aligned(source_needed))
+        old_rows = len(self._owner)
 
-    def filter(self, index: np.ndarray, previous_tokens: np.ndarray | None = None) -> DecodeBatch | None:
-        """Rows `index` of this batch, in that order (None when empty), optionally with new tokens.
-
-        Reordering rows inside a request (beam backpointers) keeps the Memory object, because
-        all rows of a request share the same memory; only a change of requests rebuilds it. Keeping
-        every row in order keeps the DecoderState object too (its arrays are not read).
-        """
-        index = np.asarray(index, dtype=np.int64)
-        if index.size == 0:
-            return None
-        keys = self.request_keys[index]
-        lengths = self.source_lengths[index]
-        src_len = int(lengths.max())
-        if np.array_equal(keys, self.request_keys) and src_len == self.src_len:
-            memory = self.memory
-        else:
-            memory = Memory(
-                memory=np.ascontiguousarray(self.memory.memory[index, :src_len]),
-                memory_keys=np.ascontiguousarray(self.memory.memory_keys[index, :src_len]),
-                source_mask=np.ascontiguousarray(self.memory.source_mask[index, :src_len]),
-            )
-        tokens = self.previous_tokens[index] if previous_tokens is None else previous_tokens
-        if index.size == self.rows and np.array_equal(index, np.arange(self.rows)):
-            # Every row continues in place (greedy rows between joins and leaves): keep the state
-            # object unread, so a runtime holding it on its device feeds it back without a copy.
-            state = self.state
-        else:
-            state = DecoderState(
-                hidden=np.ascontiguousarray(self.state.hidden[:, index]),
-                cell=np.ascontiguousarray(self.state.cell[:, index]),
-            )
-        return DecodeBatch(
-            request_keys=keys,
-            previous_tokens=np.asarray(tokens, dtype=np.int64),
-            state=state,
-            memory=memory,
-            source_lengths=lengths,
-        )
-
-    @staticmethod
-    def concatenate(batches: Sequence[DecodeBatch | None]) -> DecodeBatch | None:
-        """One batch with the rows of `batches` in order; memory padded to the longest source."""
-        present = [batch for batch in batches if batch is not None and batch.rows > 0]
-        if not present:
-            return None
-        if len(present) == 1:
-            return present[0]
-        src_len = max(batch.src_len for batch in present)
-
-        def stack(arrays: list[np.ndarray]) -> np.ndarray:
-            """[rows_i, s_i, ...] -> [sum rows_i, src_len, ...], zero (False) padded; one copy."""
-            out = np.zeros((sum(a.shape[0] for a in arrays), src_len, *arrays[0].shape[2:]), arrays[0].dtype)
-            row = 0
-            for array in arrays:
-                out[row : row + array.shape[0], : array.shape[1]] = array
-                row += array.shape[0]
+        def resized(array: np.ndarray, shape: tuple[int, ...], fill: float | int | bool) -> np.ndarray:
+            out = np.full(shape, fill, dtype=array.dtype)
+            out[tuple(slice(0, n) for n in array.shape)] = array
             return out
 
-        return DecodeBatch(
-            request_keys=np.concatenate([b.request_keys for b in present]),
-            previous_tokens=np.concatenate([b.previous_tokens for b in present]),
-            state=DecoderState(
-                hidden=np.concatenate([b.state.hidden for b in present], axis=1),
-                cell=np.concatenate([b.state.cell for b in present], axis=1),
-            ),
-            memory=Memory(
-                memory=stack([b.memory.memory for b in present]),
-                memory_keys=stack([b.memory.memory_keys for b in present]),
-                source_mask=stack([b.memory.source_mask for b in present]),
-            ),
-            source_lengths=np.concatenate([b.source_lengths for b in present]),
-        )
+        self._owner = resized(self._owner, (capacity,), FREE)
+        self._tokens = resized(self._tokens, (capacity,), 0)
+        self._lengths = resized(self._lengths, (capacity,), 0)
+        memory_width, key_width = encoded.memory.shape[2], encoded.memory_keys.shape[2]
+        if old_rows == 0:  # first join: take the widths from the encoder
+            self._memory = np.zeros((0, 0, memory_width), np.float32)
+            self._keys = np.zeros((0, 0, key_width), np.float32)
+        self._memory = resized(self._memory, (capacity, src_len, memory_width), 0.0)
+        self._keys = resized(self._keys, (capacity, src_len, key_width), 0.0)
+        self._mask = resized(self._mask, (capacity, src_len), False)
+        self._view = None
+
+    # ---- after a decoder step --------------------------------------------------------------------
+    def set_state(self, state: DecoderState) -> None:
+        """The state the last step returned, for all `rows` rows (before continue_rows/release)."""
+        self._state = state
+        self._state_index = None
+
+    def continue_rows(self, key: int, parents: np.ndarray, tokens: np.ndarray) -> None:
+        """Request `key` keeps len(parents) rows: row j continues its row parents[j] (beam
+        backpointers) with tokens[j]; rows it no longer needs are freed."""
+        previous = self._slots[key]
+        kept = len(parents)
+        if kept == 1 and previous.size == 1 and parents[0] == 0:
+            self._tokens[previous[0]] = tokens[0]  # a greedy row continues in place: the usual case
+            return
+        slots = previous[:kept]
+        if kept < previous.size:
+            self._free(previous[kept:])
+            self._slots[key] = slots
+        self._tokens[slots] = tokens
+        # All rows of a request share its source, so only the state follows the backpointers.
+        sources = previous[parents]
+        if not np.array_equal(sources, slots):
+            if self._state_index is None:
+                self._state_index = np.arange(self._rows)
+            self._state_index[slots] = sources
+
+    def release(self, key: int) -> None:
+        """Request `key` ended (or was abandoned): its slots become free; nothing is copied."""
+        self._free(self._slots.pop(key))
+
+    def _free(self, slots: np.ndarray) -> None:
+        self._owner[slots] = FREE
+        self._lengths[slots] = 0
+
+    def settle(self, max_hole_share: float) -> None:
+        """After continue_rows/release for the step: apply beam reorders to the state, drop free
+        slots at the end of the stepped range, and move the last rows into the holes when holes
+        are more than `max_hole_share` of the rows (copying only the moved rows)."""
+        occupied = np.flatnonzero(self._owner[: self._rows] != FREE)
+        live = occupied.size
+        rows = int(occupied[-1]) + 1 if live else 0
+        index = self._state_index
+        if live and rows - live > max_hole_share * rows:
+            index = np.arange(self._rows) if index is None else index
+            holes = np.flatnonzero(self._owner[:live] == FREE)
+            movers = occupied[occupied >= live]
+            self._move(movers, holes, index)
+            rows = live
+        if index is not None or rows != self._rows:
+            state = self.state
+            take = np.arange(rows) if index is None else index[:rows]
+            self._state = DecoderState(
+                np.ascontiguousarray(state.hidden[:, take]), np.ascontiguousarray(state.cell[:, take])
+            ) if rows else None
+        if rows != self._rows:
+            self._rows = rows
+            self._view = None
+        self._state_index = None
+        # Not while holes are stepped: a hole keeps its old row as it was (a model may check it).
+        if live == rows > 0 and (needed := _aligned(int(self._lengths[:rows].max()))) <= self.src_len // 2:
+            self._shrink_source(needed)
+
+    def _shrink_source(self, src_len: int) -> None:
+        """The long sources left: attend over fewer positions (a copy of every row, so only when
+        the source axis halves; in between, the extra positions are masked padding)."""
+        self._memory = np.ascontiguousarray(self._memory[:, :src_len])
+        self._keys = np.ascontiguousarray(self._keys[:, :src_len])
+        self._mask = np.ascontiguousarray(self._mask[:, :src_len])
+        self._view = None
+
+    def _move(self, sources: np.ndarray, targets: np.ndarray, state_index: np.ndarray) -> None:
+        """Slot sources[i] -> targets[i] (each a free slot); `state_index` is updated to match."""
+        for array in (self._memory, self._keys, self._mask, self._tokens, self._lengths, self._owner):
+            array[targets] = array[sources]
+        state_index[targets] = state_index[sources]
+        self._owner[sources] = FREE
+        self._lengths[sources] = 0
+        moved = dict(zip(sources.tolist(), targets.tolist(), strict=True))
+        for key, slots in self._slots.items():
+            if any(slot in moved for slot in slots.tolist()):
+                self._slots[key] = np.array([moved.get(slot, slot) for slot in slots.tolist()], np.int64)
+        self._view = None

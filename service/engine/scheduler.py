@@ -73,18 +73,20 @@ class _Counters:
 
 
 INLINE_MAX_SOURCE_POSITIONS = 64  # padded source tokens an inline encoder call may take (~a 40-word sentence)
-# Finished requests' rows stay in the batch (stepped, outputs ignored) until they are more than this
-# share of it: removing rows copies the whole batch's memory, which costs more than a few idle rows.
-MAX_DEAD_ROW_SHARE = 0.25
+# Slots of finished requests stay in the stepped range (stepped, outputs ignored) until newcomers
+# take them or they are more than this share of it; then the last rows move into them (a copy of
+# the moved rows only). On the GPU the move also re-uploads the memory, so a few holes are cheaper.
+MAX_HOLE_SHARE = 0.25
 
 
-def _row_blocks(request_keys: np.ndarray) -> list[tuple[int, int, int]]:
-    """(request key, first row, end row) of each request's contiguous rows, in row order."""
-    if request_keys.size == 0:
-        return []
-    starts = np.flatnonzero(np.concatenate(([True], request_keys[1:] != request_keys[:-1])))
-    ends = np.append(starts[1:], request_keys.size)
-    return list(zip(request_keys[starts].tolist(), starts.tolist(), ends.tolist(), strict=True))
+@dataclass(frozen=True)
+class _Encoded:
+    """An encoder call's result for the requests it admitted, ready to join the batch."""
+
+    keys: list[int]
+    rows: list[int]  # decoder rows per request (beam size)
+    lengths: np.ndarray  # [requests] source tokens
+    output: EncoderOutput
 
 
 class Scheduler:
@@ -103,15 +105,13 @@ class Scheduler:
         self._on_stats = on_stats
         self._keys = itertools.count()
         self._waiting: deque[_Pending] = deque()
-        # Insertion order == row order in self._batch (which may also hold dead rows, see _advance).
-        self._active: dict[int, _Pending] = {}
+        self._active: dict[int, _Pending] = {}  # requests holding rows (slots) in self._batch
         self._batch: DecodeBatch | None = None
-        self._dead_rows = 0  # rows of finished requests still in _batch (see MAX_DEAD_ROW_SHARE)
         self._counters = _Counters()
         self._completions = RetryAfterEstimator()
         self._wakeup: asyncio.Event | None = None
         self._admitting: list[_Pending] = []  # left the queue, being encoded, not yet in _active
-        self._encoding: asyncio.Future[DecodeBatch | None] | None = None  # the encoder call in flight
+        self._encoding: asyncio.Future[_Encoded | None] | None = None  # the encoder call in flight
         self._task: asyncio.Task[None] | None = None
         # One thread per graph, so a decoder step and the encoding of newcomers run at the same time.
         self._decoder_executor: ThreadPoolExecutor | None = None
@@ -183,7 +183,7 @@ class Scheduler:
         self._waiting.clear()
         self._admitting = []
         self._active.clear()
-        self._batch, self._dead_rows = None, 0
+        self._batch = None
         for executor in (self._decoder_executor, self._encoder_executor):
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
@@ -285,7 +285,7 @@ class Scheduler:
         mode = self._config.mode
         if mode != "continuous" and self._batch is not None:
             return []  # static/off: the current batch runs to completion first
-        free_rows = self._config.max_batch_rows - self._live_rows()  # joining drops the dead rows
+        free_rows = self._config.max_batch_rows - self._live_rows()  # newcomers may take the holes
         max_requests = 1 if mode == "off" else self._config.max_queue_requests
         admitted: list[_Pending] = []
         while self._waiting and len(admitted) < max_requests:
@@ -320,8 +320,8 @@ class Scheduler:
         ones never do."""
         return rows <= self._config.inline_max_rows and not self._waiting
 
-    async def _encode(self, admitted: list[_Pending]) -> DecodeBatch | None:
-        """The admitted requests' rows, ready to join the batch; None (requests failed) on an error."""
+    async def _encode(self, admitted: list[_Pending]) -> _Encoded | None:
+        """The admitted requests' encoder output, ready to join the batch; None (requests failed) on an error."""
         lengths = np.array([len(p.request.source_ids) for p in admitted], dtype=np.int64)
         src_len = int(lengths.max())
         source_ids = np.full((len(admitted), src_len), self._special.pad_id, dtype=np.int64)
@@ -341,9 +341,7 @@ class Scheduler:
             encoded: EncoderOutput = await self._call_model(
                 self._encoder_executor, inline, self._model.encode, source_ids, lengths
             )
-            rows = [p.request.beam_size for p in admitted]
-            keys = [p.key for p in admitted]
-            return DecodeBatch.from_encoder(keys, rows, lengths, encoded, self._special.bos_id)
+            return _Encoded([p.key for p in admitted], [p.request.beam_size for p in admitted], lengths, encoded)
         except Exception as exc:
             logger.exception("encoder failed for %d requests", len(admitted))
             for pending in admitted:
@@ -352,19 +350,20 @@ class Scheduler:
             return None
 
     def _join_encoded(self) -> None:
-        """Append the finished encoding's rows after the running batch's (row order == `_active` order)."""
+        """The finished encoding's requests take free slots of the running batch (holes first)."""
         assert self._encoding is not None
         new, self._encoding = self._encoding.result(), None
         admitted, self._admitting = self._admitting, []
         if new is None:  # the encoder failed: _encode already failed these requests
             return
-        self._drop_dead_rows()  # concatenating copies every row anyway
         for pending in admitted:
             pending.search = make_search(pending.request, self._special, pending.max_length)
             self._active[pending.key] = pending
-        self._batch = DecodeBatch.concatenate([self._batch, new])
+        if self._batch is None:
+            self._batch = DecodeBatch()
+        self._batch.join(new.keys, new.rows, new.lengths, new.output, self._special.bos_id)
         self._counters.requests_admitted += len(admitted)
-        self._counters.rows_admitted += new.rows
+        self._counters.rows_admitted += sum(new.rows)
 
     async def _step(self, batch: DecodeBatch) -> None:
         counters = self._counters
@@ -386,76 +385,55 @@ class Scheduler:
         self._advance(batch, out)
 
     def _advance(self, batch: DecodeBatch, out: StepOutput) -> None:
-        """Give each request its rows' outputs; keep the rows that continue, resolve the rest.
-
-        The rows of requests that end here become dead rows and stay where they are while they are
-        few (MAX_DEAD_ROW_SHARE), so the batch keeps its memory arrays instead of copying them."""
-        blocks: list[tuple[np.ndarray, np.ndarray | None]] = []  # (rows kept, next tokens; None: dead)
+        """Give each request its rows' outputs; the rows that continue get their next token, the
+        requests that end are resolved and free their slots (nothing is copied: see DecodeBatch)."""
         now = time.monotonic()
-        for key, start, end in _row_blocks(batch.request_keys):
-            pending = self._active.get(key)
-            dead = (np.arange(start, end), None)
-            if pending is None:  # ended at an earlier step
-                blocks.append(dead)
-                continue
+        batch.set_state(out.state)
+        for key, pending in list(self._active.items()):
             if pending.future.done():  # expired or cancelled during the step
                 self._retire_abandoned(pending)
-                blocks.append(dead)
+                batch.release(key)
                 continue
             assert pending.search is not None
             request = pending.request
-            rows = slice(start, end)
+            slots = batch.slots(key)
+            # A greedy request's one row as a view (no copy of its vocabulary-wide row).
+            rows: slice | np.ndarray = slice(int(slots[0]), int(slots[0]) + 1) if slots.size == 1 else slots
             attention = out.attention[rows, : len(request.source_ids)] if request.want_attention else None
             try:
                 advance = pending.search.advance(out.log_probs[rows], attention)
             except Exception as exc:
                 logger.exception("search failed for one request")
                 self._fail(pending, EngineFailure(f"decoding failed: {type(exc).__name__}"))
-                del self._active[pending.key]
+                del self._active[key]
+                batch.release(key)
                 self._counters.failed += 1
-                blocks.append(dead)
                 continue
             self._counters.generated_tokens += advance.generated_tokens
             if advance.done:
                 self._resolve(pending, now)
-                blocks.append(dead)
+                batch.release(key)
                 continue
-            blocks.append((start + advance.parents, advance.tokens))
-        live_rows = sum(len(index) for index, tokens in blocks if tokens is not None)
-        dead_rows = sum(len(index) for index, tokens in blocks if tokens is None)
-        if live_rows == 0:
-            self._batch, self._dead_rows = None, 0
-            return
-        if dead_rows > MAX_DEAD_ROW_SHARE * (live_rows + dead_rows):
-            blocks, dead_rows = [block for block in blocks if block[1] is not None], 0
-        eos = self._special.eos_id
-        self._dead_rows = dead_rows
-        self._batch = batch.with_state(out.state).filter(
-            np.concatenate([index for index, _ in blocks]),
-            np.concatenate([np.full(len(index), eos) if tokens is None else tokens for index, tokens in blocks]),
-        )
+            batch.continue_rows(key, advance.parents, advance.tokens)
+        batch.settle(MAX_HOLE_SHARE)
+        if batch.rows == 0:
+            self._batch = None
 
     def _drop_abandoned(self) -> None:
-        """Free the rows of requests whose deadline passed or whose caller went away (and dead rows)."""
-        if self._batch is None or not any(p.future.done() for p in self._active.values()):
+        """Free the slots of requests whose deadline passed or whose caller went away."""
+        batch = self._batch
+        if batch is None or not any(p.future.done() for p in self._active.values()):
             return
         for pending in list(self._active.values()):
             if pending.future.done():
                 self._retire_abandoned(pending)
-        self._drop_dead_rows()
-
-    def _drop_dead_rows(self) -> None:
-        """Remove the rows of requests no longer in _active (ended or abandoned) from the batch."""
-        if self._batch is None:
-            return
-        blocks = _row_blocks(self._batch.request_keys)
-        keep = [np.arange(start, end) for key, start, end in blocks if key in self._active]
-        if len(keep) < len(blocks):
-            self._batch = self._batch.filter(np.concatenate(keep)) if keep else None
-        self._dead_rows = 0
+                batch.release(pending.key)
+        batch.settle(MAX_HOLE_SHARE)
+        if batch.rows == 0:
+            self._batch = None
 
     def _live_rows(self) -> int:
-        return self._batch.rows - self._dead_rows if self._batch is not None else 0
+        return self._batch.live_rows if self._batch is not None else 0
 
     # ----------------------------------------------------------------- resolving futures
 
@@ -516,7 +494,7 @@ class Scheduler:
         self._active.clear()
         if admitting_too:
             self._admitting = []
-        self._batch, self._dead_rows = None, 0
+        self._batch = None
 
     def _emit_stats(self, step_seconds: float) -> None:
         counters, self._counters = self._counters, _Counters()

@@ -26,9 +26,15 @@ from service.engine import (
     TranslationRequest,
     TranslationResult,
 )
+from service.engine.batch import SOURCE_ALIGN
 
 SPECIAL = SpecialIds(pad_id=0, unk_id=1, bos_id=2, eos_id=3)
 T = TypeVar("T")
+
+
+def aligned(source_positions: int) -> int:
+    """The memory's source axis for the longest source: rounded up to SOURCE_ALIGN."""
+    return -(-source_positions // SOURCE_ALIGN) * SOURCE_ALIGN
 
 
 def run(coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
@@ -132,8 +138,8 @@ def test_short_request_joins_a_running_batch_and_finishes_first(slow_model, gree
     assert slow_model.encode_rows == [1, 1]
     assert 2 in slow_model.step_rows  # they shared decoder steps
     assert slow_model.step_rows[-1] == 1  # and the long one went on alone
-    # memory was padded to the long source while both ran, then stayed at the long one's length
-    assert set(slow_model.step_src_lens) == {len(long_source) + 1}
+    # memory was padded to the long source (rounded up) while both ran, and stayed so
+    assert set(slow_model.step_src_lens) == {aligned(len(long_source) + 1)}
 
 
 def test_memory_shrinks_when_the_long_source_leaves(slow_model) -> None:
@@ -145,8 +151,8 @@ def test_memory_shrinks_when_the_long_source_leaves(slow_model) -> None:
             )
 
     run(main())
-    assert slow_model.step_src_lens[0] == 11
-    assert slow_model.step_src_lens[-1] == 3
+    assert slow_model.step_src_lens[0] == aligned(11) == 16
+    assert slow_model.step_src_lens[-1] == aligned(3) == 8  # halved: the rows were re-laid out
     assert slow_model.step_rows[-1] == 1
 
 
@@ -680,9 +686,9 @@ def test_inline_steps_still_let_the_loop_run_between_steps(fake_model_class) -> 
     assert late is DeadlineExceeded
 
 
-def test_finished_rows_stay_as_dead_rows_so_the_memory_is_not_copied(fake_model_class, greedy_oracle) -> None:
-    """When one request of many ends, its rows stay in the batch (stepped, outputs ignored) and the
-    decoder keeps getting the same memory arrays: no copy of the whole batch's memory per ending."""
+def test_finished_rows_stay_as_holes_so_the_memory_is_not_copied(fake_model_class, greedy_oracle) -> None:
+    """When one request of many ends, its slot stays in the stepped range (outputs ignored) and the
+    decoder keeps getting the same memory arrays: no copy of the batch's memory per ending."""
     model = fake_model_class()
     calls: list[tuple[Any, int]] = []
     decode_step = model.decode_step
@@ -702,8 +708,8 @@ def test_finished_rows_stay_as_dead_rows_so_the_memory_is_not_copied(fake_model_
     results = run(main())
     assert [r.target_ids for r in results] == [greedy_oracle([*s, 3]) for s in sources]
     rows = [n for _, n in calls]
-    assert rows[:7] == [8] * 7  # the first two endings leave 1 and 2 dead rows of 8: kept
+    assert rows[:7] == [8] * 7  # the first two endings leave 1 and 2 holes in 8 rows: kept
     assert all(memory is calls[0][0] for memory, _ in calls[:7])  # the same arrays, never copied
-    assert rows[7] == 5  # a third ending would make 3 of 8 dead (> 1/4): compacted to the 5 live rows
+    assert rows[7] == 5  # a third ending would make 3 holes in 8 (> 1/4): the last 3 rows move into them
     live = [s.active_rows for s in stats if s.decoder_step_rows]
-    assert live[4:8] == [7, 6, 5, 4], live  # what is reported is the live rows, not the dead ones
+    assert live[4:8] == [7, 6, 5, 4], live  # what is reported is the live rows, not the holes

@@ -56,15 +56,17 @@ def special_of(manifest: Manifest) -> SpecialIds:
     return SpecialIds(pad_id=t.pad_id, unk_id=t.unk_id, bos_id=t.bos_id, eos_id=t.eos_id)
 
 
-def encoded_batch(
-    model: OnnxSeq2SeqModel, codec: Codec, texts: list[str], keys: list[int], beams: list[int], bos: int
+def join(
+    batch: DecodeBatch, model: OnnxSeq2SeqModel, codec: Codec, texts: list[str], keys: list[int],
+    beams: list[int], bos: int,
 ) -> DecodeBatch:
     rows = [codec.source_ids(text) for text in texts]
     lengths = np.array([len(r) for r in rows], dtype=np.int64)
     ids = np.zeros((len(rows), int(lengths.max())), dtype=np.int64)
     for i, row in enumerate(rows):
         ids[i, : len(row)] = row
-    return DecodeBatch.from_encoder(keys, beams, lengths, model.encode(ids, lengths), bos)
+    batch.join(keys, beams, lengths, model.encode(ids, lengths), bos)
+    return batch
 
 
 def assert_same_step(bound: StepOutput, plain: StepOutput) -> None:
@@ -79,23 +81,26 @@ def test_bound_steps_match_plain_ones_as_rows_continue_leave_join_and_reorder(
 ) -> None:
     bos = shipped[1].special_tokens.bos_id
     assert models[True].io_binding and not models[False].io_binding
-    batches = {b: encoded_batch(m, codec, TEXTS[:3], [0, 1, 2], [1, 1, 1], bos) for b, m in models.items()}
+    batches = {b: join(DecodeBatch(), m, codec, TEXTS[:3], [0, 1, 2], [1, 1, 1], bos) for b, m in models.items()}
 
-    def step(keep: np.ndarray | None = None) -> StepOutput:
-        """One decoder step on both batches, compared; then keep rows `keep` (all, in order, by
-        default) with each row's greedy token, as the scheduler's _advance does."""
+    def step(leaving: tuple[int, ...] = ()) -> StepOutput:
+        """One decoder step on both batches, compared; then every request continues with its greedy
+        token except those `leaving`, as the scheduler's _advance does."""
         outs = {b: models[b].decode_step(x.previous_tokens, x.state, x.memory) for b, x in batches.items()}
-        rows = np.arange(batches[True].rows) if keep is None else keep
-        tokens = outs[False].log_probs.argmax(1)[rows]
-        for b in batches:
-            filtered = batches[b].with_state(outs[b].state).filter(rows, tokens)
-            assert filtered is not None
-            batches[b] = filtered
+        tokens = outs[False].log_probs.argmax(1)
+        for b, batch in batches.items():
+            batch.set_state(outs[b].state)
+            for key in list(batch.requests()):
+                if key in leaving:
+                    batch.release(key)
+                else:
+                    batch.continue_rows(key, np.array([0]), tokens[batch.slots(key)])
+            batch.settle(max_hole_share=0.25)
         bound = outs[True]
         assert isinstance(bound.state, _DeviceState)
         unread = not bound.state._host  # before assert_same_step reads it
         assert_same_step(bound, outs[False])  # reading keeps the device values for the next step
-        if keep is None:  # (when rows moved, filter had to read it)
+        if not leaving:  # (when rows moved, settle had to read it)
             assert unread, "the state was copied to the host although no row moved"
         return bound
 
@@ -103,13 +108,13 @@ def test_bound_steps_match_plain_ones_as_rows_continue_leave_join_and_reorder(
     for _ in range(4):
         out = step()
         assert batches[True].state is out.state
-    step(np.array([0, 2]))  # the middle request leaves: the state is read and indexed on the host
+    step(leaving=(1,))  # the middle request leaves: the last row moves into its slot, via the host
     assert not isinstance(batches[True].state, _DeviceState)
+    assert batches[True].rows == 2 and batches[True].slots(2).tolist() == [1]
     step()
     for b, model in models.items():  # a request joins (the new rows come from the host)
-        joined = DecodeBatch.concatenate([batches[b], encoded_batch(model, codec, TEXTS[3:], [3], [1], bos)])
-        assert joined is not None and joined.rows == 3
-        batches[b] = joined
+        join(batches[b], model, codec, TEXTS[3:], [3], [1], bos)
+        assert batches[b].rows == 3
     for _ in range(3):
         step()
 
@@ -121,13 +126,18 @@ def test_beam_search_reorders_bound_states_like_plain_ones(
     hypotheses = {}
     for binding, model in models.items():
         search = BeamSearch(special, 4, 40, 1.0, want_attention=True)
-        batch: DecodeBatch | None = encoded_batch(model, codec, TEXTS[1:2], [0], [4], special.bos_id)
+        batch = join(DecodeBatch(), model, codec, TEXTS[1:2], [0], [4], special.bos_id)
         steps = 0
-        while batch is not None:
+        while batch.rows:
             out = model.decode_step(batch.previous_tokens, batch.state, batch.memory)
             advance = search.advance(out.log_probs, out.attention)
             steps += 1
-            batch = None if advance.done else batch.with_state(out.state).filter(advance.parents, advance.tokens)
+            batch.set_state(out.state)
+            if advance.done:
+                batch.release(0)
+            else:
+                batch.continue_rows(0, advance.parents, advance.tokens)
+            batch.settle(max_hole_share=0.25)
         assert steps > 3
         hypotheses[binding] = search.best()
     assert hypotheses[True].target_ids == hypotheses[False].target_ids
@@ -140,7 +150,7 @@ def test_a_host_state_and_another_models_state_are_read_not_bound(
 ) -> None:
     artifact, manifest = shipped
     other = OnnxSeq2SeqModel.load(artifact, manifest, providers="cpu", intra_op_threads=1, io_binding=True)
-    batch = encoded_batch(models[True], codec, TEXTS, [0, 1, 2, 3], [1, 1, 1, 1], manifest.special_tokens.bos_id)
+    batch = join(DecodeBatch(), models[True], codec, TEXTS, [0, 1, 2, 3], [1, 1, 1, 1], manifest.special_tokens.bos_id)
     first = models[True].decode_step(batch.previous_tokens, batch.state, batch.memory)
     tokens = first.log_probs.argmax(1)
     from_other = other.decode_step(tokens, first.state, batch.memory)
