@@ -37,8 +37,9 @@ class Hypothesis:
 class Search(Protocol):
     rows: int  # decoder rows this request occupies on its next step
 
-    def advance(self, log_probs: np.ndarray, attention: np.ndarray | None) -> Advance:
-        """log_probs [rows, vocab]; attention [rows, source_len] (real tokens only) or None."""
+    def advance(self, log_probs: np.ndarray, attention: np.ndarray | None, argmax: int | None = None) -> Advance:
+        """log_probs [rows, vocab]; attention [rows, source_len] (real tokens only) or None;
+        argmax: log_probs[0].argmax() when the caller computed it for its whole batch at once."""
         ...
 
     def best(self) -> Hypothesis: ...
@@ -62,6 +63,10 @@ def _allowed_log_probs(log_probs: np.ndarray, special: SpecialIds, force_eos: bo
     return allowed
 
 
+_FIRST_ROW = np.zeros(1, np.int64)  # a greedy row's parent, every step
+_FIRST_ROW.flags.writeable = False
+
+
 class GreedySearch:
     """argmax at every step; `max_length` tokens at most, then eos is forced."""
 
@@ -75,14 +80,14 @@ class GreedySearch:
         self._attention: list[np.ndarray] = []
         self._score = 0.0
 
-    def advance(self, log_probs: np.ndarray, attention: np.ndarray | None) -> Advance:
+    def advance(self, log_probs: np.ndarray, attention: np.ndarray | None, argmax: int | None = None) -> Advance:
         special = self._special
         if len(self._tokens) >= self._max_length:
             token = special.eos_id
         else:
             # argmax of the raw row first: this runs for every row of every step on the event loop,
             # and the masked float64 copy is only needed in the rare case the model prefers pad/bos.
-            token = int(np.argmax(log_probs[0]))
+            token = int(np.argmax(log_probs[0])) if argmax is None else argmax
             if token in (special.pad_id, special.bos_id):
                 token = int(np.argmax(_allowed_log_probs(log_probs[:1], special, force_eos=False)[0]))
         self._score += float(log_probs[0, token])
@@ -91,7 +96,7 @@ class GreedySearch:
         if token == self._special.eos_id:
             return Advance(np.zeros(0, np.int64), np.zeros(0, np.int64), done=True, generated_tokens=1)
         self._tokens.append(token)
-        return Advance(np.zeros(1, np.int64), np.array([token], np.int64), done=False, generated_tokens=1)
+        return Advance(_FIRST_ROW, np.array([token], np.int64), done=False, generated_tokens=1)
 
     def best(self) -> Hypothesis:
         attention = np.stack(self._attention) if self._want_attention and self._attention else None
@@ -139,7 +144,8 @@ class BeamSearch:
         self._attention: list[np.ndarray] = []  # per step: [rows that ran, src_len]
         self._finished: list[_Finished] = []
 
-    def advance(self, log_probs: np.ndarray, attention: np.ndarray | None) -> Advance:
+    def advance(self, log_probs: np.ndarray, attention: np.ndarray | None, argmax: int | None = None) -> Advance:
+        del argmax  # beams rank every row's tokens themselves
         step = len(self._tokens)
         vocab = log_probs.shape[1]
         allowed = _allowed_log_probs(log_probs, self._special, step >= self._max_length)

@@ -389,6 +389,8 @@ class Scheduler:
         requests that end are resolved and free their slots (nothing is copied: see DecodeBatch)."""
         now = time.monotonic()
         batch.set_state(out.state)
+        # Every row's best token in one call rather than one per greedy request (beams ignore it).
+        argmax = out.log_probs.argmax(axis=1).tolist()
         for key, pending in list(self._active.items()):
             if pending.future.done():  # expired or cancelled during the step
                 self._retire_abandoned(pending)
@@ -397,11 +399,12 @@ class Scheduler:
             assert pending.search is not None
             request = pending.request
             slots = batch.slots(key)
+            first = int(slots[0])
             # A greedy request's one row as a view (no copy of its vocabulary-wide row).
-            rows: slice | np.ndarray = slice(int(slots[0]), int(slots[0]) + 1) if slots.size == 1 else slots
+            rows: slice | np.ndarray = slice(first, first + 1) if slots.size == 1 else slots
             attention = out.attention[rows, : len(request.source_ids)] if request.want_attention else None
             try:
-                advance = pending.search.advance(out.log_probs[rows], attention)
+                advance = pending.search.advance(out.log_probs[rows], attention, argmax[first])
             except Exception as exc:
                 logger.exception("search failed for one request")
                 self._fail(pending, EngineFailure(f"decoding failed: {type(exc).__name__}"))
