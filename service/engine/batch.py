@@ -49,6 +49,7 @@ class DecodeBatch:
         self._state: DecoderState | None = None  # exactly `rows` rows
         self._view: Memory | None = None  # [0, rows) of the memory arrays; rebuilt when they change
         self._state_index: np.ndarray | None = None  # pending reorder of the state (see continue_rows)
+        self._freed = False  # a slot was freed since the last settle
 
     # ---- what the decoder step reads -------------------------------------------------------------
     @property
@@ -196,11 +197,15 @@ class DecodeBatch:
     def _free(self, slots: np.ndarray) -> None:
         self._owner[slots] = FREE
         self._lengths[slots] = 0
+        self._freed = True
 
     def settle(self, max_hole_share: float) -> None:
         """After continue_rows/release for the step: apply beam reorders to the state, drop free
         slots at the end of the stepped range, and move the last rows into the holes when holes
         are more than `max_hole_share` of the rows (copying only the moved rows)."""
+        if not self._freed and self._state_index is None:
+            return  # every row continued in place: the usual step
+        self._freed = False
         occupied = np.flatnonzero(self._owner[: self._rows] != FREE)
         live = occupied.size
         rows = int(occupied[-1]) + 1 if live else 0
