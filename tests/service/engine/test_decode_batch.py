@@ -149,3 +149,48 @@ def test_the_last_request_leaving_empties_the_batch() -> None:
     batch.settle(max_hole_share=0.25)
     assert batch.rows == batch.live_rows == 0
     assert list(batch.requests()) == []
+
+
+def test_random_joins_steps_and_endings_keep_every_row_with_its_own_memory_and_state() -> None:
+    """Against a plain model of the rows: each request's rows always see its own source and carry
+    the state its beam backpointers say, whatever holes, moves, growth and shrinking happened."""
+    rng = np.random.default_rng(5)
+    batch = DecodeBatch()
+    expected: dict[int, tuple[int, np.ndarray]] = {}  # key -> (encoder id, state value per row)
+    next_key = 0
+    for _ in range(300):
+        if batch.rows:  # a decoder step: every row's state becomes unique
+            values = rng.random(batch.rows).astype(np.float32)
+            batch.set_state(DecoderState(values[None, :, None].repeat(2, 0), np.zeros((2, batch.rows, 1))))
+            for key in list(batch.requests()):
+                slots = batch.slots(key)
+                if rng.random() < 0.15:
+                    batch.release(key)
+                    del expected[key]
+                    continue
+                kept = int(rng.integers(1, slots.size + 1))
+                parents = rng.integers(0, slots.size, kept)
+                batch.continue_rows(key, parents, rng.integers(4, 60, kept))
+                expected[key] = (expected[key][0], values[slots[parents]])
+            batch.settle(max_hole_share=float(rng.choice([0.0, 0.25, 0.6])))
+        if rng.random() < 0.5 and batch.live_rows < 24:  # newcomers, some with longer sources
+            count = int(rng.integers(1, 4))
+            keys = list(range(next_key, next_key + count))
+            beams = rng.integers(1, 4, count).tolist()
+            lengths = rng.integers(1, 30, count).tolist()
+            output = encoded(lengths, first_row=next_key, hidden=1)
+            batch.join(keys, beams, np.array(lengths), output, BOS)
+            for i, key in enumerate(keys):
+                expected[key] = (key, np.full(beams[i], key + 1.0, np.float32))
+            next_key += count
+        assert set(batch.requests()) == set(expected)
+        memory, state = batch.memory, batch.state if batch.rows else None
+        for key, (encoder_id, values) in expected.items():
+            slots = batch.slots(key)
+            assert slots.size == values.size and slots.max() < batch.rows
+            assert (memory.memory[slots, 0, 0] == 100 * encoder_id + 1).all()
+            lengths = memory.source_mask[slots].sum(1)
+            assert (lengths == lengths[0]).all() and lengths[0] <= batch.src_len
+            assert state is not None
+            np.testing.assert_array_equal(state.hidden[0, slots, 0], values)
+        assert batch.live_rows == sum(v.size for _, v in expected.values())
