@@ -219,31 +219,48 @@ def render(results_dir: Path, docs_path: Path) -> str:
     if "profile-continuous" in documents:
         lines += _profile_section(documents["profile-continuous"])
     lines += ["## What limits it (profiled)", "",
-              "- **The model step is not the limit on this machine; Python around it is.** The engine alone "
-              "(table above) decodes several times more sentences per second than the service serves over "
-              "HTTP. Under saturation the server process spends roughly as much CPU in Python on its event "
-              "loop (HTTP parsing and validation, FastAPI's middleware and dependency layers, the scheduler's "
-              "per-step bookkeeping) as ONNX Runtime spends computing, and the client shares the same 2 cores.",
-              "- **int8 helps latency more than throughput here**: at batch 1 the fp32 decoder step is "
-              "memory-bound on the 8000 x 256 output projection (8 MB of weights per step), so int8 cuts the "
-              "unloaded latency most; under load the Python share does not shrink with int8.",
+              "- **Two model calls share two cores, and Python sits between the decoder's steps.** Under "
+              "saturation (profile above) the decoder's thread and the encoder's thread are each busy about 60% "
+              "of the time (each ONNX Runtime call with its own pool of 2 threads), the event loop about 40% "
+              "(py-spy counts uvloop's wait in epoll as `Runner.run`, about a third of its samples); the server "
+              "process uses ~1.5 of the 2 cores and the client ~0.1. Between two decoder steps the event loop "
+              "must turn the step's output into the next step's input, and it does so after whatever HTTP work "
+              "is queued ahead of it, so the decoder idles part of the time. The engine alone (table above) "
+              "decodes 2-3x more sentences per second than the service serves over HTTP.",
+              "- **int8 vs fp32**: 2-2.5x in the engine at batch 32-64 but 1.3-1.5x in the service, because the "
+              "non-model share (HTTP, tokenizing, scheduling, the encoder's small batches) is the same for both.",
               "- **The bidirectional encoder is slow per call** (it runs over the whole source, a few decoder "
               "steps' worth of time at small batches; en-de/3's two encoder layers cost about 40% of a "
               "sentence's FLOPs), so the scheduler encodes newcomers on their own thread while the running "
-              "batch keeps stepping (`service/engine/scheduler.py`); under saturation that thread is busy "
-              "about half the time (profile above).",
-              "- **A lone request pays the model, not the plumbing**: its small model calls run on the event "
-              "loop's thread (`TRANSLATOR_INLINE_MAX_ROWS`), which saved the 0.2-0.3 ms thread hand-off per "
-              "decoder step (26 -> 19-21 ms for the 10-word sentence); what is left is the fp32 model itself "
-              "(~13 ms: 2.6 ms encoder + 13 steps of ~0.8 ms, each reading ~16 MB of weights), which int8 "
-              "halves.",
+              "batch keeps stepping (`service/engine/scheduler.py`).",
+              "- **A lone fp32 request is memory-bound**: each decoder step reads ~15.5 MB of fp32 weights "
+              "(ONNX Runtime's per-node profile at batch 1: output projection 40%, LSTM 33%), so the 10-word "
+              "sentence's model time (2.3 ms encoder + 13 steps of 0.55-0.8 ms) is ~9-11 ms when the VM's "
+              "neighbours are quiet and up to twice that when they are not; the scheduler adds ~1.5 ms and HTTP "
+              "~1.2 ms (an empty translate request round-trips in 1.2 ms). Its small model calls run on the event "
+              "loop's thread (`TRANSLATOR_INLINE_MAX_ROWS`), saving a 0.2-0.3 ms thread hand-off per step. int8 "
+              "reads a quarter of the bytes and halves the latency.",
+              "- **The decoder step at batch 32** reaches 36-56% of the numpy GEMM peak across runs: the LSTM "
+              "node (a third of the step) runs at ~68 GFLOP/s, the output projection at ~82 (numpy itself "
+              "reaches 73-83 at that shape on this machine), and log-softmax, bias add and the vocabulary-wide "
+              "gather take ~13%. Tried: a re-export with the LSTM cell as one fused GEMM and a 2-D tail (bias in "
+              "a Gemm, no gather): no faster (batch 1: 0.97 vs 1.06 ms, batch 32: 4.6 vs 4.1, batch 64: 6.35 vs "
+              "6.57).",
+              "- **Open-loop p99, continuous vs static**: a long sentence's latency is its own decode in both "
+              "modes; static adds the wait for the batch ahead of it, so the ratio sits near 0.5 and moves with "
+              "the few longest sentences of each run (0.34, 0.52, 0.63 and 0.91 in four runs here; the p99 of "
+              "~2,100 requests is their 21 slowest).",
               "- Fixed after profiling: FastAPI ran every plain-`def` dependency in a worker thread (now all "
               "`async`); httpx cost the load generator ~7 ms of CPU per request (now aiohttp, ~0.8 ms); uuid4 "
-              "per request id; a float64 copy of the vocabulary per greedy row per step; `np.pad` in batch "
-              "joins; a copy of the whole batch's encoder memory whenever a request ended (finished rows now "
-              "stay as ignored dead rows until they are a quarter of the batch: +6-18% fp32, +7% int8). "
-              "Tried and dropped (no gain, measured): two independent scheduler lanes per model, "
-              "1 vs 2 ONNX Runtime intra-op threads, a shorter GIL switch interval.",
+              "per request id; a float64 copy of the vocabulary per greedy row per step (now one argmax for the "
+              "whole step); `np.pad` in batch joins; **the batch's memory copied on every join and ending** "
+              "(an immutable batch rebuilt each time: 21% of the event loop under int8 load). Rows are now "
+              "slots in preallocated arrays (`service/engine/batch.py`): a newcomer is written into a free "
+              "slot, an ending frees its slots, and holes are filled by newcomers or, beyond a quarter of the "
+              "rows, by moving the last rows into them (int8 closed loop, 4 alternating runs: 183 -> 221 "
+              "sentences/s). Tried and dropped (no clear gain, measured): two independent scheduler lanes per "
+              "model, 1 vs 2 ONNX Runtime intra-op threads per session (fp32 +9%, int8 -12% in 3 alternating "
+              "runs each: noise), a shorter GIL switch interval, the fused-LSTM export above.",
               "- Reproduce: `make profile` (py-spy, per-thread summary above and a speedscope file).", "",
               "## Running it", "",
               "- `make bench` = `python -m loadtest.bench`: all five servers, then the engine benchmark, then this "
