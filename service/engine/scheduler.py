@@ -24,6 +24,7 @@ import numpy as np
 
 from service.engine.batch import DecodeBatch
 from service.engine.decoding import Search, make_search
+from service.engine.encoder_groups import length_groups
 from service.engine.errors import DeadlineExceeded, Draining, EngineFailure, InvalidRequest, Overloaded
 from service.engine.model import EncoderOutput, Seq2SeqModel, StepOutput
 from service.engine.retry_after import RetryAfterEstimator
@@ -81,7 +82,7 @@ MAX_HOLE_SHARE = 0.25
 
 @dataclass(frozen=True)
 class _Encoded:
-    """An encoder call's result for the requests it admitted, ready to join the batch."""
+    """One encoder call's result for the requests it encoded, ready to join the batch."""
 
     keys: list[int]
     rows: list[int]  # decoder rows per request (beam size)
@@ -111,7 +112,7 @@ class Scheduler:
         self._completions = RetryAfterEstimator()
         self._wakeup: asyncio.Event | None = None
         self._admitting: list[_Pending] = []  # left the queue, being encoded, not yet in _active
-        self._encoding: asyncio.Future[_Encoded | None] | None = None  # the encoder call in flight
+        self._encoding: asyncio.Future[list[_Encoded] | None] | None = None  # the encoder calls in flight
         self._task: asyncio.Task[None] | None = None
         # One thread per graph, so a decoder step and the encoding of newcomers run at the same time.
         self._decoder_executor: ThreadPoolExecutor | None = None
@@ -320,34 +321,45 @@ class Scheduler:
         ones never do."""
         return rows <= self._config.inline_max_rows and not self._waiting
 
-    async def _encode(self, admitted: list[_Pending]) -> _Encoded | None:
-        """The admitted requests' encoder output, ready to join the batch; None (requests failed) on an error."""
-        lengths = np.array([len(p.request.source_ids) for p in admitted], dtype=np.int64)
-        src_len = int(lengths.max())
-        source_ids = np.full((len(admitted), src_len), self._special.pad_id, dtype=np.int64)
-        for row, pending in enumerate(admitted):
-            source_ids[row, : lengths[row]] = pending.request.source_ids
+    async def _encode(self, admitted: list[_Pending]) -> list[_Encoded] | None:
+        """The admitted requests' encoder outputs, ready to join the batch; None (requests failed)
+        on an error. Sources of very different lengths go in separate encoder calls (see
+        encoder_groups), all run in one hand-off to the encoder's thread."""
+        lengths = [len(p.request.source_ids) for p in admitted]
+        calls: list[tuple[list[_Pending], np.ndarray, np.ndarray]] = []
+        for group in length_groups(lengths):
+            members = [admitted[i] for i in group]
+            group_lengths = np.array([lengths[i] for i in group], dtype=np.int64)
+            source_ids = np.full((len(group), int(group_lengths.max())), self._special.pad_id, dtype=np.int64)
+            for row, pending in enumerate(members):
+                source_ids[row, : group_lengths[row]] = pending.request.source_ids
+            calls.append((members, source_ids, group_lengths))
         now = time.monotonic()
         for pending in admitted:
             pending.admitted_at = now
         counters = self._counters
-        counters.encoder_calls += 1
-        counters.total_source_positions += source_ids.size
-        counters.padded_source_positions += source_ids.size - int(lengths.sum())
+        positions = sum(source_ids.size for _, source_ids, _ in calls)
+        counters.total_source_positions += positions
+        counters.padded_source_positions += positions - sum(lengths)
+
+        def encode_all() -> list[EncoderOutput]:
+            return [self._model.encode(source_ids, group_lengths) for _, source_ids, group_lengths in calls]
+
         try:
             # The encoder's cost grows with the source length: only short sources are encoded inline.
-            inline = (self._batch is None and source_ids.size <= INLINE_MAX_SOURCE_POSITIONS
+            inline = (self._batch is None and positions <= INLINE_MAX_SOURCE_POSITIONS
                       and self._inline(sum(p.request.beam_size for p in admitted)))
-            encoded: EncoderOutput = await self._call_model(
-                self._encoder_executor, inline, self._model.encode, source_ids, lengths
-            )
-            return _Encoded([p.key for p in admitted], [p.request.beam_size for p in admitted], lengths, encoded)
+            outputs: list[EncoderOutput] = await self._call_model(self._encoder_executor, inline, encode_all)
         except Exception as exc:
             logger.exception("encoder failed for %d requests", len(admitted))
             for pending in admitted:
                 self._fail(pending, EngineFailure(f"the model failed while encoding: {type(exc).__name__}"))
             counters.failed += len(admitted)
             return None
+        return [
+            _Encoded([p.key for p in members], [p.request.beam_size for p in members], group_lengths, output)
+            for (members, _, group_lengths), output in zip(calls, outputs, strict=True)
+        ]
 
     def _join_encoded(self) -> None:
         """The finished encoding's requests take free slots of the running batch (holes first)."""
@@ -361,9 +373,12 @@ class Scheduler:
             self._active[pending.key] = pending
         if self._batch is None:
             self._batch = DecodeBatch()
-        self._batch.join(new.keys, new.rows, new.lengths, new.output, self._special.bos_id)
+        for group in new:
+            self._batch.join(group.keys, group.rows, group.lengths, group.output, self._special.bos_id)
+            self._counters.rows_admitted += sum(group.rows)
+        # Counted here, with the rows they brought, so rows per call is the calls' own.
+        self._counters.encoder_calls += len(new)
         self._counters.requests_admitted += len(admitted)
-        self._counters.rows_admitted += sum(new.rows)
 
     async def _step(self, batch: DecodeBatch) -> None:
         counters = self._counters

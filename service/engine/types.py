@@ -88,7 +88,7 @@ class FinishedRequest(NamedTuple):
 class StepStats:
     """What one scheduler iteration did; the metrics sink turns these into counters/histograms."""
 
-    encoder_calls: int  # 0 or 1
+    encoder_calls: int  # encoder calls whose rows joined this iteration (one per length group)
     rows_admitted: int  # decoder rows added this iteration (a beam request adds beam_size)
     requests_admitted: int
     decoder_step_rows: int  # rows in this iteration's decoder step (0: no step ran)

@@ -713,3 +713,20 @@ def test_finished_rows_stay_as_holes_so_the_memory_is_not_copied(fake_model_clas
     assert rows[7] == 5  # a third ending would make 3 holes in 8 (> 1/4): the last 3 rows move into them
     live = [s.active_rows for s in stats if s.decoder_step_rows]
     assert live[4:8] == [7, 6, 5, 4], live  # what is reported is the live rows, not the holes
+
+
+def test_sources_of_very_different_lengths_are_encoded_in_separate_calls(fake_model, greedy_oracle) -> None:
+    """One long source must not make the short ones admitted with it pay for its length."""
+    long_source = [6, *range(4, 64)]  # 61 tokens + eos
+    sources = [[5 + i, 7, 8] for i in range(5)] + [long_source]
+    stats: list[StepStats] = []
+
+    async def main() -> list[TranslationResult]:
+        async with running(fake_model, on_stats=stats.append) as scheduler:
+            return await asyncio.gather(*(scheduler.submit(request(s)) for s in sources))
+
+    results = run(main())
+    assert [r.target_ids for r in results] == [greedy_oracle([*s, 3]) for s in sources]
+    assert sorted(fake_model.encode_rows) == [1, 5]  # admitted together, encoded in two calls
+    assert sum(s.encoder_calls for s in stats) == 2
+    assert sum(s.padded_source_positions for s in stats) == 0  # not 5 x 58 padding positions
