@@ -34,6 +34,7 @@ from model_store.codec import Codec
 from model_store.manifest import read_manifest, resolve_artifact
 from service.engine.model import DecoderState, Memory
 from service.runtime import OnnxSeq2SeqModel
+from service.settings import default_encoder_threads
 
 FULL_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 QUICK_BATCH_SIZES = (1, 4, 32)
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--io-binding", choices=sorted(IO_BINDING), default="auto",
                         help="ORT IO binding (auto: on for CUDA, off for CPU)")
     parser.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0: ORT's default, as served)")
+    parser.add_argument("--encoder-threads", type=int, default=default_encoder_threads(),
+                        help="the encoder's intra-op threads (default: half the CPUs, as served)")
     parser.add_argument("--sentences", type=Path)
     parser.add_argument("--min-time-s", type=float, help="time spent per measurement (default 0.5, quick 0.02)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "loadtest/results")
@@ -201,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[engine] skipping {variant}: not in the manifest", file=sys.stderr)
             continue
         model = OnnxSeq2SeqModel.load(artifact_dir, manifest, variant=variant, providers=args.providers,
-                                      intra_op_threads=args.threads, io_binding=IO_BINDING[args.io_binding])
+                                      intra_op_threads=args.threads, io_binding=IO_BINDING[args.io_binding],
+                                      encoder_intra_op_threads=args.encoder_threads)
         print(f"[engine] {variant} on {model.providers[0]}, io binding {'on' if model.io_binding else 'off'}",
               flush=True)
         rows = bench_variant(model, manifest.vocab_size, batch_sizes, source_tokens, decoder_steps, flops, min_time_s)
@@ -222,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         "kind": "engine_bench",
         "quick": args.quick,
         "command": "python -m loadtest.engine_bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine | {"ort_intra_op_threads": args.threads, "providers": args.providers,
+        "machine": machine | {"ort_intra_op_threads": args.threads,
+                              "ort_encoder_intra_op_threads": args.encoder_threads, "providers": args.providers,
                               "io_binding": args.io_binding,
                               "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
         "model": {"artifact": str(artifact_dir), "name": manifest.name, "version": manifest.version,

@@ -122,7 +122,10 @@ def _engine_section(doc: dict[str, Any], title: str = "Engine only (no HTTP)") -
     shaped = doc["shaped_matmul_gflops"]
     lines = [f"## {title}", "", f"Command: `{doc['command']}`", "",
              f"Measured: {_machine_line(doc)}; ORT intra-op threads {doc['machine'].get('ort_intra_op_threads')} "
-             "(0 = ORT's default, as served).", "", *(f"- {note}" for note in _caveats(doc)), "",
+             "(0 = ORT's default, as served)"
+             + (f", encoder {doc['machine']['ort_encoder_intra_op_threads']}"
+                if "ort_encoder_intra_op_threads" in doc["machine"] else "") + ".", "",
+             *(f"- {note}" for note in _caveats(doc)), "",
              f"Compute floor: numpy fp32 GEMM {doc['matmul_peak_size']}^3 reaches **{doc['matmul_peak_gflops']:.1f} "
              f"GFLOP/s** on this machine; at the output projection's shape {shaped['shape']} it reaches "
              f"{shaped['gflops']:.1f} GFLOP/s.",

@@ -46,6 +46,7 @@ def load_onnx_model(artifact_dir: Path, manifest: Manifest, settings: Settings) 
         providers=settings.providers,
         intra_op_threads=settings.intra_op_threads,
         inter_op_threads=settings.inter_op_threads,
+        encoder_intra_op_threads=settings.encoder_threads,
     )
     model.warm_up()
     return model

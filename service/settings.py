@@ -6,6 +6,7 @@ Must not import fastapi, onnxruntime or the engine.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -64,7 +65,11 @@ class Settings(BaseSettings):
     # Model calls this small run on the event loop's thread when nothing could overlap them (a
     # lone request's steps): saves a thread hand-off per step. 0: always on the engine's threads.
     inline_max_rows: int = Field(default=4, ge=0, le=64)
-    intra_op_threads: int = Field(default=0, ge=0, le=1024)  # 0: ONNX Runtime picks
+    intra_op_threads: int = Field(default=0, ge=0, le=1024)  # decoder step; 0: ONNX Runtime picks
+    # The encoder runs at the same time as the decoder's steps (on its own thread), so by default it
+    # gets half the CPUs rather than competing for all of them: on 2 cores, +13% fp32 and int8
+    # throughput and a faster lone encode (docs/benchmarks.md). 0: that default.
+    encoder_intra_op_threads: int = Field(default=0, ge=0, le=1024)
     inter_op_threads: int = Field(default=1, ge=0, le=1024)
     request_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     drain_timeout_s: float = Field(default=20.0, ge=0.0, le=3600.0)
@@ -116,6 +121,12 @@ class Settings(BaseSettings):
             raise ValueError(f"TRANSLATOR_API_KEYS_FILE {str(self.api_keys_file)!r} is not a readable file")
         return self
 
+    @property
+    def encoder_threads(self) -> int:
+        """The encoder session's intra-op threads: TRANSLATOR_ENCODER_INTRA_OP_THREADS, else half the
+        CPUs this process may run on (at least 1)."""
+        return self.encoder_intra_op_threads or default_encoder_threads()
+
     def all_api_keys(self) -> list[bytes]:
         """Keys from TRANSLATOR_API_KEYS plus TRANSLATOR_API_KEYS_FILE; empty means keys are off."""
         keys = [key.get_secret_value() for key in self.api_keys]
@@ -123,6 +134,10 @@ class Settings(BaseSettings):
             lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
             keys += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
         return [key.encode("utf-8") for key in keys]
+
+
+def default_encoder_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) // 2)
 
 
 def describe_validation_error(error: ValidationError) -> str:

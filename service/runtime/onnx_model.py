@@ -226,9 +226,11 @@ class OnnxSeq2SeqModel:
         inter_op_threads: int = 1,
         device_id: int = 0,
         io_binding: bool | None = None,
+        encoder_intra_op_threads: int | None = None,
     ) -> OnnxSeq2SeqModel:
         """Open and check both graphs of `variant`. `io_binding` (default: on for CUDA) keeps the
-        decoder's memory and state on the device between steps."""
+        decoder's memory and state on the device between steps. `encoder_intra_op_threads` (default:
+        `intra_op_threads`) sizes the encoder's own thread pool."""
         artifact_dir = Path(artifact_dir)
         if variant not in manifest.variants:
             raise ModelLoadError(f"{artifact_dir}: no variant {variant!r} (has {sorted(manifest.variants)})")
@@ -247,9 +249,11 @@ class OnnxSeq2SeqModel:
             provider_list = ["CPUExecutionProvider"]
         else:
             raise ModelLoadError(f"unknown providers {providers!r}: use 'cpu' or 'cuda'")
-        options = _session_options(intra_op_threads, inter_op_threads)
-        encoder = _open_graph("encoder", artifact_dir, graphs["encoder"], options, provider_list)
-        decoder = _open_graph("decoder_step", artifact_dir, graphs["decoder_step"], options, provider_list)
+        encoder_threads = intra_op_threads if encoder_intra_op_threads is None else encoder_intra_op_threads
+        encoder = _open_graph("encoder", artifact_dir, graphs["encoder"],
+                              _session_options(encoder_threads, inter_op_threads), provider_list)
+        decoder = _open_graph("decoder_step", artifact_dir, graphs["decoder_step"],
+                              _session_options(intra_op_threads, inter_op_threads), provider_list)
         if providers == "cuda" and decoder.session.get_providers()[0] != "CUDAExecutionProvider":
             # ORT silently falls back to CPU when the CUDA libraries fail to initialise.
             raise ModelLoadError(f"{decoder.path}: the CUDA provider failed to initialise (see ORT's log)")

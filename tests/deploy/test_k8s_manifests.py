@@ -126,8 +126,11 @@ def test_deployment_matches_the_service_contract(overlay: str, rendered_overlays
     resources = container["resources"]
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= resources[kind].keys()
-    # ORT's intra-op pool must fit in the CPU limit, or it is throttled.
-    assert cpu_cores(resources["limits"]["cpu"]) >= int(settings["TRANSLATOR_INTRA_OP_THREADS"])
+    # ORT's intra-op pools must fit in the CPU limit, or they are throttled: set explicitly, since
+    # the defaults count the node's CPUs, not the pod's limit.
+    limit = cpu_cores(resources["limits"]["cpu"])
+    assert limit >= int(settings["TRANSLATOR_INTRA_OP_THREADS"])
+    assert 1 <= int(settings["TRANSLATOR_ENCODER_INTRA_OP_THREADS"]) <= limit / 2
 
 
 def test_rolling_update_keeps_capacity(rendered_overlays: dict[str, list[dict]]) -> None:

@@ -95,3 +95,10 @@ def test_python_m_service_exits_with_a_readable_message_on_bad_settings() -> Non
     assert "invalid settings" in done.stderr
     assert "TRANSLATOR_PORT" in done.stderr and "TRANSLATOR_BATCHING" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_encoder_gets_half_the_cpus_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpus = len(os.sched_getaffinity(0))
+    assert Settings().encoder_threads == max(1, cpus // 2)
+    monkeypatch.setenv("TRANSLATOR_ENCODER_INTRA_OP_THREADS", "3")
+    assert Settings().encoder_threads == 3

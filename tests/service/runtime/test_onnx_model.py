@@ -248,3 +248,11 @@ def test_scheduler_modes_agree_on_the_real_model(
         assert result.attention.shape == (len(result.target_ids) + 1, len(req.source_ids))
         np.testing.assert_allclose(result.attention.sum(1), 1.0, atol=1e-4)
         assert codec.decode(result.target_ids)
+
+
+def test_the_encoder_and_the_decoder_have_their_own_thread_pools(tiny_artifact: Path, manifest: Manifest) -> None:
+    model = OnnxSeq2SeqModel.load(tiny_artifact, manifest, intra_op_threads=2, encoder_intra_op_threads=1)
+    assert model._encoder.session.get_session_options().intra_op_num_threads == 1
+    assert model._decoder.session.get_session_options().intra_op_num_threads == 2
+    same = OnnxSeq2SeqModel.load(tiny_artifact, manifest, intra_op_threads=2)
+    assert same._encoder.session.get_session_options().intra_op_num_threads == 2
