@@ -223,13 +223,14 @@ def render(results_dir: Path, docs_path: Path) -> str:
         lines += _profile_section(documents["profile-continuous"])
     lines += ["## What limits it (profiled)", "",
               "- **Two model calls share two cores, and Python sits between the decoder's steps.** Under "
-              "saturation (profile above) the decoder's thread and the encoder's thread are each busy about 60% "
-              "of the time (each ONNX Runtime call with its own pool of 2 threads), the event loop about 40% "
+              "saturation (profile above) the decoder's thread and the encoder's thread are each busy about 60-65% "
+              "of the time (ONNX Runtime pools of 2 and 1 threads), the event loop about 20-40% "
               "(py-spy counts uvloop's wait in epoll as `Runner.run`, about a third of its samples); the server "
               "process uses ~1.5 of the 2 cores and the client ~0.1. Between two decoder steps the event loop "
               "must turn the step's output into the next step's input, and it does so after whatever HTTP work "
               "is queued ahead of it, so the decoder idles part of the time. The engine alone (table above) "
-              "decodes 2-3x more sentences per second than the service serves over HTTP.",
+              "decodes 2-3x more sentences per second than the service serves over HTTP. (This session's changes took "
+              "the sampled rate from 118 to 170 sentences/s.)",
               "- **int8 vs fp32**: 2-2.5x in the engine at batch 32-64 but 1.3-1.5x in the service, because the "
               "non-model share (HTTP, tokenizing, scheduling, the encoder's small batches) is the same for both.",
               "- **The bidirectional encoder is slow per call** (it runs over the whole source, a few decoder "
