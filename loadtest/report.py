@@ -274,8 +274,9 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "slot, an ending frees its slots, and holes are filled by newcomers or, beyond a quarter of the "
               "rows, by moving the last rows into them (int8 closed loop, 4 alternating runs: 183 -> 221 "
               "sentences/s). Tried and dropped (no clear gain, measured): two independent scheduler lanes per "
-              "model, 1 vs 2 ONNX Runtime intra-op threads per session (fp32 +9%, int8 -12% in 3 alternating "
-              "runs each: noise), a shorter GIL switch interval, the fused-LSTM export above.",
+              "model, one decoder thread instead of ORT's two (fp32 +11%, int8 -14% in 3 alternating runs each, "
+              "with the encoder's one thread; before that change both pools at one: fp32 +9%, int8 -12%), a "
+              "shorter GIL switch interval (0.5 ms: no change), the fused-LSTM export above.",
               "- Reproduce: `make profile` (py-spy, per-thread summary above and a speedscope file).", "",
               "## Running it", "",
               "- `make bench` = `python -m loadtest.bench`: all five servers, then the engine benchmark, then this "
