@@ -247,7 +247,10 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "- **Padding in the decoder's attention**: the memory every step attends over is as wide as the "
               "longest source in the batch (rounded up to 8), and a batch of ~40 rows almost always holds one "
               "long sentence, so ~70% of the attended positions are padding under load; at batch 40 an int8 "
-              "step takes 3.7 ms at 16 positions and 4.4 ms at 104 (fp32: within noise).",
+              "step takes 3.7 ms at 16 positions and 4.4 ms at 104 (fp32: within noise). A prototype with Luong's "
+              "key projection moved to the query side ((q W) . m instead of q . (W m): no memory_keys, half "
+              "the attention's reads) was no faster (int8 at batch 40 x 104 positions: 3.63 vs 3.58 ms; "
+              "fp32 5.58 vs 5.32), so it was not shipped.",
               "- **A lone fp32 request is memory-bound**: each decoder step reads ~15.5 MB of fp32 weights "
               "(ONNX Runtime's per-node profile at batch 1: output projection 40%, LSTM 33%), so the 10-word "
               "sentence's model time (2.3 ms encoder + 13 steps of 0.55-0.8 ms) is ~9-11 ms when the VM's "
