@@ -279,7 +279,9 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "sentences/s). Tried and dropped (no clear gain, measured): two independent scheduler lanes per "
               "model, one decoder thread instead of ORT's two (fp32 +11%, int8 -14% in 3 alternating runs each, "
               "with the encoder's one thread; before that change both pools at one: fp32 +9%, int8 -12%), a "
-              "shorter GIL switch interval (0.5 ms: no change), the fused-LSTM export above.",
+              "shorter GIL switch interval (0.5 ms: no change), every decoder step on the event loop's thread "
+              "under load too (no hand-off; int8 228 vs 254 sentences/s in 4 alternating runs, closed-loop p99 "
+              "550-752 vs 772-914 ms), the fused-LSTM export above.",
               "- Reproduce: `make profile` (py-spy, per-thread summary above and a speedscope file).", "",
               "## Running it", "",
               "- `make bench` = `python -m loadtest.bench`: all five servers, then the engine benchmark, then this "
