@@ -26,7 +26,7 @@ from typing import Any
 from loadtest import client
 from loadtest.machine import describe_machine
 from loadtest.report import write_benchmarks_doc
-from loadtest.sentences import Sentence, load_sentences
+from loadtest.sentences import UNLOADED_SENTENCE, Sentence, load_sentences
 from loadtest.servers import (
     REPO_ROOT,
     ServerProcess,
@@ -55,8 +55,6 @@ LABELS = {
     "continuous": "service, TRANSLATOR_BATCHING=continuous",
     "int8": "service, continuous + TRANSLATOR_VARIANT=int8",
 }
-# About ten words, the unloaded-latency request; fixed so every run sends the same text.
-UNLOADED_SENTENCE = "Please save the document before you close the main window."
 AGREEMENT_SENTENCES = 8  # translated by every config and compared: all servers must do the same work
 RUN_METRICS = ("sentences_per_s", "target_tokens_per_s", "p50_ms", "p95_ms", "p99_ms", "mean_ms", "errors",
                "rows_per_decoder_step")

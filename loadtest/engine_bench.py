@@ -27,7 +27,7 @@ import numpy as np
 
 from loadtest.machine import describe_machine
 from loadtest.report import write_benchmarks_doc
-from loadtest.sentences import forced_length_tokens, load_sentences
+from loadtest.sentences import UNLOADED_SENTENCE, forced_length_tokens, load_sentences
 from loadtest.servers import REPO_ROOT
 from loadtest.stats import json_safe
 from model_store.codec import Codec
@@ -153,6 +153,36 @@ def bench_variant(model: OnnxSeq2SeqModel, vocab_size: int, batch_sizes: tuple[i
     return rows
 
 
+def lone_sentence(model: OnnxSeq2SeqModel, source_ids: list[int], bos_id: int, eos_id: int,
+                  repeats: int) -> dict[str, Any]:
+    """The unloaded request's model time alone: encode one sentence, then greedy steps until eos,
+    in this process (no HTTP, no scheduler); p50 and min over `repeats` runs."""
+    source = np.array([source_ids], dtype=np.int64)
+    lengths = np.array([len(source_ids)], dtype=np.int64)
+    mask = np.ones((1, len(source_ids)), dtype=np.bool_)
+    max_steps = 2 * len(source_ids) + 10
+
+    def translate() -> int:
+        encoded = model.encode(source, lengths)
+        state, memory = DecoderState(encoded.hidden, encoded.cell), Memory(encoded.memory, encoded.memory_keys, mask)
+        token, steps = np.array([bos_id], dtype=np.int64), 0
+        while steps < max_steps:
+            out = model.decode_step(token, state, memory)
+            state, token, steps = out.state, out.log_probs.argmax(axis=1), steps + 1
+            if int(token[0]) == eos_id:
+                break
+        return steps
+
+    steps = translate()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        translate()
+        times.append(time.perf_counter() - started)
+    return {"source_tokens": len(source_ids), "decoder_steps": steps, "repeats": repeats,
+            "p50_ms": 1000 * statistics.median(times), "min_ms": 1000 * min(times)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run (tests)")
@@ -212,7 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[engine] {variant} on {model.providers[0]}, io binding {'on' if model.io_binding else 'off'}",
               flush=True)
         rows = bench_variant(model, manifest.vocab_size, batch_sizes, source_tokens, decoder_steps, flops, min_time_s)
-        variants[variant] = {"providers": model.providers, "io_binding": model.io_binding, "rows": rows}
+        special = manifest.special_tokens
+        lone = lone_sentence(model, codec.source_ids(UNLOADED_SENTENCE), special.bos_id, special.eos_id,
+                             repeats=3 if args.quick else 50)
+        print(f"[engine] lone {lone['source_tokens']}-token sentence, {lone['decoder_steps']} steps: "
+              f"p50 {lone['p50_ms']:.2f} ms (min {lone['min_ms']:.2f})", flush=True)
+        variants[variant] = {"providers": model.providers, "io_binding": model.io_binding, "rows": rows,
+                             "lone_sentence": lone | {"text": UNLOADED_SENTENCE}}
         peak_samples.append(matmul_peak_gflops(peak_size, min_time_s))
     # numpy measures the CPU; against a GPU run its peak says nothing, so no fraction is given there.
     peak = max(peak_samples)

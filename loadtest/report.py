@@ -142,6 +142,15 @@ def _engine_section(doc: dict[str, Any], title: str = "Engine only (no HTTP)") -
                  f"{r['sentences_per_s']:.0f}"] for r in result["rows"]]
         lines += _table(["batch", "encoder ms", "encoder sentences/s", "step ms", "step rows/s", "step GFLOP/s",
                          "of peak", "sentences/s (encoder + all steps)"], rows)
+    lone = {variant: result["lone_sentence"] for variant, result in doc["variants"].items()
+            if "lone_sentence" in result}
+    if lone:
+        first = next(iter(lone.values()))
+        lines += [f"The side-by-side's unloaded request (\"{first['text']}\", {first['source_tokens']} source "
+                  f"tokens, {first['decoder_steps']} greedy steps), model alone in this process (no HTTP, no "
+                  "scheduler), p50 (min) of " + f"{first['repeats']} runs: "
+                  + ", ".join(f"{variant} {r['p50_ms']:.1f} ms ({r['min_ms']:.1f})" for variant, r in lone.items())
+                  + ".", ""]
     target = doc["target"]
     lines += [f"Target: {target['target']} {target['goal']}: {_number(target['value'], 2)} ({_met(target['met'])}).",
               ""]
@@ -254,7 +263,8 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "- **A lone fp32 request is memory-bound**: each decoder step reads ~15.5 MB of fp32 weights "
               "(ONNX Runtime's per-node profile at batch 1: output projection 40%, LSTM 33%), so the 10-word "
               "sentence's model time (2.3 ms encoder + 13 steps of 0.55-0.8 ms) is ~9-11 ms when the VM's "
-              "neighbours are quiet and up to twice that when they are not; the scheduler adds ~1.5 ms and HTTP "
+              "neighbours are quiet and up to twice that when they are not (the engine benchmark above measures "
+              "it, 'model alone', at its own moment); the scheduler adds ~1.5 ms and HTTP "
               "~1.2 ms (an empty translate request round-trips in 1.2 ms). Its small model calls run on the event "
               "loop's thread (`TRANSLATOR_INLINE_MAX_ROWS`), saving a 0.2-0.3 ms thread hand-off per step. int8 "
               "reads a quarter of the bytes and halves the latency.",

@@ -19,6 +19,9 @@ SAMPLE_SIZE = 300
 # SentencePiece pieces per German word in the test sets (data/tokenizer/spm.model, measured 1.65).
 PIECES_PER_WORD = 1.6
 MAX_FORCED_TOKENS = 256
+# About ten words, the unloaded-latency request; fixed so every run sends the same text
+# (the side-by-side benchmark over HTTP, the engine benchmark for the model alone).
+UNLOADED_SENTENCE = "Please save the document before you close the main window."
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,11 @@ def test_engine_results_and_report_are_written(quick_bench: tuple[dict, Path, Pa
     _, out, docs = quick_bench
     engine = json.loads((out / "engine_bench.json").read_text(encoding="utf-8"))
     assert set(engine["variants"]) == {"fp32", "int8"}
+    for result in engine["variants"].values():  # the unloaded request's model time alone
+        lone = result["lone_sentence"]
+        assert lone["decoder_steps"] >= 1 and 0 < lone["min_ms"] <= lone["p50_ms"]
     text = docs.read_text(encoding="utf-8")
+    assert "model alone in this process" in text
     for heading in ("## Side-by-side benchmark", "## Engine only (no HTTP)", "quick mode"):
         assert heading in text
     for name in bench.CONFIGS:
