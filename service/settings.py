@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     inline_max_rows: int = Field(default=4, ge=0, le=64)
     intra_op_threads: int = Field(default=0, ge=0, le=1024)  # decoder step; 0: ONNX Runtime picks
     # The encoder runs at the same time as the decoder's steps (on its own thread), so by default it
-    # gets half the CPUs rather than competing for all of them: on 2 cores, +13% fp32 and int8
+    # gets half the CPUs rather than competing for all of them: on 2 cores, +19% fp32 and +14% int8
     # throughput and a faster lone encode (docs/benchmarks.md). 0: that default.
     encoder_intra_op_threads: int = Field(default=0, ge=0, le=1024)
     inter_op_threads: int = Field(default=1, ge=0, le=1024)

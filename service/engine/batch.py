@@ -143,9 +143,9 @@ class DecodeBatch:
     def _grow(self, rows_needed: int, source_needed: int, encoded: EncoderOutput) -> None:
         """New arrays with room for `rows_needed` rows and `source_needed` positions; the occupied
         slots keep their numbers."""
-        capacity = max(len(self._owner), _capacity_for(rows_needed), self._rows)
+        first_join = len(self._owner) == 0
+        capacity = max(len(self._owner), _capacity_for(rows_needed))
         src_len = max(self.src_len, _aligned(source_needed))
-        old_rows = len(self._owner)
 
         def resized(array: np.ndarray, shape: tuple[int, ...], fill: float | int | bool) -> np.ndarray:
             out = np.full(shape, fill, dtype=array.dtype)
@@ -156,7 +156,7 @@ class DecodeBatch:
         self._tokens = resized(self._tokens, (capacity,), 0)
         self._lengths = resized(self._lengths, (capacity,), 0)
         memory_width, key_width = encoded.memory.shape[2], encoded.memory_keys.shape[2]
-        if old_rows == 0:  # first join: take the widths from the encoder
+        if first_join:  # take the widths from the encoder
             self._memory = np.zeros((0, 0, memory_width), np.float32)
             self._keys = np.zeros((0, 0, key_width), np.float32)
         self._memory = resized(self._memory, (capacity, src_len, memory_width), 0.0)

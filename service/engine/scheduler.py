@@ -408,8 +408,7 @@ class Scheduler:
         argmax = out.log_probs.argmax(axis=1).tolist()
         for key, pending in list(self._active.items()):
             if pending.future.done():  # expired or cancelled during the step
-                self._retire_abandoned(pending)
-                batch.release(key)
+                self._retire_abandoned(pending, batch)
                 continue
             assert pending.search is not None
             request = pending.request
@@ -433,9 +432,7 @@ class Scheduler:
                 batch.release(key)
                 continue
             batch.continue_rows(key, advance.parents, advance.tokens)
-        batch.settle(MAX_HOLE_SHARE)
-        if batch.rows == 0:
-            self._batch = None
+        self._settle(batch)
 
     def _drop_abandoned(self) -> None:
         """Free the slots of requests whose deadline passed or whose caller went away."""
@@ -444,8 +441,11 @@ class Scheduler:
             return
         for pending in list(self._active.values()):
             if pending.future.done():
-                self._retire_abandoned(pending)
-                batch.release(pending.key)
+                self._retire_abandoned(pending, batch)
+        self._settle(batch)
+
+    def _settle(self, batch: DecodeBatch) -> None:
+        """Tidy the batch after requests continued or left; an empty batch is dropped."""
         batch.settle(MAX_HOLE_SHARE)
         if batch.rows == 0:
             self._batch = None
@@ -455,8 +455,9 @@ class Scheduler:
 
     # ----------------------------------------------------------------- resolving futures
 
-    def _retire_abandoned(self, pending: _Pending) -> None:
+    def _retire_abandoned(self, pending: _Pending, batch: DecodeBatch) -> None:
         del self._active[pending.key]
+        batch.release(pending.key)
         if pending.future.cancelled():
             self._counters.cancelled += 1
         # expired requests were counted by _expire
