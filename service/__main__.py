@@ -71,6 +71,8 @@ def main() -> int:
         print(describe_validation_error(exc), file=sys.stderr)
         return EXIT_BAD_SETTINGS
     configure_logging(settings.log_level)
+    if settings.gil_switch_interval_ms:
+        sys.setswitchinterval(settings.gil_switch_interval_ms / 1000.0)
     app = create_app(settings)
     config = uvicorn.Config(
         app,

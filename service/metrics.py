@@ -131,13 +131,14 @@ class ServiceMetrics:
         self.rejected.labels(reason=reason).inc()
 
     def observe_step(self, stats: StepStats) -> None:
-        """Scheduler callback, once per loop step; runs on the event loop, so it must stay cheap."""
+        """Scheduler callback, after each encoding and decoder report; runs on the event loop, so it must stay cheap."""
         if stats.encoder_calls:
             self.encoder_calls.inc(stats.encoder_calls)
             self.encoder_rows.observe(stats.rows_admitted / stats.encoder_calls)
-        if stats.decoder_step_rows:
-            self.decoder_steps.inc()
-            self.batch_rows.observe(stats.decoder_step_rows)
+        if stats.step_rows:
+            self.decoder_steps.inc(len(stats.step_rows))
+            for rows in stats.step_rows:
+                self.batch_rows.observe(rows)
         for queue_wait_seconds, _decode_seconds, generated_tokens in stats.finished:
             self.queue_wait.observe(queue_wait_seconds)
             self.generated_tokens.inc(generated_tokens)

@@ -62,9 +62,14 @@ class Settings(BaseSettings):
     # Translation requests inside the service at once (HTTP edge); more get 429 before any work.
     max_inflight_requests: int = Field(default=256, ge=1, le=1_000_000)
     static_max_wait_ms: float = Field(default=5.0, ge=0.0, le=10_000.0)
-    # Model calls this small run on the event loop's thread when nothing could overlap them (a
-    # lone request's steps): saves a thread hand-off per step. 0: always on the engine's threads.
+    # Encoder calls this small run on the event loop's thread when nothing could overlap them (a
+    # lone request): saves a thread hand-off. 0: always on the encoder's thread.
     inline_max_rows: int = Field(default=4, ge=0, le=64)
+    # How long a Python thread may hold the GIL while another waits (Python's default: 5 ms). The
+    # decoder's thread needs it for a moment after every step, while the event loop's thread runs
+    # HTTP work: with 5 ms the decoder idles behind it (0.5 ms: +19% int8, +11% fp32 sentences/s
+    # on 2 cores, docs/benchmarks.md). Process-wide, set by `python -m service`; 0: Python's default.
+    gil_switch_interval_ms: float = Field(default=0.5, ge=0.0, le=100.0)
     intra_op_threads: int = Field(default=0, ge=0, le=1024)  # decoder step; 0: ONNX Runtime picks
     # The encoder runs at the same time as the decoder's steps (on its own thread), so by default it
     # gets half the CPUs rather than competing for all of them: on 2 cores, +19% fp32 and +14% int8

@@ -1,9 +1,11 @@
-"""The batching loop: admit waiting requests, run one decoder step for every active row, retire.
+"""The batching front: the bounded queue, admission, encoding, and the requests' futures.
 
-Owns the bounded queue, deadlines, cancellation, failure isolation and the three batching modes.
-Model calls run on two worker threads (encoder, decoder); only small ones with nothing to overlap
-run on the event loop (SchedulerConfig.inline_max_rows). Pure Python + numpy; must not import fastapi,
-onnxruntime, prometheus_client, service.api or service.runtime.
+Owns deadlines, cancellation, failure isolation and the three batching modes. A request's life:
+`submit` queues it; the event loop admits it when the batch has room (continuous: at any step;
+static/off: when the batch is empty), encodes it on the encoder's thread (small ones inline) and
+hands the encoder output to the `DecodeLoop`, whose own thread steps the batch back to back and
+reports what ended; the report resolves the futures here, on the event loop. Pure Python + numpy;
+must not import fastapi, onnxruntime, prometheus_client, service.api or service.runtime.
 """
 
 from __future__ import annotations
@@ -18,15 +20,13 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from service.engine.batch import DecodeBatch
-from service.engine.decoding import Search, make_search
+from service.engine.decode_loop import DecodeLoop, DecoderReport, Encoded, Ticket
 from service.engine.encoder_groups import length_groups
 from service.engine.errors import DeadlineExceeded, Draining, EngineFailure, InvalidRequest, Overloaded
-from service.engine.model import EncoderOutput, Seq2SeqModel, StepOutput
+from service.engine.model import EncoderOutput, Seq2SeqModel
 from service.engine.retry_after import RetryAfterEstimator
 from service.engine.types import (
     MAX_BEAM_SIZE,
@@ -42,18 +42,6 @@ from service.engine.types import (
 logger = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
-class _Pending:
-    key: int
-    request: TranslationRequest
-    future: asyncio.Future[TranslationResult]
-    submitted_at: float
-    max_length: int
-    timer: asyncio.TimerHandle | None = None
-    admitted_at: float = 0.0
-    search: Search | None = None
-
-
 @dataclass
 class _Counters:
     """What happened since the last StepStats; reset when stats are emitted."""
@@ -61,33 +49,15 @@ class _Counters:
     encoder_calls: int = 0
     rows_admitted: int = 0
     requests_admitted: int = 0
-    decoder_step_rows: int = 0
     padded_source_positions: int = 0
     total_source_positions: int = 0
-    decoder_padded_source_positions: int = 0
-    decoder_total_source_positions: int = 0
-    generated_tokens: int = 0
-    finished: list[FinishedRequest] = field(default_factory=list)
     failed: int = 0
     expired: int = 0
     cancelled: int = 0
+    finished: list[FinishedRequest] = field(default_factory=list)
 
 
 INLINE_MAX_SOURCE_POSITIONS = 64  # padded source tokens an inline encoder call may take (~a 40-word sentence)
-# Slots of finished requests stay in the stepped range (stepped, outputs ignored) until newcomers
-# take them or they are more than this share of it; then the last rows move into them (a copy of
-# the moved rows only). On the GPU the move also re-uploads the memory, so a few holes are cheaper.
-MAX_HOLE_SHARE = 0.25
-
-
-@dataclass(frozen=True)
-class _Encoded:
-    """One encoder call's result for the requests it encoded, ready to join the batch."""
-
-    keys: list[int]
-    rows: list[int]  # decoder rows per request (beam size)
-    lengths: np.ndarray  # [requests] source tokens
-    output: EncoderOutput
 
 
 class Scheduler:
@@ -105,17 +75,18 @@ class Scheduler:
         self._config = config
         self._on_stats = on_stats
         self._keys = itertools.count()
-        self._waiting: deque[_Pending] = deque()
-        self._active: dict[int, _Pending] = {}  # requests holding rows (slots) in self._batch
-        self._batch: DecodeBatch | None = None
+        self._waiting: deque[Ticket] = deque()
+        self._admitting: list[Ticket] = []  # left the queue, being encoded
+        self._decoding: dict[int, Ticket] = {}  # handed to the decode loop, not yet reported ended
+        # Rows of the admitted requests that have not been reported ended: what admission counts
+        # against max_batch_rows (the decode loop's own count runs ahead of the reports).
+        self._held_rows = 0
         self._counters = _Counters()
         self._completions = RetryAfterEstimator()
         self._wakeup: asyncio.Event | None = None
-        self._admitting: list[_Pending] = []  # left the queue, being encoded, not yet in _active
-        self._encoding: asyncio.Future[list[_Encoded] | None] | None = None  # the encoder calls in flight
+        self._encoding: asyncio.Task[None] | None = None  # the encoder calls in flight
         self._task: asyncio.Task[None] | None = None
-        # One thread per graph, so a decoder step and the encoding of newcomers run at the same time.
-        self._decoder_executor: ThreadPoolExecutor | None = None
+        self._decoder: DecodeLoop | None = None
         self._encoder_executor: ThreadPoolExecutor | None = None
         self._draining = False
 
@@ -124,10 +95,16 @@ class Scheduler:
     async def start(self) -> None:
         if self._task is not None:
             return
+        loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
-        self._decoder_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-decoder")
         self._encoder_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-encoder")
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="translation-scheduler")
+
+        def hand_over(report: DecoderReport) -> None:  # on the decoder's thread
+            loop.call_soon_threadsafe(self._deliver, report)
+
+        self._decoder = DecodeLoop(self._model, self._special, hand_over)
+        self._decoder.start()
+        self._task = loop.create_task(self._run(), name="translation-scheduler")
 
     async def submit(self, request: TranslationRequest) -> TranslationResult:
         if self._draining or not self._running():
@@ -142,22 +119,22 @@ class Scheduler:
         if deadline is not None and deadline <= now:
             raise DeadlineExceeded("the request's deadline passed before it was queued")
         loop = asyncio.get_running_loop()
-        pending = _Pending(next(self._keys), request, loop.create_future(), now, max_length)
+        ticket = Ticket(next(self._keys), request, loop.create_future(), now, max_length)
         if deadline is not None:
-            pending.timer = loop.call_later(deadline - now, self._expire, pending)
-        self._waiting.append(pending)
+            ticket.timer = loop.call_later(deadline - now, self._expire, ticket)
+        self._waiting.append(ticket)
         self._wake()
         try:
-            return await pending.future
+            return await ticket.future
         except asyncio.CancelledError:
-            # The caller went away: leave the queue now; active rows are dropped at the next step.
-            if self._remove_waiting(pending):
+            # The caller went away: leave the queue now; the decode loop frees its rows at its next step.
+            if self._remove_waiting(ticket):
                 self._counters.cancelled += 1
             self._wake()
             raise
         finally:
-            if pending.timer is not None:
-                pending.timer.cancel()
+            if ticket.timer is not None:
+                ticket.timer.cancel()
 
     async def drain(self, timeout_s: float) -> None:
         """Refuse new work, finish everything accepted (queued and active), then stop the loop."""
@@ -175,25 +152,27 @@ class Scheduler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        error = Draining("the translation engine stopped before this request finished")
+        if self._decoder is not None:
+            self._decoder.stop()  # its thread ends after the step in progress; its report is ignored
+            self._decoder = None
         if self._encoding is not None:
             self._encoding.cancel()
             self._encoding = None
-        for pending in [*self._waiting, *self._admitting, *self._active.values()]:
-            self._fail(pending, error)
+        error = Draining("the translation engine stopped before this request finished")
+        for ticket in [*self._waiting, *self._admitting, *self._decoding.values()]:
+            self._fail(ticket, error)
         self._waiting.clear()
         self._admitting = []
-        self._active.clear()
-        self._batch = None
-        for executor in (self._decoder_executor, self._encoder_executor):
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
+        self._decoding.clear()
+        self._held_rows = 0
+        if self._encoder_executor is not None:
+            self._encoder_executor.shutdown(wait=False, cancel_futures=True)
 
     def snapshot(self) -> SchedulerSnapshot:
         return SchedulerSnapshot(
             queue_depth=len(self._waiting),
             active_rows=self._live_rows(),
-            active_requests=len(self._active),
+            active_requests=len(self._decoding),
             mode=self._config.mode,
             running=self._running(),
             draining=self._draining,
@@ -233,289 +212,185 @@ class Scheduler:
             self._wakeup.set()
 
     async def _run(self) -> None:
+        """Admit whenever the batch has room and no encoding is in flight; sleep otherwise (a
+        submit, an encoding's end, a decoder report or a static batch's fill time wakes it)."""
         assert self._wakeup is not None
         while True:
-            if not self._active and not self._waiting and self._encoding is None:
-                if self._draining:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()  # idle: no polling until a submit wakes us
-                continue
-            started = time.monotonic()
-            try:
-                if self._config.mode == "static" and self._batch is None and self._encoding is None:
-                    await self._wait_to_fill()
-                await self._iterate()
-            except Exception as exc:  # a bug here must not kill the loop for later requests
-                logger.exception("scheduler iteration failed; failing its active requests")
-                self._fail_active(EngineFailure(f"internal engine error: {type(exc).__name__}"), admitting_too=True)
-            self._emit_stats(time.monotonic() - started)
+            self._wakeup.clear()
+            if self._draining and not (self._waiting or self._admitting or self._decoding):
+                return
+            wait_s: float | None = None
+            if self._encoding is None:
+                try:
+                    wait_s = self._start_admission()
+                except Exception as exc:  # a bug here must not kill the loop for later requests
+                    logger.exception("admission failed; failing the admitted requests")
+                    self._fail_admitting(EngineFailure(f"internal engine error: {type(exc).__name__}"))
+            counters = self._counters
+            if counters.expired or counters.cancelled:  # nothing else may report them soon
+                self._emit_stats()
+            if wait_s is None:
+                await self._wakeup.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), wait_s)
 
-    async def _wait_to_fill(self) -> None:
-        """Static mode: wait until the queue holds a full batch or the oldest request waited long enough."""
-        assert self._wakeup is not None
-        while self._waiting and not self._draining:
+    def _start_admission(self) -> float | None:
+        """Admit what fits and start encoding it; in static mode, the seconds left to fill a batch."""
+        mode = self._config.mode
+        if mode != "continuous" and self._held_rows:
+            return None  # static/off: the current batch runs to completion first
+        if mode == "static" and self._waiting and not self._draining:
             fill_by = self._waiting[0].submitted_at + self._config.static_max_wait_ms / 1000.0
             remaining = fill_by - time.monotonic()
-            waiting_rows = sum(p.request.beam_size for p in self._waiting)
-            if waiting_rows >= self._config.max_batch_rows or remaining <= 0:
-                return
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            waiting_rows = sum(t.rows for t in self._waiting)
+            if waiting_rows < self._config.max_batch_rows and remaining > 0:
+                return remaining
+        if admitted := self._admit():
+            inline = self._held_rows == 0 and self._inline(sum(t.rows for t in admitted))
+            self._held_rows += sum(t.rows for t in admitted)
+            self._admitting = admitted  # until handed over: stop() and errors must fail them too
+            self._encoding = asyncio.get_running_loop().create_task(self._encode(admitted, inline))
+        return None
 
-    async def _iterate(self) -> None:
-        """One decoder step for the running batch, with admission off the critical path: newcomers
-        are encoded on the encoder's thread while the decoder's thread keeps stepping, and join the
-        batch at the first step after their encoding finished. The bidirectional encoder runs over
-        the whole source (several decoder steps' worth of time), so waiting for it would idle the
-        decoder; only an empty batch waits."""
-        self._drop_abandoned()
-        if self._encoding is not None and self._encoding.done():
-            self._join_encoded()
-        if self._encoding is None and (admitted := self._admit()):
-            self._admitting = admitted  # until they join: stop() and loop errors must fail them too
-            self._encoding = asyncio.ensure_future(self._encode(admitted))
-        if self._batch is None and self._encoding is not None:
-            await asyncio.wait({self._encoding})  # nothing else to step: the newcomers start at once
-            self._join_encoded()
-        if self._batch is not None:
-            await self._step(self._batch)
-
-    def _admit(self) -> list[_Pending]:
-        mode = self._config.mode
-        if mode != "continuous" and self._batch is not None:
-            return []  # static/off: the current batch runs to completion first
-        free_rows = self._config.max_batch_rows - self._live_rows()  # newcomers may take the holes
-        max_requests = 1 if mode == "off" else self._config.max_queue_requests
-        admitted: list[_Pending] = []
+    def _admit(self) -> list[Ticket]:
+        free_rows = self._config.max_batch_rows - self._held_rows
+        max_requests = 1 if self._config.mode == "off" else self._config.max_queue_requests
+        admitted: list[Ticket] = []
         while self._waiting and len(admitted) < max_requests:
             head = self._waiting[0]
             if head.future.done():  # expired or cancelled while queued
                 self._waiting.popleft()
                 continue
-            if head.request.beam_size > free_rows:
+            if head.rows > free_rows:
                 break  # first come, first served: a wide beam request is not overtaken forever
             self._waiting.popleft()
             admitted.append(head)
-            free_rows -= head.request.beam_size
+            free_rows -= head.rows
         return admitted
 
-    async def _call_model(
-        self, executor: ThreadPoolExecutor | None, inline: bool, function: Callable[..., Any], *args: Any
-    ) -> Any:
-        if inline:
-            result = function(*args)
-            # Yield once, so timers (deadlines) and HTTP I/O run between inline calls: without it a
-            # lone request would hold the event loop from its first step to its last.
-            await asyncio.sleep(0)
-            return result
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, function, *args)
-
     def _inline(self, rows: int) -> bool:
-        """Whether a model call of `rows` rows runs on the event loop's own thread. On 2 vCPUs the
-        hand-off to a worker thread and back costs 0.2-0.3 ms, a third of a batch-1 decoder step, and
-        it buys nothing when there is nothing to overlap: nobody waiting, and (the callers check) no
-        other model call in flight. Such small calls block the loop for about a millisecond; bigger
-        ones never do."""
+        """Whether an encoder call of `rows` rows runs on the event loop's own thread. On 2 vCPUs
+        the hand-off to a worker thread and back costs 0.2-0.3 ms, and it buys nothing when there
+        is nothing to overlap: nobody waiting and (the caller checks) nothing decoding. Such small
+        calls block the loop for about a millisecond; bigger ones never do."""
         return rows <= self._config.inline_max_rows and not self._waiting
 
-    async def _encode(self, admitted: list[_Pending]) -> list[_Encoded] | None:
-        """The admitted requests' encoder outputs, ready to join the batch; None (requests failed)
-        on an error. Sources of very different lengths go in separate encoder calls (see
-        encoder_groups), all run in one hand-off to the encoder's thread."""
-        lengths = [len(p.request.source_ids) for p in admitted]
-        calls: list[tuple[list[_Pending], np.ndarray, np.ndarray]] = []
+    async def _encode(self, admitted: list[Ticket], inline: bool) -> None:
+        """Encode the admitted requests and hand them to the decode loop; on an error, fail them.
+        Sources of very different lengths go in separate encoder calls (see encoder_groups), all
+        run in one hand-off to the encoder's thread."""
+        lengths = [len(t.request.source_ids) for t in admitted]
+        calls: list[tuple[list[Ticket], np.ndarray, np.ndarray]] = []
         for group in length_groups(lengths):
             members = [admitted[i] for i in group]
             group_lengths = np.array([lengths[i] for i in group], dtype=np.int64)
             source_ids = np.full((len(group), int(group_lengths.max())), self._special.pad_id, dtype=np.int64)
-            for row, pending in enumerate(members):
-                source_ids[row, : group_lengths[row]] = pending.request.source_ids
+            for row, ticket in enumerate(members):
+                source_ids[row, : group_lengths[row]] = ticket.request.source_ids
             calls.append((members, source_ids, group_lengths))
         now = time.monotonic()
-        for pending in admitted:
-            pending.admitted_at = now
-        counters = self._counters
+        for ticket in admitted:
+            ticket.admitted_at = now
         positions = sum(source_ids.size for _, source_ids, _ in calls)
-        counters.total_source_positions += positions
-        counters.padded_source_positions += positions - sum(lengths)
 
         def encode_all() -> list[EncoderOutput]:
             return [self._model.encode(source_ids, group_lengths) for _, source_ids, group_lengths in calls]
 
         try:
             # The encoder's cost grows with the source length: only short sources are encoded inline.
-            inline = (self._batch is None and positions <= INLINE_MAX_SOURCE_POSITIONS
-                      and self._inline(sum(p.request.beam_size for p in admitted)))
-            outputs: list[EncoderOutput] = await self._call_model(self._encoder_executor, inline, encode_all)
+            if inline and positions <= INLINE_MAX_SOURCE_POSITIONS:
+                outputs = encode_all()
+            else:
+                outputs = await asyncio.get_running_loop().run_in_executor(self._encoder_executor, encode_all)
         except Exception as exc:
             logger.exception("encoder failed for %d requests", len(admitted))
-            for pending in admitted:
-                self._fail(pending, EngineFailure(f"the model failed while encoding: {type(exc).__name__}"))
-            counters.failed += len(admitted)
-            return None
-        return [
-            _Encoded([p.key for p in members], [p.request.beam_size for p in members], group_lengths, output)
-            for (members, _, group_lengths), output in zip(calls, outputs, strict=True)
-        ]
-
-    def _join_encoded(self) -> None:
-        """The finished encoding's requests take free slots of the running batch (holes first)."""
-        assert self._encoding is not None
-        new, self._encoding = self._encoding.result(), None
-        admitted, self._admitting = self._admitting, []
-        if new is None:  # the encoder failed: _encode already failed these requests
+            self._fail_admitting(EngineFailure(f"the model failed while encoding: {type(exc).__name__}"))
             return
-        for pending in admitted:
-            pending.search = make_search(pending.request, self._special, pending.max_length)
-            self._active[pending.key] = pending
-        if self._batch is None:
-            self._batch = DecodeBatch()
-        for group in new:
-            self._batch.join(group.keys, group.rows, group.lengths, group.output, self._special.bos_id)
-            self._counters.rows_admitted += sum(group.rows)
-        # Counted here, with the rows they brought, so rows per call is the calls' own.
-        self._counters.encoder_calls += len(new)
-        self._counters.requests_admitted += len(admitted)
-
-    async def _step(self, batch: DecodeBatch) -> None:
+        finally:
+            self._encoding = None
+            self._wake()
         counters = self._counters
-        counters.decoder_step_rows += self._live_rows()
-        counters.decoder_total_source_positions += batch.rows * batch.src_len
-        counters.decoder_padded_source_positions += batch.padded_positions
-        try:
-            inline = self._encoding is None and self._inline(batch.rows)
-            out: StepOutput = await self._call_model(
-                self._decoder_executor, inline, self._model.decode_step, batch.previous_tokens, batch.state,
-                batch.memory,
-            )
-            if out.log_probs.shape[0] != batch.rows or out.attention.shape[0] != batch.rows:
-                raise ValueError(f"decoder returned {out.log_probs.shape[0]} rows for {batch.rows}")
-        except Exception as exc:
-            logger.exception("decoder step failed for %d requests", len(self._active))
-            self._fail_active(EngineFailure(f"the model failed during a decoder step: {type(exc).__name__}"))
-            return
-        self._advance(batch, out)
-
-    def _advance(self, batch: DecodeBatch, out: StepOutput) -> None:
-        """Give each request its rows' outputs; the rows that continue get their next token, the
-        requests that end are resolved and free their slots (nothing is copied: see DecodeBatch)."""
-        now = time.monotonic()
-        batch.set_state(out.state)
-        # Every row's best token in one call rather than one per greedy request (beams ignore it).
-        argmax = out.log_probs.argmax(axis=1).tolist()
-        for key, pending in list(self._active.items()):
-            if pending.future.done():  # expired or cancelled during the step
-                self._retire_abandoned(pending, batch)
-                continue
-            assert pending.search is not None
-            request = pending.request
-            slots = batch.slots(key)
-            first = int(slots[0])
-            # A greedy request's one row as a view (no copy of its vocabulary-wide row).
-            rows: slice | np.ndarray = slice(first, first + 1) if slots.size == 1 else slots
-            attention = out.attention[rows, : len(request.source_ids)] if request.want_attention else None
-            try:
-                advance = pending.search.advance(out.log_probs[rows], attention, argmax[first])
-            except Exception as exc:
-                logger.exception("search failed for one request")
-                self._fail(pending, EngineFailure(f"decoding failed: {type(exc).__name__}"))
-                del self._active[key]
-                batch.release(key)
-                self._counters.failed += 1
-                continue
-            self._counters.generated_tokens += advance.generated_tokens
-            if advance.done:
-                self._resolve(pending, now)
-                batch.release(key)
-                continue
-            batch.continue_rows(key, advance.parents, advance.tokens)
-        self._settle(batch)
-
-    def _drop_abandoned(self) -> None:
-        """Free the slots of requests whose deadline passed or whose caller went away."""
-        batch = self._batch
-        if batch is None or not any(p.future.done() for p in self._active.values()):
-            return
-        for pending in list(self._active.values()):
-            if pending.future.done():
-                self._retire_abandoned(pending, batch)
-        self._settle(batch)
-
-    def _settle(self, batch: DecodeBatch) -> None:
-        """Tidy the batch after requests continued or left; an empty batch is dropped."""
-        batch.settle(MAX_HOLE_SHARE)
-        if batch.rows == 0:
-            self._batch = None
+        counters.encoder_calls += len(calls)
+        counters.requests_admitted += len(admitted)
+        counters.rows_admitted += sum(t.rows for t in admitted)
+        counters.total_source_positions += positions
+        counters.padded_source_positions += positions - sum(lengths)
+        assert self._decoder is not None
+        self._decoder.join([Encoded(members, group_lengths, output)
+                            for (members, _, group_lengths), output in zip(calls, outputs, strict=True)])
+        self._decoding.update((t.key, t) for t in admitted)
+        self._admitting = []
+        self._emit_stats()
 
     def _live_rows(self) -> int:
-        return self._batch.live_rows if self._batch is not None else 0
+        return self._decoder.live_rows if self._decoder is not None else 0
 
     # ----------------------------------------------------------------- resolving futures
 
-    def _retire_abandoned(self, pending: _Pending, batch: DecodeBatch) -> None:
-        del self._active[pending.key]
-        batch.release(pending.key)
-        if pending.future.cancelled():
-            self._counters.cancelled += 1
-        # expired requests were counted by _expire
-
-    def _resolve(self, pending: _Pending, now: float) -> None:
-        del self._active[pending.key]
-        assert pending.search is not None
-        best = pending.search.best()
-        queue_wait = pending.admitted_at - pending.submitted_at
-        decode = now - pending.admitted_at
-        result = TranslationResult(
-            target_ids=best.target_ids,
-            attention=best.attention,
-            score=best.score,
-            queue_wait_seconds=queue_wait,
-            decode_seconds=decode,
-        )
-        if not pending.future.done():
-            pending.future.set_result(result)
-        self._counters.finished.append(FinishedRequest(queue_wait, decode, len(best.target_ids) + 1))
-        self._completions.record(now)
-
-    def _expire(self, pending: _Pending) -> None:
-        if pending.future.done():
-            return
-        pending.future.set_exception(DeadlineExceeded("the request's deadline passed before it finished"))
-        self._counters.expired += 1
-        self._remove_waiting(pending)
+    def _deliver(self, report: DecoderReport) -> None:
+        """A decoder report, on the event loop: resolve what ended and give its rows back."""
+        counters = self._counters
+        now = time.monotonic()
+        for ticket, result in report.finished:
+            if self._forget(ticket):
+                self._set_result(ticket, result)
+                counters.finished.append(FinishedRequest(
+                    result.queue_wait_seconds, result.decode_seconds, len(result.target_ids) + 1))
+                self._completions.record(now)
+        for ticket, error in report.failed:
+            if self._forget(ticket) and not ticket.future.done():
+                ticket.future.set_exception(error)
+                counters.failed += 1
+        for ticket in report.abandoned:
+            if self._forget(ticket) and ticket.future.cancelled():
+                counters.cancelled += 1  # expired requests were counted by _expire
+        self._emit_stats(report)
         self._wake()
 
-    def _remove_waiting(self, pending: _Pending) -> bool:
+    def _forget(self, ticket: Ticket) -> bool:
+        """The ticket ended: its rows are free again. False when stop() already failed it."""
+        if self._decoding.pop(ticket.key, None) is None:
+            return False
+        self._held_rows -= ticket.rows
+        return True
+
+    @staticmethod
+    def _set_result(ticket: Ticket, result: TranslationResult) -> None:
+        if not ticket.future.done():
+            ticket.future.set_result(result)
+
+    def _expire(self, ticket: Ticket) -> None:
+        if ticket.future.done():
+            return
+        ticket.future.set_exception(DeadlineExceeded("the request's deadline passed before it finished"))
+        self._counters.expired += 1
+        self._remove_waiting(ticket)
+        self._wake()
+
+    def _remove_waiting(self, ticket: Ticket) -> bool:
         try:
-            self._waiting.remove(pending)
+            self._waiting.remove(ticket)
         except ValueError:
             return False
         return True
 
     @staticmethod
-    def _fail(pending: _Pending, error: Exception) -> None:
-        if not pending.future.done():
-            pending.future.set_exception(error)
+    def _fail(ticket: Ticket, error: Exception) -> None:
+        if not ticket.future.done():
+            ticket.future.set_exception(error)
 
-    def _fail_active(self, error: EngineFailure, admitting_too: bool = False) -> None:
-        """Fail every request holding rows (and, after a loop error, those being encoded to join)."""
-        if admitting_too and self._encoding is not None:
-            self._encoding.cancel()
-            self._encoding = None
-        failing = [*self._active.values(), *(self._admitting if admitting_too else ())]
-        for pending in failing:
-            if not pending.future.done():
-                pending.future.set_exception(error)
+    def _fail_admitting(self, error: EngineFailure) -> None:
+        """Fail the requests being admitted (not yet handed to the decode loop); their rows are free."""
+        for ticket in self._admitting:
+            if not ticket.future.done():
+                ticket.future.set_exception(error)
                 self._counters.failed += 1
-        self._active.clear()
-        if admitting_too:
-            self._admitting = []
-        self._batch = None
+            self._held_rows -= ticket.rows
+        self._admitting = []
+        self._emit_stats()
 
-    def _emit_stats(self, step_seconds: float) -> None:
+    def _emit_stats(self, report: DecoderReport | None = None) -> None:
         counters, self._counters = self._counters, _Counters()
         if self._on_stats is None:
             return
@@ -523,19 +398,18 @@ class Scheduler:
             encoder_calls=counters.encoder_calls,
             rows_admitted=counters.rows_admitted,
             requests_admitted=counters.requests_admitted,
-            decoder_step_rows=counters.decoder_step_rows,
+            step_rows=tuple(report.step_rows) if report else (),
             padded_source_positions=counters.padded_source_positions,
             total_source_positions=counters.total_source_positions,
-            decoder_padded_source_positions=counters.decoder_padded_source_positions,
-            decoder_total_source_positions=counters.decoder_total_source_positions,
-            generated_tokens=counters.generated_tokens,
+            decoder_padded_source_positions=report.padded_source_positions if report else 0,
+            decoder_total_source_positions=report.total_source_positions if report else 0,
+            generated_tokens=report.generated_tokens if report else 0,
             finished=tuple(counters.finished),
             failed=counters.failed,
             expired=counters.expired,
             cancelled=counters.cancelled,
             queue_depth=len(self._waiting),
             active_rows=self._live_rows(),
-            step_seconds=step_seconds,
         )
         try:
             self._on_stats(stats)

@@ -55,8 +55,8 @@ class SchedulerConfig:
     static_max_wait_ms: float = 5.0  # static mode: wait this long to fill a batch
     default_timeout_s: float = 30.0  # deadline for requests without one; <= 0: none
     max_output_tokens: int = 256  # hard cap on generated tokens per request (eos excluded)
-    # Model calls of at most this many rows run on the event loop's thread when there is nothing to
-    # overlap them with (see Scheduler._inline); 0: always on the engine's worker threads.
+    # Encoder calls of at most this many rows run on the event loop's thread when there is nothing
+    # to overlap them with (see Scheduler._inline); 0: always on the encoder's thread.
     inline_max_rows: int = 0
 
     def __post_init__(self) -> None:
@@ -86,26 +86,26 @@ class FinishedRequest(NamedTuple):
 
 @dataclass(frozen=True)
 class StepStats:
-    """What one scheduler iteration did; the metrics sink turns these into counters/histograms."""
+    """What the engine did since the last StepStats (emitted after each encoding and each decoder
+    report); the metrics sink turns these into counters/histograms."""
 
-    encoder_calls: int  # encoder calls whose rows joined this iteration (one per length group)
-    rows_admitted: int  # decoder rows added this iteration (a beam request adds beam_size)
+    encoder_calls: int  # encoder calls handed to the decoder (one per length group)
+    rows_admitted: int  # decoder rows they bring (a beam request brings beam_size)
     requests_admitted: int
-    decoder_step_rows: int  # rows in this iteration's decoder step (0: no step ran)
+    step_rows: tuple[int, ...]  # live rows of each decoder step (holes excluded)
     # Encoder padding: positions computed for padding vs all positions (batch * padded src_len).
     padded_source_positions: int
     total_source_positions: int
     # The same for the decoder step's attention over memory (rows * padded src_len).
     decoder_padded_source_positions: int
     decoder_total_source_positions: int
-    generated_tokens: int  # tokens chosen this step over all live hypotheses
+    generated_tokens: int  # tokens chosen by those steps over all live hypotheses
     finished: tuple[FinishedRequest, ...]
-    failed: int  # requests failed with EngineFailure this iteration
-    expired: int  # requests failed with DeadlineExceeded this iteration
-    cancelled: int  # requests whose caller went away, dropped this iteration
-    queue_depth: int  # after this iteration
+    failed: int  # requests failed with EngineFailure
+    expired: int  # requests failed with DeadlineExceeded
+    cancelled: int  # requests whose caller went away
+    queue_depth: int  # now
     active_rows: int
-    step_seconds: float  # wall time of this iteration (model calls included)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def stats(**overrides: object) -> StepStats:
         encoder_calls=1,
         rows_admitted=3,
         requests_admitted=3,
-        decoder_step_rows=5,
+        step_rows=(5,),
         padded_source_positions=2,
         total_source_positions=10,
         decoder_padded_source_positions=3,
@@ -40,7 +40,6 @@ def stats(**overrides: object) -> StepStats:
         cancelled=0,
         queue_depth=4,
         active_rows=5,
-        step_seconds=0.01,
     )
     values.update(overrides)
     return StepStats(**values)  # type: ignore[arg-type]

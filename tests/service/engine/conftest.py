@@ -36,11 +36,14 @@ class FakeModel:
         self.step_rows: list[int] = []  # rows per decoder step
         self.step_src_lens: list[int] = []  # padded src_len per decoder step
         self.threads: set[str] = set()
+        self.encode_threads: list[str] = []  # the thread of each encoder call
+        self.step_threads: list[str] = []  # the thread of each decoder step
         self._lock = threading.Lock()
 
     def encode(self, source_ids: np.ndarray, source_lengths: np.ndarray) -> EncoderOutput:
         started = time.perf_counter()
         self.threads.add(threading.current_thread().name)
+        self.encode_threads.append(threading.current_thread().name)
         self.encode_rows.append(int(source_ids.shape[0]))
         if self.encode_delay_s:
             time.sleep(self.encode_delay_s)
@@ -57,6 +60,7 @@ class FakeModel:
     def decode_step(self, previous_tokens: np.ndarray, state: DecoderState, memory: Memory) -> StepOutput:
         started = time.perf_counter()
         self.threads.add(threading.current_thread().name)
+        self.step_threads.append(threading.current_thread().name)
         if self.step_delay_s:
             time.sleep(self.step_delay_s)
         self.step_spans.append((started, time.perf_counter()))

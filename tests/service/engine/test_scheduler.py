@@ -76,7 +76,7 @@ def test_greedy_translation_follows_the_model(fake_model, greedy_oracle) -> None
     assert -20 < result.score < 0
     assert result.queue_wait_seconds >= 0 and result.decode_seconds > 0
     # the model ran on the worker threads (one per graph), never on the event loop's thread
-    assert fake_model.threads == {"engine-encoder_0", "engine-decoder_0"}
+    assert fake_model.threads == {"engine-encoder_0", "engine-decoder"}
 
 
 def test_attention_rows_cover_every_generated_token(fake_model, greedy_oracle) -> None:
@@ -263,7 +263,7 @@ def test_cancelled_requests_leak_no_rows_or_futures(slow_model, greedy_oracle) -
             await wait_until(lambda: scheduler.snapshot().active_rows == 0)
             snapshot = scheduler.snapshot()
             assert (snapshot.queue_depth, snapshot.active_requests, snapshot.active_rows) == (0, 0, 0)
-            assert not scheduler._waiting and not scheduler._active and scheduler._batch is None
+            assert not scheduler._waiting and not scheduler._decoding and scheduler._held_rows == 0
             return await scheduler.submit(request([6, 7]))
 
     assert run(main()).target_ids == greedy_oracle([6, 7, 3])
@@ -549,26 +549,27 @@ def test_beam_requests_occupy_beam_size_rows_and_return_consistent_attention(fak
     assert beam4.attention.argmax(1).tolist() == peaks
 
 
-def test_stats_are_emitted_per_iteration_and_the_idle_loop_sleeps(fake_model) -> None:
+def test_stats_cover_every_step_and_request_and_the_idle_engine_emits_none(fake_model) -> None:
     stats: list[StepStats] = []
 
     async def main() -> int:
         async with running(fake_model, on_stats=stats.append) as scheduler:
             await asyncio.gather(*(scheduler.submit(request([4 + i, 5, 6])) for i in range(3)))
             emitted = len(stats)
-            await asyncio.sleep(0.1)  # idle: no iterations, no stats
+            await asyncio.sleep(0.1)  # idle: no steps, no stats
             assert len(stats) == emitted
             assert scheduler.snapshot().running
         return emitted
 
-    emitted = run(main())
-    assert emitted == len(fake_model.step_rows)
-    first = stats[0]
+    run(main())
+    first = stats[0]  # emitted when the encoding was handed to the decoder
     assert (first.encoder_calls, first.requests_admitted, first.rows_admitted) == (1, 3, 3)
-    assert first.decoder_step_rows == 3
     assert (first.total_source_positions, first.padded_source_positions) == (12, 0)
     assert sum(s.encoder_calls for s in stats) == 1
-    assert sum(s.decoder_step_rows for s in stats) == sum(fake_model.step_rows)
+    step_rows = [rows for s in stats for rows in s.step_rows]
+    assert step_rows == fake_model.step_rows  # every step once, live rows (no holes here)
+    # the decoder's thread reports when requests end (3 endings here), not after every step
+    assert len(stats) < len(fake_model.step_rows)
     finished = [f for s in stats for f in s.finished]
     assert sorted(f.generated_tokens for f in finished) == [5, 6, 7]
     assert sum(s.generated_tokens for s in stats) == 5 + 6 + 7
@@ -616,9 +617,11 @@ def test_config_rejects_nonsense() -> None:
     assert SchedulerConfig(max_output_tokens=40).default_max_length(20) == 40
 
 
-def test_a_lone_small_request_runs_on_the_event_loop_thread_when_inlining_is_on(fake_model, greedy_oracle) -> None:
-    """inline_max_rows: with nothing to overlap, small model calls skip the thread hand-off; the
-    default (0) always uses the engine's threads."""
+def test_a_lone_small_request_is_encoded_on_the_event_loop_thread_when_inlining_is_on(
+    fake_model, greedy_oracle
+) -> None:
+    """inline_max_rows: with nothing to overlap, a small encoder call skips the thread hand-off; the
+    default (0) always uses the encoder's thread. Decoder steps always run on the decoder's thread."""
     import threading
 
     loop_thread = threading.current_thread().name  # asyncio.run runs the loop on this thread
@@ -628,12 +631,13 @@ def test_a_lone_small_request_runs_on_the_event_loop_thread_when_inlining_is_on(
             return (await scheduler.submit(request([6, 5, 4]))).target_ids
 
     assert run(translate()) == greedy_oracle([6, 5, 4, 3])
-    assert loop_thread not in fake_model.threads
+    assert fake_model.encode_threads == ["engine-encoder_0"]
     assert run(translate(inline_max_rows=4)) == greedy_oracle([6, 5, 4, 3])
-    assert loop_thread in fake_model.threads
+    assert fake_model.encode_threads == ["engine-encoder_0", loop_thread]
+    assert set(fake_model.step_threads) == {"engine-decoder"}
 
 
-def test_inlining_leaves_big_batches_and_long_sources_on_the_engine_threads(fake_model_class, greedy_oracle) -> None:
+def test_inlining_leaves_big_batches_and_long_sources_on_the_encoder_thread(fake_model_class, greedy_oracle) -> None:
     import threading
 
     loop_thread = threading.current_thread().name
@@ -641,49 +645,18 @@ def test_inlining_leaves_big_batches_and_long_sources_on_the_engine_threads(fake
     sources = [[4 + i, 5, 6] for i in range(8)]
     long_source = [7] * 80  # 81 positions with eos: above INLINE_MAX_SOURCE_POSITIONS
 
-    async def main() -> tuple[list[TranslationResult], set[str], set[str]]:
+    async def main() -> list[TranslationResult]:
         async with running(model, inline_max_rows=2) as scheduler:
             together = await asyncio.gather(*(scheduler.submit(request(s)) for s in sources))
-            threads_for_batch = set(model.threads)
-            model.threads.clear()
             await scheduler.submit(request(long_source, max_length=1))
-            return together, threads_for_batch, set(model.threads)
+            await scheduler.submit(request([5, 6]))
+            return together
 
-    together, threads_for_batch, threads_for_long_source = run(main())
+    together = run(main())
     assert [r.target_ids for r in together] == [greedy_oracle([*s, 3]) for s in sources]
-    assert {"engine-decoder", "engine-encoder"} <= {name.rsplit("_", 1)[0] for name in threads_for_batch}
-    assert loop_thread in threads_for_batch  # and the small calls (the last rows to finish) ran inline
-    assert any(name.startswith("engine-encoder") for name in threads_for_long_source)  # long: not inline
-
-
-def test_inline_steps_still_let_the_loop_run_between_steps(fake_model_class) -> None:
-    """An inline step blocks the loop for about its own duration, not for the whole request: other
-    tasks run between steps (after at most a step or two), and deadlines still expire."""
-    model = fake_model_class(step_delay_s=0.02)
-
-    async def main() -> tuple[float, float, int, type[BaseException] | None]:
-        async with running(model, inline_max_rows=4) as scheduler:
-            started = time.monotonic()
-            task = asyncio.create_task(scheduler.submit(request([6, 5, 4, 7, 8, 9], max_length=12)))
-            worst, last, ticks = 0.0, time.monotonic(), 0
-            while not task.done():
-                await asyncio.sleep(0)  # runs whenever the loop gets control
-                now = time.monotonic()
-                worst, last, ticks = max(worst, now - last), now, ticks + 1
-            await task
-            total = time.monotonic() - started
-            late = None
-            try:
-                await scheduler.submit(request([6, 5, 4, 7], max_length=12, deadline=time.monotonic() + 0.05))
-            except DeadlineExceeded as exc:
-                late = type(exc)
-            return worst, total, ticks, late
-
-    worst, total, ticks, late = run(main())
-    assert "MainThread" in model.threads
-    steps = len(model.step_spans)
-    assert steps >= 4 and ticks >= steps and worst < 0.04, (worst, total, ticks, steps)  # one 20 ms step at a time
-    assert late is DeadlineExceeded
+    assert model.encode_rows == [8, 1, 1]
+    # 8 rows > 2: the encoder's thread; the long source too; the lone short one: inline
+    assert model.encode_threads == ["engine-encoder_0", "engine-encoder_0", loop_thread]
 
 
 def test_finished_rows_stay_as_holes_so_the_memory_is_not_copied(fake_model_class, greedy_oracle) -> None:
@@ -711,8 +684,8 @@ def test_finished_rows_stay_as_holes_so_the_memory_is_not_copied(fake_model_clas
     assert rows[:7] == [8] * 7  # the first two endings leave 1 and 2 holes in 8 rows: kept
     assert all(memory is calls[0][0] for memory, _ in calls[:7])  # the same arrays, never copied
     assert rows[7] == 5  # a third ending would make 3 holes in 8 (> 1/4): the last 3 rows move into them
-    live = [s.active_rows for s in stats if s.decoder_step_rows]
-    assert live[4:8] == [7, 6, 5, 4], live  # what is reported is the live rows, not the holes
+    live = [rows for s in stats for rows in s.step_rows]
+    assert live[5:9] == [7, 6, 5, 4], live  # what is reported is the live rows, not the holes
 
 
 def test_sources_of_very_different_lengths_are_encoded_in_separate_calls(fake_model, greedy_oracle) -> None:
