@@ -94,6 +94,7 @@ def create_app(settings: Settings, *, model_loader: ModelLoader = load_onnx_mode
     for router in routers:
         app.include_router(router)
     gate = AdmissionGate(settings.max_inflight_requests)
+    metrics.track_inflight(lambda: gate.in_flight)
     app.add_middleware(EdgeMiddleware, state=state, gate=gate, work_paths=work_paths(routers))
 
     def openapi() -> dict[str, Any]:

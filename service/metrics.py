@@ -7,7 +7,7 @@ bounded (route templates, fixed reasons, configured model names), never user tex
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
@@ -122,8 +122,9 @@ class ServiceMetrics:
         self.http_requests.labels(route=route, method=method, status=str(status)).inc()
         self.http_duration.labels(route=route).observe(duration_seconds)
 
-    def set_inflight(self, requests: int) -> None:
-        self.inflight.set(requests)
+    def track_inflight(self, in_flight: Callable[[], float]) -> None:
+        """The in-flight gauge reads `in_flight()` at scrape time: no metric update per request."""
+        self.inflight.set_function(in_flight)
 
     def reject(self, reason: str) -> None:
         if reason not in REJECT_REASONS:

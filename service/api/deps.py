@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -34,7 +33,7 @@ class ServiceState:
     api_keys: list[bytes] = field(repr=False)
     ready: bool = False
     draining: bool = False
-    accepted_requests: int = 0  # work requests admitted by `require_serving` and not yet answered
+    accepted_requests: int = 0  # work requests the edge let in before draining, not yet answered
 
     def mark_ready(self) -> None:
         self.ready = True
@@ -58,9 +57,13 @@ class ServiceState:
         return True
 
 
-async def get_state(request: Request) -> ServiceState:
+def _state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.service
     return state
+
+
+async def get_state(request: Request) -> ServiceState:
+    return _state(request)
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
@@ -83,25 +86,24 @@ RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 
 
-async def require_serving(state: StateDep) -> AsyncIterator[None]:
-    """Admit a work request (or refuse it: draining, not ready) and count it until it is answered."""
+# Route-level checks read the state straight from the request: each sub-dependency (and a generator
+# dependency's exit stack) costs FastAPI's resolver measurable event-loop time on every request.
+async def require_serving(request: Request) -> None:
+    """Refuse work while draining or before the models are loaded. Marks a route as a work route:
+    the edge (service/api/middleware.py) limits such requests in flight and counts them for drain."""
+    state = _state(request)
     if state.draining:
         raise Draining("the service is shutting down and accepts no new work")
     if not state.ready:
         raise NotReady("models are still loading")
-    state.accepted_requests += 1
-    try:
-        yield
-    finally:
-        state.accepted_requests -= 1
 
 
-async def require_api_key(request: Request, state: StateDep) -> None:
-    check_api_key(state.api_keys, key_from_headers(request))
+async def require_api_key(request: Request) -> None:
+    check_api_key(_state(request).api_keys, key_from_headers(request))
 
 
-async def require_admin_key(request: Request, state: StateDep) -> None:
-    check_admin_key(state.api_keys, key_from_headers(request))
+async def require_admin_key(request: Request) -> None:
+    check_admin_key(_state(request).api_keys, key_from_headers(request))
 
 
 # Route-level dependencies (no value): `dependencies=[Serving, ApiKey]`.

@@ -80,11 +80,10 @@ class EdgeMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
             await send(message)
 
-        admitted = False
+        admitted = counted = False
         try:
             if scope["method"] == "POST" and scope["path"] in self.work_paths:
                 admitted = self.gate.try_enter()
-                self.state.metrics.set_inflight(self.gate.in_flight)
                 if not admitted:  # refused before the body is read: cheap exactly when the service is busiest
                     message = f"{self.gate.limit} requests are already in progress; retry after Retry-After seconds"
                     await self._refuse(Overloaded(self.gate.retry_after_s(), message), scope, receive, send_with_id)
@@ -98,11 +97,17 @@ class EdgeMiddleware:
                 )
                 await self._refuse(refusal, scope, receive, send_with_id)
             else:
+                # What a drain waits for; one that arrives while draining is refused by the route
+                # (require_serving) and not counted, so a client hammering cannot hold the drain open.
+                counted = admitted and not self.state.draining
+                if counted:
+                    self.state.accepted_requests += 1
                 await self.app(scope, replay, send_with_id)
         finally:
+            if counted:
+                self.state.accepted_requests -= 1
             if admitted:
                 self.gate.leave()
-                self.state.metrics.set_inflight(self.gate.in_flight)
             duration_s = time.perf_counter() - started
             route = route_label(scope)
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"

@@ -87,6 +87,8 @@ def _nothing_to_translate(ids: list[int]) -> bool:
 
 async def _submit_all(loaded: LoadedModel, requests: list[TranslationRequest]) -> list[TranslationResult]:
     """Submit concurrently; if one fails, cancel the others (their rows are freed) and raise."""
+    if len(requests) == 1:  # the usual request: no task of its own
+        return [await loaded.scheduler.submit(requests[0])]
     tasks = [asyncio.ensure_future(loaded.scheduler.submit(request)) for request in requests]
     try:
         return list(await asyncio.gather(*tasks))
@@ -105,23 +107,29 @@ async def _until_disconnected(request: Request) -> None:
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it (and so its scheduler rows) if the client disconnects first."""
-    work_task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_until_disconnected(request))
+    """Await `work` in this task, cancelling it (and so its scheduler rows) if the client
+    disconnects first. One watcher task per request and no asyncio.wait: this runs for every
+    request on the event loop, the service's busiest thread under load."""
+    current = asyncio.current_task()
+    assert current is not None
+    disconnected = False
+
+    async def watch() -> None:
+        nonlocal disconnected
+        await _until_disconnected(request)
+        disconnected = True
+        current.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        done, _ = await asyncio.wait({work_task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
-        work_task.cancel()
-        watcher.cancel()
-        await asyncio.gather(work_task, watcher, return_exceptions=True)
+        return await work
+    except asyncio.CancelledError:
+        # Ours (the client left): a domain error; anyone else's cancellation propagates.
+        if disconnected and current.uncancel() == 0:
+            raise ClientDisconnected("the client disconnected; its translation was cancelled") from None
         raise
-    watcher.cancel()
-    if work_task in done:  # finished together with a disconnect: the answer still counts
-        await asyncio.gather(watcher, return_exceptions=True)
-        return work_task.result()
-    work_task.cancel()
-    await asyncio.gather(work_task, watcher, return_exceptions=True)
-    raise ClientDisconnected("the client disconnected; its translation was cancelled")
+    finally:
+        watcher.cancel()
 
 
 def _decode(loaded: LoadedModel, text: str, result: TranslationResult) -> str:
