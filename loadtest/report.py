@@ -231,17 +231,29 @@ def render(results_dir: Path, docs_path: Path) -> str:
     if "profile-continuous" in documents:
         lines += _profile_section(documents["profile-continuous"])
     lines += ["## What limits it (profiled)", "",
-              "- **Two model calls share two cores, and Python sits between the decoder's steps.** Under "
-              "saturation (profile above) the decoder's thread and the encoder's thread are each busy about 60-65% "
-              "of the time (ONNX Runtime pools of 2 and 1 threads), the event loop about 20-40% "
-              "(py-spy counts uvloop's wait in epoll as `Runner.run`, about a third of its samples); the server "
-              "process uses ~1.5 of the 2 cores and the client ~0.1. Between two decoder steps the event loop "
-              "must turn the step's output into the next step's input, and it does so after whatever HTTP work "
-              "is queued ahead of it, so the decoder idles part of the time. The engine alone (table above) "
-              "decodes 2-3x more sentences per second than the service serves over HTTP. (This session's changes took "
-              "the sampled rate from 118 to 170 sentences/s.)",
+              "- **The event loop's HTTP work is now the busiest thread.** Decoder steps run back to back on the "
+              "decoder's own thread (`service/engine/decode_loop.py`), which advances every request's search "
+              "itself and hands only what ended to the event loop. Before, the event loop turned each step's "
+              "output into the next step's input after whatever HTTP work was queued ahead of it, and under int8 "
+              "load the decoder idled ~40% of the time between steps (step median 7 ms, gap 3.5 ms). In "
+              "alternating runs (closed loop, 64 clients, 12 s, 4 rounds): int8 227 -> 271 sentences/s, fp32 "
+              "183 -> 203. The GIL switch interval matters: right after each step the decoder's thread needs the "
+              "GIL, which the event loop's thread holds while it parses and answers requests; with Python's "
+              "default 5 ms the decoder waited for it (int8 240 sentences/s), with 0.5 ms "
+              "(`TRANSLATOR_GIL_SWITCH_INTERVAL_MS`, the default) 271. Under fp32 saturation (profile above) the "
+              "two model threads are the limit (decoder ~84% busy, encoder ~68%, event loop ~47%: with ONNX "
+              "Runtime's pools that is more than the 2 cores). Under int8 saturation the event loop is: py-spy "
+              "finds it busy ~90% of the time, almost all of it in uvicorn/Starlette/FastAPI's request handling "
+              "(middleware layers, dependency resolution, validation, serialization; the route's own work, "
+              "tokenizing and the engine's bookkeeping are a small part), the decoder's thread 63% in ONNX "
+              "Runtime and the rest in Python, and the encoder's thread ~20%. Trimming that path (route "
+              "checks without sub-dependencies or a generator dependency, one watcher task per request for "
+              "disconnects, no task for a one-text request, the in-flight gauge read at scrape time): int8 259 "
+              "-> 288 sentences/s in 4 alternating rounds. The engine alone (table above) still decodes 2-3x "
+              "more sentences per second than the service serves over HTTP.",
               "- **int8 vs fp32**: 2-2.5x in the engine at batch 32-64 but 1.3-1.5x in the service, because the "
-              "non-model share (HTTP, tokenizing, scheduling, the encoder's small batches) is the same for both.",
+              "non-model share (HTTP on the event loop, tokenizing, the searches) is the same for both and is now "
+              "the bottleneck under int8 load.",
               "- **The bidirectional encoder is slow per call** (it runs over the whole source, a few decoder "
               "steps' worth of time at small batches; en-de/3's two encoder layers cost about 40% of a "
               "sentence's FLOPs), so the scheduler encodes newcomers on their own thread while the running "
@@ -264,10 +276,11 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "(ONNX Runtime's per-node profile at batch 1: output projection 40%, LSTM 33%), so the 10-word "
               "sentence's model time (2.3 ms encoder + 13 steps of 0.55-0.8 ms) is ~9-11 ms when the VM's "
               "neighbours are quiet and up to twice that when they are not (the engine benchmark above measures "
-              "it, 'model alone', at its own moment); the scheduler adds ~1.5 ms and HTTP "
-              "~1.2 ms (an empty translate request round-trips in 1.2 ms). Its small model calls run on the event "
-              "loop's thread (`TRANSLATOR_INLINE_MAX_ROWS`), saving a 0.2-0.3 ms thread hand-off per step. int8 "
-              "reads a quarter of the bytes and halves the latency.",
+              "it, 'model alone', at its own moment); the engine adds ~1.5-2 ms (two thread hand-offs and "
+              "~80 us of Python between steps on the decoder's thread) and HTTP ~1.2 ms (an empty translate "
+              "request round-trips in 1.2 ms). Its encoder call runs on the event loop's thread "
+              "(`TRANSLATOR_INLINE_MAX_ROWS`), saving a 0.2-0.3 ms hand-off. int8 reads a quarter of the bytes "
+              "and halves the latency.",
               "- **The decoder step at batch 32** reaches 36-56% of the numpy GEMM peak across runs: the LSTM "
               "node (a third of the step) runs at ~68 GFLOP/s, the output projection at ~82 (numpy itself "
               "reaches 73-83 at that shape on this machine), and log-softmax, bias add and the vocabulary-wide "
@@ -288,10 +301,12 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "rows, by moving the last rows into them (int8 closed loop, 4 alternating runs: 183 -> 221 "
               "sentences/s). Tried and dropped (no clear gain, measured): two independent scheduler lanes per "
               "model, one decoder thread instead of ORT's two (fp32 +11%, int8 -14% in 3 alternating runs each, "
-              "with the encoder's one thread; before that change both pools at one: fp32 +9%, int8 -12%), a "
-              "shorter GIL switch interval (0.5 ms: no change), every decoder step on the event loop's thread "
-              "under load too (no hand-off; int8 228 vs 254 sentences/s in 4 alternating runs, closed-loop p99 "
-              "550-752 vs 772-914 ms), the fused-LSTM export above.",
+              "with the encoder's one thread; before that change both pools at one: fp32 +9%, int8 -12%; again with "
+              "the decoder's own thread: int8 257 vs 237, fp32 205 vs 216, 3 rounds), every decoder step on the "
+              "event loop's thread under load too (no hand-off; int8 228 vs 254 sentences/s in 4 alternating "
+              "runs, closed-loop p99 550-752 vs 772-914 ms), the fused-LSTM export above. (A shorter GIL switch "
+              "interval made no difference while the event loop ran the steps; it does with the decoder's own "
+              "thread, above.)",
               "- Reproduce: `make profile` (py-spy, per-thread summary above and a speedscope file).", "",
               "## Running it", "",
               "- `make bench` = `python -m loadtest.bench`: all five servers, then the engine benchmark, then this "
