@@ -26,7 +26,7 @@ from service.api import (
     routes_translate,
 )
 from service.api.admission import AdmissionGate
-from service.api.deps import ServiceState, require_serving
+from service.api.deps import WORK_CHECKS, ServiceState
 from service.api.errors import install_error_handlers
 from service.api.middleware import EdgeMiddleware
 from service.api.schemas import document_limits
@@ -43,13 +43,13 @@ When API keys are configured, send one as `Authorization: Bearer KEY` or `X-API-
 
 
 def work_paths(routers: Iterable[APIRouter]) -> frozenset[str]:
-    """Paths of the POST routes that do translation work (those depending on `require_serving`):
+    """Paths of the POST routes that do translation work (those with a check of WORK_CHECKS):
     the ones the edge's in-flight limit applies to. The routers are included without a prefix."""
     paths: set[str] = set()
     for route in (route for router in routers for route in router.routes):
         if not isinstance(route, APIRoute) or "POST" not in (route.methods or ()):
             continue
-        if any(dependant.call is require_serving for dependant in route.dependant.dependencies):
+        if any(dependant.call in WORK_CHECKS for dependant in route.dependant.dependencies):
             if "{" in route.path:
                 raise ValueError(f"work route {route.path} has path parameters; the edge matches exact paths")
             paths.add(route.path)

@@ -57,13 +57,14 @@ class ServiceState:
         return True
 
 
-def _state(request: Request) -> ServiceState:
+def service_state(request: Request) -> ServiceState:
+    """The state, read straight from the app (what StateDep hands a route, without the resolver)."""
     state: ServiceState = request.app.state.service
     return state
 
 
 async def get_state(request: Request) -> ServiceState:
-    return _state(request)
+    return service_state(request)
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
@@ -86,27 +87,35 @@ RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 
 
-# Route-level checks read the state straight from the request: each sub-dependency (and a generator
-# dependency's exit stack) costs FastAPI's resolver measurable event-loop time on every request.
-async def require_serving(request: Request) -> None:
-    """Refuse work while draining or before the models are loaded. Marks a route as a work route:
-    the edge (service/api/middleware.py) limits such requests in flight and counts them for drain."""
-    state = _state(request)
+# Route-level checks read the state straight from the request, and a work route has one check that
+# does everything: FastAPI's resolver costs measurable event-loop time per dependency per request
+# (sub-dependencies, a generator dependency's exit stack, its per-request cache keys).
+def _check_serving(state: ServiceState) -> None:
     if state.draining:
         raise Draining("the service is shutting down and accepts no new work")
     if not state.ready:
         raise NotReady("models are still loading")
 
 
-async def require_api_key(request: Request) -> None:
-    check_api_key(_state(request).api_keys, key_from_headers(request))
+async def require_serving(request: Request) -> None:
+    """Refuse work while draining or before the models are loaded. Marks a route as a work route:
+    the edge (service/api/middleware.py) limits such requests in flight and counts them for drain."""
+    _check_serving(service_state(request))
+
+
+async def require_key_and_serving(request: Request) -> None:
+    """The API key (401), then `require_serving`: one dependency for the API's work routes."""
+    state = service_state(request)
+    check_api_key(state.api_keys, key_from_headers(request))
+    _check_serving(state)
 
 
 async def require_admin_key(request: Request) -> None:
-    check_admin_key(_state(request).api_keys, key_from_headers(request))
+    check_admin_key(service_state(request).api_keys, key_from_headers(request))
 
 
-# Route-level dependencies (no value): `dependencies=[Serving, ApiKey]`.
+# Route-level dependencies (no value): `dependencies=[KeyAndServing]`.
 Serving = Depends(require_serving)
-ApiKey = Depends(require_api_key)
+KeyAndServing = Depends(require_key_and_serving)
 AdminKey = Depends(require_admin_key)
+WORK_CHECKS = (require_serving, require_key_and_serving)  # what marks a work route (see work_paths)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from service.api.attention_svg import render_heatmap_svg
-from service.api.deps import ApiKey, Serving, StateDep
+from service.api.deps import KeyAndServing, service_state
 from service.api.errors import AttentionUnavailable, error_responses
 from service.api.routes_translate import TRANSLATION_ERRORS
 from service.api.schemas import AttentionRequest, AttentionResponse, ModelRef
@@ -29,13 +29,14 @@ SVG_MEDIA_TYPE = "image/svg+xml"
             "description": 'JSON by default; with `"format": "svg"` the heatmap as SVG.',
         },
     },
-    dependencies=[ApiKey, Serving],
+    dependencies=[KeyAndServing],
     summary="Translate one text and show where the model looked",
 )
-async def attention(body: AttentionRequest, request: Request, state: StateDep) -> AttentionResponse | Response:
+async def attention(body: AttentionRequest, request: Request) -> AttentionResponse | Response:
     """`weights` has one row per target token and one column per source token (eos included in both);
     `<unk>` in the translation is replaced by the source word it attended to most. 422 if the model
     has no attention."""
+    state = service_state(request)
     options = Options(body.source, body.target, body.beam_size, body.max_length)
     result = await attend(state, request, body.text, options)
     weights = [[float(value) for value in row] for row in result.weights]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from service.api.deps import ApiKey, Serving, StateDep
+from service.api.deps import KeyAndServing, service_state
 from service.api.errors import (
     BodyTimeout,
     DeadlineExceeded,
@@ -44,15 +44,16 @@ TRANSLATION_ERRORS = (
     "/v1/translate",
     response_model=TranslateResponse,
     responses=error_responses(*TRANSLATION_ERRORS),
-    dependencies=[ApiKey, Serving],
+    dependencies=[KeyAndServing],
     summary="Translate one text or several",
 )
-async def translate(body: TranslateRequest, request: Request, state: StateDep) -> TranslateResponse:
+async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:
     """Texts of one request are scheduled concurrently and answered in input order.
 
     Limits (413): TRANSLATOR_MAX_TEXTS_PER_REQUEST texts, TRANSLATOR_MAX_TEXT_CHARS characters and
     TRANSLATOR_MAX_SOURCE_TOKENS tokens per text, TRANSLATOR_MAX_BODY_BYTES per body.
     """
+    state = service_state(request)
     options = Options(body.source, body.target, body.beam_size, body.max_length)
     model, texts = await translate_texts(state, request, body.all_texts(), options)
     return TranslateResponse(
