@@ -190,6 +190,12 @@ class DecodeBatch:
                 self._state_index = np.arange(self._rows)
             self._state_index[slots] = sources
 
+    def continue_in_place(self, slots: list[int], tokens: list[int]) -> None:
+        """Rows that continue in their own slot (greedy rows) with these next tokens, all at once:
+        `continue_rows(key, [0], [token])` for each, in one write."""
+        if slots:
+            self._tokens[slots] = tokens
+
     def release(self, key: int) -> None:
         """Request `key` ended (or was abandoned): its slots become free; nothing is copied."""
         self._free(self._slots.pop(key))

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from service.engine.batch import DecodeBatch
-from service.engine.decoding import Search, make_search
+from service.engine.decoding import GreedySearch, Search, make_search
 from service.engine.errors import EngineFailure
 from service.engine.model import EncoderOutput, Seq2SeqModel, StepOutput
 from service.engine.types import SpecialIds, TranslationRequest, TranslationResult
@@ -212,15 +212,32 @@ class DecodeLoop:
         report = self._pending
         now = time.monotonic()
         batch.set_state(out.state)
-        # Every row's best token in one call rather than one per greedy request (beams ignore it).
-        argmax = out.log_probs.argmax(axis=1).tolist()
+        # Every row's best token and its log-probability in one numpy call each, so a greedy row
+        # (the usual request) costs a few Python operations per step: this thread holds the GIL
+        # meanwhile, which the event loop's HTTP work needs too.
+        best = out.log_probs.argmax(axis=1)
+        best_log_probs = out.log_probs[np.arange(best.size), best].tolist()
+        argmax = best.tolist()
+        greedy_slots: list[int] = []
+        greedy_tokens: list[int] = []
         for key, ticket in list(self._tickets.items()):
             search = ticket.search
-            assert search is not None
             request = ticket.request
             slots = batch.slots(key)
             first = int(slots[0])
-            # A greedy request's one row as a view (no copy of its vocabulary-wide row).
+            if isinstance(search, GreedySearch) and (token := search.next_token(argmax[first])) is not None:
+                log_prob = best_log_probs[first] if token == argmax[first] else float(out.log_probs[first, token])
+                attention_row = out.attention[first, : len(request.source_ids)] if request.want_attention else None
+                report.generated_tokens += 1
+                if search.take(token, log_prob, attention_row):
+                    greedy_slots.append(first)
+                    greedy_tokens.append(token)
+                else:
+                    self._leave(ticket, batch)
+                    report.finished.append((ticket, self._result(ticket, search, now)))
+                continue
+            assert search is not None
+            # Beams, and the rare greedy row whose model prefers pad/bos: the search sees the rows.
             rows: slice | np.ndarray = slice(first, first + 1) if slots.size == 1 else slots
             attention = out.attention[rows, : len(request.source_ids)] if request.want_attention else None
             try:
@@ -236,6 +253,7 @@ class DecodeLoop:
                 report.finished.append((ticket, self._result(ticket, search, now)))
                 continue
             batch.continue_rows(key, advance.parents, advance.tokens)
+        batch.continue_in_place(greedy_slots, greedy_tokens)
         self._settle(batch)
 
     @staticmethod

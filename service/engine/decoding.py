@@ -81,22 +81,34 @@ class GreedySearch:
         self._score = 0.0
 
     def advance(self, log_probs: np.ndarray, attention: np.ndarray | None, argmax: int | None = None) -> Advance:
-        special = self._special
+        token = self.next_token(int(np.argmax(log_probs[0])) if argmax is None else argmax)
+        if token is None:  # pad/bos preferred by the model: the best allowed token instead
+            token = int(np.argmax(_allowed_log_probs(log_probs[:1], self._special, force_eos=False)[0]))
+        if self.take(token, float(log_probs[0, token]), None if attention is None else attention[0]):
+            return Advance(_FIRST_ROW, np.array([token], np.int64), done=False, generated_tokens=1)
+        return Advance(np.zeros(0, np.int64), np.zeros(0, np.int64), done=True, generated_tokens=1)
+
+    # The two halves of `advance`, for a caller that already has the row's argmax and its
+    # log-probability (the decode loop computes both for the whole step in one numpy call each):
+    # a Python call per greedy row and step instead of several numpy ones.
+    def next_token(self, argmax: int) -> int | None:
+        """The token this step takes when the row's best token is `argmax`; None when the model
+        prefers pad or bos, which are never outputs (the whole row is needed to choose)."""
         if len(self._tokens) >= self._max_length:
-            token = special.eos_id
-        else:
-            # argmax of the raw row first: this runs for every row of every step on the event loop,
-            # and the masked float64 copy is only needed in the rare case the model prefers pad/bos.
-            token = int(np.argmax(log_probs[0])) if argmax is None else argmax
-            if token in (special.pad_id, special.bos_id):
-                token = int(np.argmax(_allowed_log_probs(log_probs[:1], special, force_eos=False)[0]))
-        self._score += float(log_probs[0, token])
+            return self._special.eos_id
+        if argmax == self._special.pad_id or argmax == self._special.bos_id:
+            return None
+        return argmax
+
+    def take(self, token: int, log_prob: float, attention: np.ndarray | None) -> bool:
+        """Record `token` (its log-probability, and its attention row when wanted); False: it was eos."""
+        self._score += log_prob
         if self._want_attention and attention is not None:
-            self._attention.append(np.array(attention[0], dtype=np.float32))
+            self._attention.append(np.array(attention, dtype=np.float32))
         if token == self._special.eos_id:
-            return Advance(np.zeros(0, np.int64), np.zeros(0, np.int64), done=True, generated_tokens=1)
+            return False
         self._tokens.append(token)
-        return Advance(_FIRST_ROW, np.array([token], np.int64), done=False, generated_tokens=1)
+        return True
 
     def best(self) -> Hypothesis:
         attention = np.stack(self._attention) if self._want_attention and self._attention else None

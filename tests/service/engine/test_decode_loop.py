@@ -133,3 +133,31 @@ def test_a_failed_join_fails_its_batch_and_the_thread_goes_on(
     [(_, result)] = done[-1].finished
     assert result.target_ids == greedy_oracle([5, 6, 3])
     assert decoder.live_rows == 0
+
+
+def test_greedy_rows_whose_model_prefers_pad_take_the_best_allowed_token(
+    fake_model_class, greedy_oracle, event_loop_for_futures
+) -> None:
+    """The decode loop's greedy shortcut (argmax for the whole step) hands such a row to the search,
+    which masks pad and bos: the translation is the fake's usual one, its score that of real tokens."""
+
+    class LovesPad(fake_model_class):  # type: ignore[misc,valid-type]
+        def decode_step(self, previous_tokens, state, memory):  # type: ignore[no-untyped-def]
+            out = super().decode_step(previous_tokens, state, memory)
+            out.log_probs[:, SPECIAL.pad_id] = 0.0  # above every real token
+            return out
+
+    model = LovesPad()
+    reports: queue.SimpleQueue[DecoderReport] = queue.SimpleQueue()
+    decoder = DecodeLoop(model, SPECIAL, reports.put)
+    decoder.start()
+    try:
+        group = tickets(event_loop_for_futures, [[5, 6], [7, 8, 9]])
+        decoder.join([encoded(model, group)])
+        seen = collect(reports, lambda seen: len(finished_keys(seen)) == 2)
+    finally:
+        decoder.stop()
+    results = {t.key: res for r in seen for t, res in r.finished}
+    assert results[0].target_ids == greedy_oracle([5, 6, 3])
+    assert results[1].target_ids == greedy_oracle([7, 8, 9, 3])
+    assert all(-20 < res.score < 0 for res in results.values())  # pad's log-prob 0 was never taken
