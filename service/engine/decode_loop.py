@@ -159,7 +159,8 @@ class DecodeLoop:
 
     def _join(self, group: Encoded) -> None:
         """The group's requests take free slots of the batch (holes first); ones abandoned while
-        they were being encoded are reported instead, and a failure fails only this group."""
+        they were being encoded are reported instead. A failure (a bug) fails the group and the
+        batch it may have half-written; later groups start a new batch."""
         report = self._pending
         keep = [i for i, ticket in enumerate(group.tickets) if not ticket.future.done()]
         report.abandoned.extend(t for i, t in enumerate(group.tickets) if i not in keep)

@@ -56,7 +56,9 @@ def finished_keys(reports: list[DecoderReport]) -> list[int]:
     return [ticket.key for report in reports for ticket, _ in report.finished]
 
 
-def test_a_long_decode_reports_its_steps_before_it_ends(fake_model_class, greedy_oracle, event_loop_for_futures) -> None:
+def test_a_long_decode_reports_its_steps_before_it_ends(
+    fake_model_class, greedy_oracle, event_loop_for_futures
+) -> None:
     """Nothing ends for a while, yet the step counters reach the event loop every REPORT_INTERVAL_S."""
     model = fake_model_class(step_delay_s=0.01)
     reports: queue.SimpleQueue[DecoderReport] = queue.SimpleQueue()
