@@ -19,6 +19,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -113,13 +114,28 @@ def _start(name: str, store: Path, checkpoint: Path | None, raw_dir: Path, model
     return start_service(store, log_path, server_env | settings | {"models": model_spec}, label=name)
 
 
+def model_alone(store: Path, manifest: Manifest, variant: str, text: str, repeats: int) -> dict[str, Any]:
+    """The unloaded sentence's model time alone, now (loadtest.lone_model in its own process: this
+    client never imports ONNX Runtime)."""
+    argv = [sys.executable, "-m", "loadtest.lone_model", "--store", str(store), "--model", manifest.name,
+            "--version", manifest.version, "--variant", variant, "--text", text, "--repeats", str(repeats)]
+    done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"loadtest.lone_model failed ({done.returncode}): {done.stderr[-1000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def bench_config(name: str, server: ServerProcess, sentences: list[Sentence], codec: Codec, plan: Plan,
-                 force_lengths: bool, unloaded_text: str = UNLOADED_SENTENCE) -> dict[str, Any]:
-    """Warm-up, the unloaded latency, then `plan.repeats` closed-loop runs at `plan.concurrency`."""
+                 force_lengths: bool, unloaded_text: str = UNLOADED_SENTENCE,
+                 measure_model_alone: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Warm-up, the unloaded latency (and, right after, the model alone on the same sentence), then
+    `plan.repeats` closed-loop runs at `plan.concurrency`."""
     url = server.base_url
     client.run(lambda: client.closed_loop(url, sentences, plan.concurrency, plan.warmup_s, force_lengths))
     unloaded_payload = client.translate_payload(Sentence(unloaded_text, None), force_lengths)
     unloaded = client.run(lambda: client.sequential(url, unloaded_payload, plan.unloaded_requests))
+    alone = measure_model_alone() if measure_model_alone is not None else None
     samples = client.run(lambda: client.translate_each(url, sentences[:AGREEMENT_SENTENCES], force_lengths))
     closed_runs = []
     for repeat in range(plan.repeats):
@@ -129,7 +145,8 @@ def bench_config(name: str, server: ServerProcess, sentences: list[Sentence], co
         closed_runs.append(summarize_run(record, codec, before, scrape_counters(url)))
     return {
         "label": LABELS[name],
-        "unloaded": {"requests": len(unloaded), "sentence": unloaded_text, **latency_summary_ms(unloaded)},
+        "unloaded": {"requests": len(unloaded), "sentence": unloaded_text, **latency_summary_ms(unloaded)}
+                    | ({"model_alone": alone} if alone is not None else {}),
         "sample_translations": samples,
         "closed": {"concurrency": plan.concurrency, "duration_s": plan.duration_s, "runs": closed_runs,
                    "summary": spread_of_runs(closed_runs, RUN_METRICS)},
@@ -281,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with _start(name, args.store, checkpoint, raw_dir, f"{manifest.name}@{manifest.version}",
                         server_env) as server:
-                result = bench_config(name, server, sentences, codec, plan, force_lengths, args.unloaded_text)
+                alone = None if CONFIGS[name] is None else functools.partial(
+                    model_alone, args.store, manifest, variant, args.unloaded_text, plan.unloaded_requests)
+                result = bench_config(name, server, sentences, codec, plan, force_lengths, args.unloaded_text, alone)
                 if name in open_names:
                     if open_rate is None:
                         # Calibrated on the first open config (static by default): its saturated rate x fraction.

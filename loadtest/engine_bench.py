@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from loadtest.lone_model import lone_sentence
 from loadtest.machine import describe_machine
 from loadtest.report import write_benchmarks_doc
 from loadtest.sentences import UNLOADED_SENTENCE, forced_length_tokens, load_sentences
@@ -151,36 +152,6 @@ def bench_variant(model: OnnxSeq2SeqModel, vocab_size: int, batch_sizes: tuple[i
         print(f"[engine] batch {batch:4d}: encoder {1000 * encoder_s:8.2f} ms, step {1000 * step_s:7.2f} ms "
               f"({step_gflops:6.1f} GFLOP/s), {batch / sentence_s:8.1f} sentences/s", flush=True)
     return rows
-
-
-def lone_sentence(model: OnnxSeq2SeqModel, source_ids: list[int], bos_id: int, eos_id: int,
-                  repeats: int) -> dict[str, Any]:
-    """The unloaded request's model time alone: encode one sentence, then greedy steps until eos,
-    in this process (no HTTP, no scheduler); p50 and min over `repeats` runs."""
-    source = np.array([source_ids], dtype=np.int64)
-    lengths = np.array([len(source_ids)], dtype=np.int64)
-    mask = np.ones((1, len(source_ids)), dtype=np.bool_)
-    max_steps = 2 * len(source_ids) + 10
-
-    def translate() -> int:
-        encoded = model.encode(source, lengths)
-        state, memory = DecoderState(encoded.hidden, encoded.cell), Memory(encoded.memory, encoded.memory_keys, mask)
-        token, steps = np.array([bos_id], dtype=np.int64), 0
-        while steps < max_steps:
-            out = model.decode_step(token, state, memory)
-            state, token, steps = out.state, out.log_probs.argmax(axis=1), steps + 1
-            if int(token[0]) == eos_id:
-                break
-        return steps
-
-    steps = translate()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        translate()
-        times.append(time.perf_counter() - started)
-    return {"source_tokens": len(source_ids), "decoder_steps": steps, "repeats": repeats,
-            "p50_ms": 1000 * statistics.median(times), "min_ms": 1000 * min(times)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,19 +87,23 @@ def _bench_section(doc: dict[str, Any]) -> list[str]:
              + ".", ""]
     lines += [f"Closed loop: {plan['concurrency']} concurrent clients, {plan['repeats']} x {plan['duration_s']} s; "
               "median (min-max) over the repeats. Unloaded: p50 of "
-              f"{plan['unloaded_requests']} sequential requests of a 10-word sentence.", ""]
+              f"{plan['unloaded_requests']} sequential requests of a 10-word sentence; model alone: the same "
+              "sentence through the ONNX model with no HTTP and no scheduler, measured right after it (the "
+              "same moment's neighbours), so the difference is what the service adds.", ""]
     rows = []
     for name, result in doc["configs"].items():
         if "error" in result or "skipped" in result:
             why = "failed: " + result["error"].splitlines()[0][:80] if "error" in result else result["skipped"]
-            rows.append([name, why, "", "", "", "", "", ""])
+            rows.append([name, why, "", "", "", "", "", "", ""])
             continue
         s = result["closed"]["summary"]
+        alone = result["unloaded"].get("model_alone", {}).get("p50_ms")
         rows.append([name, format_spread(s["sentences_per_s"]), format_spread(s["target_tokens_per_s"], 0),
                      format_spread(s["p50_ms"], 0), format_spread(s["p95_ms"], 0), format_spread(s["p99_ms"], 0),
-                     format_spread(s.get("rows_per_decoder_step", {})), _number(result["unloaded"].get("p50_ms"))])
+                     format_spread(s.get("rows_per_decoder_step", {})), _number(result["unloaded"].get("p50_ms")),
+                     _number(alone)])
     lines += _table(["config", "sentences/s", "target tokens/s", "p50 ms", "p95 ms", "p99 ms",
-                     "rows/decoder step", "unloaded p50 ms"], rows)
+                     "rows/decoder step", "unloaded p50 ms", "model alone p50 ms"], rows)
     opened = {name: r["open"] for name, r in doc["configs"].items() if "open" in r}
     if opened:
         rate = next(iter(opened.values()))["offered_per_s"]
@@ -114,6 +118,13 @@ def _bench_section(doc: dict[str, Any]) -> list[str]:
     lines += ["Targets (from the issue):", ""]
     lines += _table(["target", "goal", "measured", ""],
                     [[t["target"], t["goal"], _number(t["value"], 2), _met(t["met"])] for t in doc["targets"]])
+    unloaded = doc["configs"].get("continuous", {}).get("unloaded", {})
+    if "model_alone" in unloaded and "p50_ms" in unloaded:
+        alone = unloaded["model_alone"]["p50_ms"]
+        lines += [f"Unloaded, continuous: {unloaded['p50_ms']:.1f} ms p50 end to end; the model alone took "
+                  f"{alone:.1f} ms p50 (min {unloaded['model_alone']['min_ms']:.1f}) right after, so the service "
+                  f"(HTTP, tokenizing, scheduling, thread hand-offs) added {unloaded['p50_ms'] - alone:.1f} ms.",
+                  ""]
     return lines
 
 

@@ -47,6 +47,13 @@ def test_every_configuration_served_well_formed_answers(quick_bench: tuple[dict,
         assert len(summary["values"]) == bench.QUICK_PLAN.repeats
         assert result["unloaded"]["requests"] == bench.QUICK_PLAN.unloaded_requests
         assert result["unloaded"]["p50_ms"] > 0
+        if name == "naive":
+            assert "model_alone" not in result["unloaded"]  # torch: no ONNX model to time alone
+        else:  # the same sentence through the ONNX model alone, the variant that server ran
+            alone = result["unloaded"]["model_alone"]
+            assert alone["variant"] == ("int8" if name == "int8" else "fp32")
+            assert alone["repeats"] == bench.QUICK_PLAN.unloaded_requests and alone["decoder_steps"] >= 1
+            assert 0 < alone["min_ms"] <= alone["p50_ms"]
 
 
 def test_batching_modes_batch_as_configured(quick_bench: tuple[dict, Path, Path]) -> None:
