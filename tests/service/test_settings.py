@@ -102,3 +102,12 @@ def test_the_encoder_gets_half_the_cpus_unless_told(monkeypatch: pytest.MonkeyPa
     assert Settings().encoder_threads == max(1, cpus // 2)
     monkeypatch.setenv("TRANSLATOR_ENCODER_INTRA_OP_THREADS", "3")
     assert Settings().encoder_threads == 3
+
+
+def test_the_gil_switch_interval_is_short_by_default_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().gil_switch_interval_ms == 0.5  # the decoder's thread needs the GIL after every step
+    monkeypatch.setenv("TRANSLATOR_GIL_SWITCH_INTERVAL_MS", "0")  # 0: leave Python's default
+    assert Settings().gil_switch_interval_ms == 0
+    monkeypatch.setenv("TRANSLATOR_GIL_SWITCH_INTERVAL_MS", "-1")
+    with pytest.raises(ValidationError):
+        Settings()

@@ -85,7 +85,7 @@ def test_bound_steps_match_plain_ones_as_rows_continue_leave_join_and_reorder(
 
     def step(leaving: tuple[int, ...] = ()) -> StepOutput:
         """One decoder step on both batches, compared; then every request continues with its greedy
-        token except those `leaving`, as the scheduler's _advance does."""
+        token except those `leaving`, as the decode loop's _advance does."""
         outs = {b: models[b].decode_step(x.previous_tokens, x.state, x.memory) for b, x in batches.items()}
         tokens = outs[False].log_probs.argmax(1)
         for b, batch in batches.items():
