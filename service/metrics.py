@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -117,10 +117,21 @@ class ServiceMetrics:
             self.rejected.labels(reason=reason)
         self._padded_total = 0
         self._positions_total = 0
+        self._http_counters: dict[tuple[str, str, int], Any] = {}
+        self._http_durations: dict[str, Any] = {}
 
     def observe_http(self, route: str, method: str, status: int, duration_seconds: float) -> None:
-        self.http_requests.labels(route=route, method=method, status=str(status)).inc()
-        self.http_duration.labels(route=route).observe(duration_seconds)
+        # The labelled children are looked up once per label set (prometheus_client's labels() costs
+        # more than the increment, on the event loop, per request); routes are templates, so bounded.
+        counter = self._http_counters.get((route, method, status))
+        if counter is None:
+            counter = self._http_counters[(route, method, status)] = self.http_requests.labels(
+                route=route, method=method, status=str(status))
+        histogram = self._http_durations.get(route)
+        if histogram is None:
+            histogram = self._http_durations[route] = self.http_duration.labels(route=route)
+        counter.inc()
+        histogram.observe(duration_seconds)
 
     def track_inflight(self, in_flight: Callable[[], float]) -> None:
         """The in-flight gauge reads `in_flight()` at scrape time: no metric update per request."""
