@@ -260,7 +260,9 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "Runtime and the rest in Python, and the encoder's thread ~20%. Trimming that path (route "
               "checks without sub-dependencies or a generator dependency, one watcher task per request for "
               "disconnects, no task for a one-text request, the in-flight gauge read at scrape time): int8 259 "
-              "-> 288 sentences/s in 4 alternating rounds. The engine alone (table above) still decodes 2-3x "
+              "-> 288 sentences/s in 4 alternating rounds (later: one dependency per work route, the HTTP "
+              "metrics' labelled children looked up once, greedy rows advanced without per-row numpy calls; "
+              "each too small to show above this machine's noise). The engine alone (table above) still decodes 2-3x "
               "more sentences per second than the service serves over HTTP.",
               "- **int8 vs fp32**: 2-2.5x in the engine at batch 32-64 but 1.3-1.5x in the service, because the "
               "non-model share (HTTP on the event loop, tokenizing, the searches) is the same for both and is now "
