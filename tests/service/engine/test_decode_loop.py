@@ -163,3 +163,20 @@ def test_greedy_rows_whose_model_prefers_pad_take_the_best_allowed_token(
     assert results[0].target_ids == greedy_oracle([5, 6, 3])
     assert results[1].target_ids == greedy_oracle([7, 8, 9, 3])
     assert all(-20 < res.score < 0 for res in results.values())  # pad's log-prob 0 was never taken
+
+
+def test_stop_ends_the_thread_and_lets_go_of_the_batch(fake_model_class, event_loop_for_futures) -> None:
+    """A model reload stops the old version's scheduler: its decoder thread must not linger."""
+    model = fake_model_class(step_delay_s=0.01)
+    reports: queue.SimpleQueue[DecoderReport] = queue.SimpleQueue()
+    decoder = DecodeLoop(model, SPECIAL, reports.put)
+    decoder.start()
+    decoder.join([encoded(model, tickets(event_loop_for_futures, [[50, 5]]))])
+    collect(reports, lambda seen: sum(len(r.step_rows) for r in seen) >= 1)  # it is decoding
+    decoder.stop()
+    decoder._thread.join(timeout=5)
+    assert not decoder._thread.is_alive()
+    assert decoder.live_rows == 0 and decoder._batch is None
+    steps = len(model.step_rows)
+    time.sleep(0.05)
+    assert len(model.step_rows) == steps  # no step after the stop
