@@ -259,8 +259,10 @@ class Scheduler:
         admitted: list[Ticket] = []
         while self._waiting and len(admitted) < max_requests:
             head = self._waiting[0]
-            if head.future.done():  # expired or cancelled while queued
+            if head.future.done():  # expired (counted by _expire) or cancelled while queued
                 self._waiting.popleft()
+                if head.future.cancelled():  # before its submit() could take it out and count it
+                    self._counters.cancelled += 1
                 continue
             if head.rows > free_rows:
                 break  # first come, first served: a wide beam request is not overtaken forever
