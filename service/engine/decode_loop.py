@@ -162,8 +162,10 @@ class DecodeLoop:
         they were being encoded are reported instead. A failure (a bug) fails the group and the
         batch it may have half-written; later groups start a new batch."""
         report = self._pending
-        keep = [i for i, ticket in enumerate(group.tickets) if not ticket.future.done()]
-        report.abandoned.extend(t for i, t in enumerate(group.tickets) if i not in keep)
+        # done() is read once per ticket: the event loop may cancel one between two reads.
+        live = [not ticket.future.done() for ticket in group.tickets]
+        keep = [i for i, alive in enumerate(live) if alive]
+        report.abandoned.extend(t for t, alive in zip(group.tickets, live, strict=True) if not alive)
         if not keep:
             return
         tickets = [group.tickets[i] for i in keep]

@@ -336,13 +336,13 @@ class Scheduler:
         now = time.monotonic()
         for ticket, result in report.finished:
             if self._forget(ticket):
-                self._set_result(ticket, result)
+                if not ticket.future.done():
+                    ticket.future.set_result(result)
                 counters.finished.append(FinishedRequest(
                     result.queue_wait_seconds, result.decode_seconds, len(result.target_ids) + 1))
                 self._completions.record(now)
         for ticket, error in report.failed:
-            if self._forget(ticket) and not ticket.future.done():
-                ticket.future.set_exception(error)
+            if self._forget(ticket) and self._fail(ticket, error):
                 counters.failed += 1
         for ticket in report.abandoned:
             if self._forget(ticket) and ticket.future.cancelled():
@@ -356,11 +356,6 @@ class Scheduler:
             return False
         self._held_rows -= ticket.rows
         return True
-
-    @staticmethod
-    def _set_result(ticket: Ticket, result: TranslationResult) -> None:
-        if not ticket.future.done():
-            ticket.future.set_result(result)
 
     def _expire(self, ticket: Ticket) -> None:
         if ticket.future.done():
@@ -378,15 +373,17 @@ class Scheduler:
         return True
 
     @staticmethod
-    def _fail(ticket: Ticket, error: Exception) -> None:
-        if not ticket.future.done():
-            ticket.future.set_exception(error)
+    def _fail(ticket: Ticket, error: Exception) -> bool:
+        """Fail the request unless it already ended (expired, cancelled); True when it failed now."""
+        if ticket.future.done():
+            return False
+        ticket.future.set_exception(error)
+        return True
 
     def _fail_admitting(self, error: EngineFailure) -> None:
         """Fail the requests being admitted (not yet handed to the decode loop); their rows are free."""
         for ticket in self._admitting:
-            if not ticket.future.done():
-                ticket.future.set_exception(error)
+            if self._fail(ticket, error):
                 self._counters.failed += 1
             self._held_rows -= ticket.rows
         self._admitting = []
