@@ -91,7 +91,8 @@ export: $(STAMPS)/dev
 	$(PY) -m training.cli export --checkpoint runs/en-de/best.pt --none-checkpoint runs/en-de-none/best.pt \
 	    --store model_store --name en-de --version $(VERSION)
 
-# Needs the shipped model in model_store/ and, for the naive PyTorch baseline, runs/en-de/best.pt.
+# Needs the shipped model in model_store/; the naive PyTorch baseline uses runs/en-de/best.pt if it exists,
+# else the artifact's own fp32 weights (BENCH_ARGS="--checkpoint X.pt" to pick another checkpoint).
 BENCH_ARGS ?=
 bench: $(STAMPS)/dev
 	$(PY) -m loadtest.bench $(BENCH_ARGS)

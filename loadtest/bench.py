@@ -30,9 +30,11 @@ from loadtest.report import write_benchmarks_doc
 from loadtest.sentences import UNLOADED_SENTENCE, Sentence, load_sentences
 from loadtest.servers import (
     REPO_ROOT,
+    NaiveWeights,
     ServerProcess,
     ServerStartError,
     decoder_activity,
+    naive_weights,
     scrape_counters,
     start_naive,
     start_service,
@@ -103,14 +105,16 @@ def summarize_run(record: client.RunRecord, codec: Codec, before: dict[str, floa
     return summary
 
 
-def _start(name: str, store: Path, checkpoint: Path | None, raw_dir: Path, model_spec: str,
+def _start(name: str, store: Path, naive: NaiveWeights | None, raw_dir: Path, model_spec: str,
            server_env: dict[str, str]) -> ServerProcess:
     log_path = raw_dir / f"server-{name}.log"
     settings = CONFIGS[name]
     if settings is None:
-        if checkpoint is None:
-            raise ServerStartError("the naive baseline needs --checkpoint (a torch checkpoint .pt)")
-        return start_naive(checkpoint, log_path)
+        if naive is None:
+            raise ServerStartError("no weights for the naive baseline")
+        if naive.source == "checkpoint":
+            return start_naive(naive.path, log_path)
+        return start_naive(None, log_path, artifact=naive.path)
     return start_service(store, log_path, server_env | settings | {"models": model_spec}, label=name)
 
 
@@ -235,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="en-de", help="model name in the store")
     parser.add_argument("--version", help="model version (default: the newest)")
     parser.add_argument("--checkpoint", type=Path, default=REPO_ROOT / "runs/en-de/best.pt",
-                        help="torch checkpoint of the same model, for the naive baseline")
+                        help="torch checkpoint of the same model, for the naive baseline; when it does not "
+                             "exist, the naive baseline runs the benchmarked artifact's fp32 weights in PyTorch")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"subset of {','.join(CONFIGS)}")
     parser.add_argument("--open-configs", default="static,continuous", help="configs also run open loop")
     parser.add_argument("--sentences", type=Path, help="default: the test sets, else loadtest/sentences.txt")
@@ -274,9 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     all_sentences, sentences_source = load_sentences(args.sentences)
     sentences = list(all_sentences)
     random.Random(plan.seed).shuffle(sentences)  # mixed lengths in every window; same order everywhere
-    checkpoint = args.checkpoint if args.checkpoint and args.checkpoint.is_file() else None
-    if "naive" in names and checkpoint is None:
-        parser.error(f"the naive baseline needs a torch checkpoint: {args.checkpoint} not found (--checkpoint)")
+    naive = naive_weights(args.checkpoint, artifact_dir) if "naive" in names else None
+    if naive is not None and naive.source == "artifact":
+        print(f"[bench] naive: no checkpoint at {args.checkpoint}; running the fp32 weights of {artifact_dir} "
+              "in PyTorch", flush=True)
     force_lengths = args.lengths == "reference"
     raw_dir = args.out / "raw" / "bench"
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -296,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[bench] {name} skipped: {reason}", flush=True)
             continue
         try:
-            with _start(name, args.store, checkpoint, raw_dir, f"{manifest.name}@{manifest.version}",
+            with _start(name, args.store, naive, raw_dir, f"{manifest.name}@{manifest.version}",
                         server_env) as server:
                 alone = None if CONFIGS[name] is None else functools.partial(
                     model_alone, args.store, manifest, variant, args.unloaded_text, plan.unloaded_requests)
@@ -331,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": {"artifact": str(artifact_dir), "name": manifest.name, "version": manifest.version,
                   "attention": manifest.attention, "model_config": manifest.model_config,
                   "training": manifest.training.get("task") or manifest.training.get("trained_on"),
-                  "checkpoint": str(checkpoint) if checkpoint else None},
+                  "checkpoint": str(naive.path) if naive and naive.source == "checkpoint" else None,
+                  "naive_weights": {"source": naive.source, "path": str(naive.path)} if naive else None},
         "sentences": {"source": sentences_source, "count": len(sentences),
                       "source_tokens_mean": sum(lengths) / len(lengths),
                       "source_tokens_p50": sorted(lengths)[len(lengths) // 2],

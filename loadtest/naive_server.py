@@ -3,7 +3,8 @@ time, greedy decoding one sentence after another (what the PyTorch seq2seq tutor
 
 Lives with the benchmark, never in service/; imports torch and training. Speaks the subset of the
 service's API the benchmark uses: POST /v1/translate ({"text"} or {"texts"}, optional max_length),
-GET /healthz, GET /readyz. Run: python -m loadtest.naive_server --checkpoint X.pt --port 8001
+GET /healthz, GET /readyz. Run: python -m loadtest.naive_server --checkpoint X.pt --port 8001, or
+--artifact model_store/en-de/3 for the weights of an artifact's fp32 graphs (no checkpoint needed).
 """
 
 from __future__ import annotations
@@ -25,17 +26,30 @@ class TranslateBody(BaseModel):
     max_length: int | None = None
 
 
-def build_app(checkpoint: Path, max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS) -> Any:
+def build_app(checkpoint: Path | None = None, max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS, *,
+              artifact: Path | None = None) -> Any:
+    """The app over a training checkpoint or, exactly one or the other, a model_store artifact directory."""
     import torch
     from fastapi import FastAPI, HTTPException
-    from torch.torch_version import TorchVersion
 
-    from training.checkpoint import load_checkpoint
+    if (checkpoint is None) == (artifact is None):
+        raise ValueError("give exactly one of checkpoint or artifact")
+    if artifact is not None:
+        from training.from_artifact import load_artifact
 
-    # The trainer records torch.__version__ (a TorchVersion) in its checkpoints; allow just that class
-    # so the weights-only (no arbitrary pickle code) load still works.
-    with torch.serialization.safe_globals([TorchVersion]):
-        model, codec, _ = load_checkpoint(checkpoint)
+        # Checksums verified and torch-vs-ONNX Runtime parity checked on load: the same model the service runs.
+        model, codec, info = load_artifact(artifact)
+        weights_label = f"{info['name']}@{info['version']} (artifact)"
+    else:
+        from torch.torch_version import TorchVersion
+
+        from training.checkpoint import load_checkpoint
+
+        # The trainer records torch.__version__ (a TorchVersion) in its checkpoints; allow just that class
+        # so the weights-only (no arbitrary pickle code) load still works.
+        with torch.serialization.safe_globals([TorchVersion]):
+            model, codec, _ = load_checkpoint(checkpoint)
+        weights_label = Path(checkpoint).name
     lock = threading.Lock()  # one request at a time: the model is never shared between requests
 
     @torch.no_grad()
@@ -69,7 +83,7 @@ def build_app(checkpoint: Path, max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKE
         texts = [body.text] if body.text is not None else list(body.texts or [])
         with lock:
             translations = [{"text": greedy(text, body.max_length)} for text in texts]
-        return {"model": {"name": "naive", "version": checkpoint.name}, "translations": translations}
+        return {"model": {"name": "naive", "version": weights_label}, "translations": translations}
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -87,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    weights = parser.add_mutually_exclusive_group(required=True)
+    weights.add_argument("--checkpoint", type=Path, help="a training checkpoint (.pt)")
+    weights.add_argument("--artifact", type=Path,
+                         help="a model_store artifact directory: its fp32 graphs' weights, rebuilt in PyTorch")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
@@ -96,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    uvicorn.run(build_app(args.checkpoint), host=args.host, port=args.port, log_level="warning", access_log=False)
+    app = build_app(args.checkpoint, artifact=args.artifact)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 

@@ -73,13 +73,22 @@ def _machine_line(document: dict[str, Any]) -> str:
             f"load average {m.get('load_average_1m_at_start')} at start, nice {m.get('niceness')}; {versions}")
 
 
+def _naive_weights(model: dict[str, Any]) -> str:
+    """Which torch weights the naive baseline ran (results written before the artifact fallback name a
+    checkpoint only)."""
+    weights = model.get("naive_weights") or {}
+    if weights.get("source") == "artifact":
+        return f"naive baseline weights: the artifact's fp32 graphs (`{weights['path']}`), rebuilt in PyTorch"
+    return f"naive baseline checkpoint `{model.get('checkpoint')}`"
+
+
 def _bench_section(doc: dict[str, Any]) -> list[str]:
     plan = doc["plan"]
     lines = ["## Side-by-side benchmark", "", f"Command: `{doc['command']}` (`{MAKE_TARGETS['bench']}`)", "",
              f"Measured: {_machine_line(doc)}. Wall time {doc.get('wall_s', 0):.0f} s.", "",
              *(f"- {note}" for note in _caveats(doc)), "",
              f"Model: `{doc['model']['artifact']}` ({doc['model']['name']} v{doc['model']['version']}, "
-             f"{doc['model']['attention']}); naive baseline checkpoint `{doc['model']['checkpoint']}`.",
+             f"{doc['model']['attention']}); {_naive_weights(doc['model'])}.",
              f"Sentences: {doc['sentences']['count']} from {doc['sentences']['source']} "
              f"(source tokens mean {doc['sentences']['source_tokens_mean']:.1f}, "
              f"max {doc['sentences']['source_tokens_max']}); output lengths: "
@@ -327,9 +336,10 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "- Reproduce: `make profile` (py-spy, per-thread summary above and a speedscope file).", "",
               "## Running it", "",
               "- `make bench` = `python -m loadtest.bench`: all five servers, then the engine benchmark, then this "
-              "page (about 12 minutes on 2 cores). It needs the model in `model_store/` and the torch checkpoint "
-              "it was exported from (`--checkpoint`, default `runs/en-de/best.pt`) for the naive baseline; "
-              "without one, `--configs off,static,continuous,int8`. `--quick` is a smoke run of about a minute.",
+              "page (about 12 minutes on 2 cores). It needs only the model in `model_store/`: the naive baseline "
+              "runs that artifact's fp32 weights in PyTorch (rebuilt by `training/from_artifact.py`, parity with "
+              "ONNX Runtime checked at start), or the torch checkpoint given by `--checkpoint` (default "
+              "`runs/en-de/best.pt`) when that file exists. `--quick` is a smoke run of about a minute.",
               "- `make loadtest` = `python -m loadtest.run_loadtest`: a real server process, Locust at 1, 2, 4 ... "
               "256 users offering 1 request/s each, 30 s per step (about 5 minutes); raw Locust CSV/JSON/HTML per "
               "step under `loadtest/results/raw/loadtest/`.",

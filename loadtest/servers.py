@@ -102,12 +102,32 @@ def start_service(store: Path, log_path: Path, settings: dict[str, str] | None =
     return _start(label, [sys.executable, "-m", "service"], env, port, log_path, ready_timeout_s)
 
 
-def start_naive(checkpoint: Path, log_path: Path, label: str = "naive", ready_timeout_s: float = 180.0,
-                threads: int = 0) -> ServerProcess:
-    """The naive PyTorch baseline (loadtest/naive_server.py) serving `checkpoint`."""
+@dataclass(frozen=True)
+class NaiveWeights:
+    """Where the naive baseline's torch weights come from."""
+
+    source: str  # "checkpoint" (a training checkpoint) | "artifact" (the artifact's fp32 graphs)
+    path: Path
+
+
+def naive_weights(checkpoint: Path | None, artifact: Path | None) -> NaiveWeights:
+    """The checkpoint when that file exists, else the artifact: checkpoints are never committed, and the
+    artifact's fp32 graphs hold the very weights the service computes with."""
+    if checkpoint is not None and Path(checkpoint).is_file():
+        return NaiveWeights("checkpoint", Path(checkpoint))
+    if artifact is None:
+        raise ServerStartError(f"the naive baseline needs a torch checkpoint ({checkpoint} not found) or an artifact")
+    return NaiveWeights("artifact", Path(artifact))
+
+
+def start_naive(checkpoint: Path | None, log_path: Path, label: str = "naive", ready_timeout_s: float = 180.0,
+                threads: int = 0, artifact: Path | None = None) -> ServerProcess:
+    """The naive PyTorch baseline (loadtest/naive_server.py) serving `checkpoint`, or, when that file
+    does not exist, the weights of `artifact` (a model_store artifact directory); see naive_weights."""
+    weights = naive_weights(checkpoint, artifact)
     port = free_port()
     env = dict(os.environ) | {"PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-m", "loadtest.naive_server", "--checkpoint", str(Path(checkpoint).resolve()),
+    argv = [sys.executable, "-m", "loadtest.naive_server", f"--{weights.source}", str(weights.path.resolve()),
             "--port", str(port), "--threads", str(threads)]
     return _start(label, argv, env, port, log_path, ready_timeout_s)
 

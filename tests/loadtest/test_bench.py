@@ -141,3 +141,22 @@ def test_int8_is_skipped_when_the_export_dropped_it(tiny_artifact: Path, tmp_pat
     int8_target = next(t for t in document["targets"] if t["target"].startswith("int8 / fp32"))
     assert int8_target["met"] is None
     assert "| int8 | the artifact has no int8 variant" in (tmp_path / "benchmarks.md").read_text(encoding="utf-8")
+
+
+def test_the_naive_baseline_without_a_checkpoint_runs_the_artifact(
+    tiny_store: Path, tiny_artifact: Path, number_sentences: Path, tmp_path: Path
+) -> None:
+    docs = tmp_path / "benchmarks.md"
+    code = bench.main(["--quick", "--configs", "naive", "--skip-engine", "--store", str(tiny_store),
+                       "--checkpoint", str(tmp_path / "never-written.pt"), "--sentences", str(number_sentences),
+                       "--unloaded-text", "three thousand and forty-two", "--out", str(tmp_path / "out"),
+                       "--docs", str(docs)])
+    assert code == 0
+    document = json.loads((tmp_path / "out" / "bench.json").read_text(encoding="utf-8"))
+    assert document["model"]["naive_weights"] == {"source": "artifact", "path": str(tiny_artifact)}
+    assert document["model"]["checkpoint"] is None
+    naive = document["configs"]["naive"]
+    assert "error" not in naive, naive.get("error")
+    assert all(run["errors"] == 0 and run["requests_ok"] > 0 for run in naive["closed"]["runs"])
+    assert all(naive["sample_translations"])
+    assert f"naive baseline weights: the artifact's fp32 graphs (`{tiny_artifact}`)" in docs.read_text(encoding="utf-8")

@@ -128,6 +128,31 @@ def test_the_tooling_never_imports_locust_into_this_process() -> None:
     assert "locust" not in sys.modules and "gevent.monkey" not in sys.modules
 
 
+def test_the_naive_baseline_prefers_an_existing_checkpoint_else_the_artifact(tmp_path: Path) -> None:
+    from loadtest.servers import NaiveWeights, ServerStartError, naive_weights
+
+    checkpoint, artifact = tmp_path / "best.pt", tmp_path / "store" / "en-de" / "3"
+    assert naive_weights(checkpoint, artifact) == NaiveWeights("artifact", artifact)
+    assert naive_weights(None, artifact) == NaiveWeights("artifact", artifact)
+    checkpoint.write_bytes(b"weights")
+    assert naive_weights(checkpoint, artifact) == NaiveWeights("checkpoint", checkpoint)
+    with pytest.raises(ServerStartError, match="needs a torch checkpoint"):
+        naive_weights(tmp_path / "missing.pt", None)
+
+
+def test_report_names_where_the_naive_weights_came_from() -> None:
+    from loadtest.report import _naive_weights
+
+    artifact = {"checkpoint": None, "naive_weights": {"source": "artifact", "path": "model_store/en-de/3"}}
+    assert _naive_weights(artifact) == ("naive baseline weights: the artifact's fp32 graphs "
+                                        "(`model_store/en-de/3`), rebuilt in PyTorch")
+    checkpoint = {"checkpoint": "runs/en-de/best.pt",
+                  "naive_weights": {"source": "checkpoint", "path": "runs/en-de/best.pt"}}
+    assert _naive_weights(checkpoint) == "naive baseline checkpoint `runs/en-de/best.pt`"
+    # results written before the artifact fallback existed
+    assert _naive_weights({"checkpoint": "runs/en-de/best.pt"}) == "naive baseline checkpoint `runs/en-de/best.pt`"
+
+
 def test_report_renders_the_overload_and_profile_results(tmp_path: Path) -> None:
     from loadtest import overload, report
 
