@@ -62,7 +62,7 @@ class ServiceMetrics:
         self.active_rows = Gauge("translator_active_rows", "Decoder rows in the running batch.", registry=r)
         self.batch_rows = Histogram(
             "translator_batch_rows",
-            "Rows per decoder step (the batch size).",
+            "Live rows per decoder call (the batch size; one call per lane per step).",
             buckets=_ROW_BUCKETS,
             registry=r,
         )
@@ -73,7 +73,9 @@ class ServiceMetrics:
             buckets=_ROW_BUCKETS,
             registry=r,
         )
-        self.decoder_steps = Counter("translator_decoder_steps", "Decoder steps run.", registry=r)
+        self.decoder_steps = Counter(
+            "translator_decoder_steps", "Decoder calls run (one per lane per step).", registry=r
+        )
         self.generated_tokens = Counter(
             "translator_generated_tokens",
             "Target tokens generated for finished requests.",

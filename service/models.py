@@ -233,6 +233,7 @@ class ModelRegistry:
             default_timeout_s=settings.request_timeout_s,
             max_output_tokens=settings.max_output_tokens,
             inline_max_rows=settings.inline_max_rows,
+            decoder_lane_bounds=tuple(settings.decoder_lane_bounds),
         )
         return Scheduler(model, special, config, on_stats=self._metrics.observe_step)
 

@@ -102,7 +102,8 @@ class Scheduler:
         def hand_over(report: DecoderReport) -> None:  # on the decoder's thread
             loop.call_soon_threadsafe(self._deliver, report)
 
-        self._decoder = DecodeLoop(self._model, self._special, hand_over)
+        self._decoder = DecodeLoop(self._model, self._special, hand_over,
+                                   lane_bounds=self._config.decoder_lane_bounds)
         self._decoder.start()
         self._task = loop.create_task(self._run(), name="translation-scheduler")
 

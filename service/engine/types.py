@@ -58,6 +58,9 @@ class SchedulerConfig:
     # Encoder calls of at most this many rows run on the event loop's thread when there is nothing
     # to overlap them with (see Scheduler._inline); 0: always on the encoder's thread.
     inline_max_rows: int = 0
+    # Source-length bounds (tokens) splitting the decoder's rows into lanes, one decoder call each
+    # per step (see DecodeLoop); (): one lane.
+    decoder_lane_bounds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in BATCHING_MODES:
@@ -72,6 +75,8 @@ class SchedulerConfig:
             raise ValueError(f"inline_max_rows must be >= 0, got {self.inline_max_rows}")
         if self.max_output_tokens < 1:
             raise ValueError(f"max_output_tokens must be >= 1, got {self.max_output_tokens}")
+        if any(bound < 1 for bound in self.decoder_lane_bounds):
+            raise ValueError(f"decoder_lane_bounds must be >= 1, got {self.decoder_lane_bounds}")
 
     def default_max_length(self, source_length: int) -> int:
         """Generated-token cap for a source of `source_length` tokens (eos included)."""
@@ -92,7 +97,7 @@ class StepStats:
     encoder_calls: int  # encoder calls handed to the decoder (one per length group)
     rows_admitted: int  # decoder rows they bring (a beam request brings beam_size)
     requests_admitted: int
-    step_rows: tuple[int, ...]  # live rows of each decoder step (holes excluded)
+    step_rows: tuple[int, ...]  # live rows of each decoder call (holes excluded; a call per lane per step)
     # Encoder padding: positions computed for padding vs all positions (batch * padded src_len).
     padded_source_positions: int
     total_source_positions: int

@@ -141,28 +141,34 @@ def _open_graph(
 class _DeviceMemory:
     """IO binding: the step's memory tensors copied to the device once per batch composition.
 
-    The scheduler keeps one Memory object while its set of requests is unchanged, so identity is
-    the cache key.
+    The engine keeps one Memory object per batch while its set of requests is unchanged, so
+    identity is the cache key. The decode loop steps one batch per lane in turn, so the last few
+    are kept (each lane's copy would otherwise push the other's out on every step).
     """
 
-    def __init__(self, device: str, device_id: int) -> None:
+    def __init__(self, device: str, device_id: int, entries: int = 4) -> None:
         self.device, self.device_id = device, device_id
-        self._source: Memory | None = None
-        self._values: dict[str, ort.OrtValue] = {}
+        self._entries = entries
+        # (the Memory itself, not id(): a dead object's id may be reused) -> its device values
+        self._cache: list[tuple[Memory, dict[str, ort.OrtValue]]] = []
 
     def values(self, memory: Memory) -> dict[str, ort.OrtValue]:
-        if memory is not self._source:
-            arrays = {
-                "memory": memory.memory,
-                "memory_keys": memory.memory_keys,
-                "source_mask": memory.source_mask,
-            }
-            self._values = {
-                name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self.device, self.device_id)
-                for name, array in arrays.items()
-            }
-            self._source = memory
-        return self._values
+        for i, (source, values) in enumerate(self._cache):
+            if source is memory:
+                if i:
+                    self._cache.insert(0, self._cache.pop(i))
+                return values
+        arrays = {
+            "memory": memory.memory,
+            "memory_keys": memory.memory_keys,
+            "source_mask": memory.source_mask,
+        }
+        values = {
+            name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self.device, self.device_id)
+            for name, array in arrays.items()
+        }
+        self._cache = [(memory, values), *self._cache[: self._entries - 1]]
+        return values
 
 
 class _DeviceState(DecoderState):

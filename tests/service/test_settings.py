@@ -111,3 +111,16 @@ def test_the_gil_switch_interval_is_short_by_default_and_bounded(monkeypatch: py
     monkeypatch.setenv("TRANSLATOR_GIL_SWITCH_INTERVAL_MS", "-1")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_decoder_lanes_split_at_32_tokens_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().decoder_lane_bounds == [32]
+    monkeypatch.setenv("TRANSLATOR_DECODER_LANE_BOUNDS", "16, 48")
+    assert Settings().decoder_lane_bounds == [16, 48]
+    monkeypatch.setenv("TRANSLATOR_DECODER_LANE_BOUNDS", "")  # one lane
+    assert Settings().decoder_lane_bounds == []
+    for bad in ("0", "short"):
+        monkeypatch.setenv("TRANSLATOR_DECODER_LANE_BOUNDS", bad)
+        with pytest.raises(ValidationError) as caught:
+            Settings()
+        assert "TRANSLATOR_DECODER_LANE_BOUNDS" in describe_validation_error(caught.value)

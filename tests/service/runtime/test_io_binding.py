@@ -158,8 +158,25 @@ def test_a_host_state_and_another_models_state_are_read_not_bound(
     assert_same_step(from_other, models[False].decode_step(tokens, host, batch.memory))
 
 
-def test_translations_through_the_scheduler_are_identical_with_binding_on_and_off(
+def test_the_device_copy_of_each_lanes_memory_is_kept_while_the_lanes_take_turns(
     models: dict[bool, OnnxSeq2SeqModel], codec: Codec, shipped: tuple[Path, Manifest]
+) -> None:
+    """The decode loop steps one batch per lane in turn: each batch's memory is copied to the device
+    once, not again on every step because the other lane's came in between."""
+    bos = shipped[1].special_tokens.bos_id
+    short = join(DecodeBatch(), models[True], codec, TEXTS[:1], [0], [1], bos)
+    long = join(DecodeBatch(), models[True], codec, TEXTS[1:2], [1], [1], bos)
+    device_memory = models[True]._device_memory
+    assert device_memory is not None
+    first = {lane: device_memory.values(lane.memory) for lane in (short, long)}
+    for _ in range(3):
+        for lane in (short, long):
+            assert device_memory.values(lane.memory) is first[lane]
+
+
+@pytest.mark.parametrize("lane_bounds", [(), (6,)])
+def test_translations_through_the_scheduler_are_identical_with_binding_on_and_off(
+    models: dict[bool, OnnxSeq2SeqModel], codec: Codec, shipped: tuple[Path, Manifest], lane_bounds: tuple[int, ...]
 ) -> None:
     special = special_of(shipped[1])
     requests = [
@@ -170,7 +187,9 @@ def test_translations_through_the_scheduler_are_identical_with_binding_on_and_of
 
     async def translate(model: OnnxSeq2SeqModel) -> list[TranslationResult]:
         # 6 rows for 16 wanted: requests wait, then join a running batch as others leave.
-        scheduler = Scheduler(model, special, SchedulerConfig(mode="continuous", max_batch_rows=6))
+        # (6,): the short texts and the long one are stepped in separate decoder calls (lanes).
+        config = SchedulerConfig(mode="continuous", max_batch_rows=6, decoder_lane_bounds=lane_bounds)
+        scheduler = Scheduler(model, special, config)
         await scheduler.start()
         try:
             pending = []
