@@ -62,7 +62,7 @@ class ServiceMetrics:
         self.active_rows = Gauge("translator_active_rows", "Decoder rows in the running batch.", registry=r)
         self.batch_rows = Histogram(
             "translator_batch_rows",
-            "Live rows per decoder call (the batch size; one call per lane per step).",
+            "Live rows per decoder step (the batch size of one lane).",
             buckets=_ROW_BUCKETS,
             registry=r,
         )
@@ -74,7 +74,7 @@ class ServiceMetrics:
             registry=r,
         )
         self.decoder_steps = Counter(
-            "translator_decoder_steps", "Decoder calls run (one per lane per step).", registry=r
+            "translator_decoder_steps", "Decoder steps run (each lane steps its own rows).", registry=r
         )
         self.generated_tokens = Counter(
             "translator_generated_tokens",

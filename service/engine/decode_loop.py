@@ -20,12 +20,11 @@ resolves a future. Numpy only; must not import onnxruntime, fastapi or prometheu
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,7 +81,7 @@ class DecoderReport:
     finished: list[tuple[Ticket, TranslationResult]] = field(default_factory=list)
     failed: list[tuple[Ticket, Exception]] = field(default_factory=list)
     abandoned: list[Ticket] = field(default_factory=list)  # expired or cancelled: slots freed
-    step_rows: list[int] = field(default_factory=list)  # live rows of each decoder call (one per lane per step)
+    step_rows: list[int] = field(default_factory=list)  # live rows of each decoder step of this loop
     padded_source_positions: int = 0  # attended positions that were padding or holes
     total_source_positions: int = 0
     generated_tokens: int = 0
@@ -91,23 +90,9 @@ class DecoderReport:
         return bool(self.finished or self.failed or self.abandoned)
 
 
-@dataclass(eq=False)
-class _Lane:
-    """The requests whose sources fall in one length range, and their batch: one decoder call each
-    step. (Every row of a call attends over the call's longest source.)"""
-
-    max_source_tokens: int | None  # None: no upper bound (the last lane)
-    batch: DecodeBatch | None = None
-    tickets: dict[int, Ticket] = field(default_factory=dict)  # requests holding slots in `batch`
-
-
 class DecodeLoop:
-    """Owns the DecodeBatches and the searches of the requests in them, on one daemon thread.
-
-    `lane_bounds` (ascending source lengths in tokens) split the rows into lanes, each its own
-    batch and decoder call per step: (32,) puts sources of up to 32 tokens in one call and the
-    longer ones in another, so one long source no longer widens every short row's attention.
-    """
+    """Owns the DecodeBatch and the searches of the requests in it, on one daemon thread. The
+    scheduler runs one per lane (a range of source lengths), side by side."""
 
     def __init__(
         self,
@@ -115,14 +100,13 @@ class DecodeLoop:
         special: SpecialIds,
         report: Callable[[DecoderReport], None],
         name: str = "engine-decoder",
-        lane_bounds: Sequence[int] = (),
     ) -> None:
         self._model = model
         self._special = special
         self._report = report  # called on this thread; must hand the report over thread-safely
         self._inbox: queue.SimpleQueue[list[Encoded] | None] = queue.SimpleQueue()
-        self._bounds = sorted(set(lane_bounds))
-        self._lanes = [_Lane(bound) for bound in [*self._bounds, None]]
+        self._batch: DecodeBatch | None = None
+        self._tickets: dict[int, Ticket] = {}  # requests holding slots in the batch
         self._pending = DecoderReport()
         self._last_report = time.monotonic()
         self._stopped = False
@@ -149,32 +133,20 @@ class DecodeLoop:
             try:
                 if not self._take_newcomers():
                     break
-                for lane in self._lanes:
-                    if lane.batch is not None:
-                        self._step(lane, lane.batch)
+                if self._batch is not None:
+                    self._step(self._batch)
                 self._maybe_report()
             except Exception as exc:  # a bug here must not stop decoding for later requests
                 logger.exception("decode loop iteration failed; failing its requests")
                 self._fail_all(EngineFailure(f"internal engine error: {type(exc).__name__}"))
                 self._maybe_report()
-        # Stopped: the scheduler has failed every request; let go of the batches' memory.
-        for lane in self._lanes:
-            lane.batch, lane.tickets = None, {}
-        self.live_rows = 0
-
-    def _idle(self) -> bool:
-        return all(lane.batch is None for lane in self._lanes)
-
-    def _lane_of(self, source_tokens: int) -> int:
-        return bisect.bisect_left(self._bounds, source_tokens)
-
-    def _count_live_rows(self) -> None:
-        self.live_rows = sum(lane.batch.live_rows for lane in self._lanes if lane.batch is not None)
+        # Stopped: the scheduler has failed every request; let go of the batch's memory.
+        self._batch, self._tickets, self.live_rows = None, {}, 0
 
     def _take_newcomers(self) -> bool:
-        """Join what the event loop handed over; with every batch empty, wait for it. False: stop."""
+        """Join what the event loop handed over; with an empty batch, wait for it. False: stop."""
         while True:
-            idle = self._idle()
+            idle = self._batch is None
             if idle:
                 self._maybe_report(force=True)  # nothing to step: hand over what is pending first
             try:
@@ -187,22 +159,16 @@ class DecodeLoop:
                 self._join(group)
 
     def _join(self, group: Encoded) -> None:
-        """The group's requests take free slots of their lanes' batches (holes first); ones abandoned
-        while they were being encoded are reported instead. A failure (a bug) fails the group and
-        every batch, which may be half-written; later groups start new batches."""
+        """The group's requests take free slots of the batch (holes first); ones abandoned while
+        they were being encoded are reported instead. A failure (a bug) fails the group and the
+        batch it may have half-written; later groups start a new batch."""
         report = self._pending
         # done() is read once per ticket: the event loop may cancel one between two reads.
         live = [not ticket.future.done() for ticket in group.tickets]
+        keep = [i for i, alive in enumerate(live) if alive]
         report.abandoned.extend(t for t, alive in zip(group.tickets, live, strict=True) if not alive)
-        by_lane: dict[int, list[int]] = {}
-        for i, alive in enumerate(live):
-            if alive:
-                by_lane.setdefault(self._lane_of(int(group.lengths[i])), []).append(i)
-        for lane_index, keep in by_lane.items():
-            self._join_lane(self._lanes[lane_index], group, keep)
-        self._count_live_rows()
-
-    def _join_lane(self, lane: _Lane, group: Encoded, keep: list[int]) -> None:
+        if not keep:
+            return
         tickets = [group.tickets[i] for i in keep]
         try:
             output = group.output
@@ -211,27 +177,27 @@ class DecodeLoop:
                 output = EncoderOutput(output.memory[index], output.memory_keys[index],
                                        output.hidden[:, index], output.cell[:, index])
             searches = [make_search(t.request, self._special, t.max_length) for t in tickets]
-            batch = lane.batch if lane.batch is not None else DecodeBatch()
+            batch = self._batch if self._batch is not None else DecodeBatch()
             batch.join([t.key for t in tickets], [t.rows for t in tickets], group.lengths[keep], output,
                        self._special.bos_id)
         except Exception as exc:  # a bug: the batch may be half-written, so its requests fail too
             logger.exception("joining %d requests to the batch failed", len(tickets))
             error = EngineFailure(f"internal engine error: {type(exc).__name__}")
-            self._pending.failed.extend((ticket, error) for ticket in tickets)
+            report.failed.extend((ticket, error) for ticket in tickets)
             self._fail_all(error)
             return
-        lane.batch = batch
+        self._batch = batch
         for ticket, search in zip(tickets, searches, strict=True):
             ticket.search = search
-            lane.tickets[ticket.key] = ticket
+            self._tickets[ticket.key] = ticket
+        self.live_rows = batch.live_rows
 
-    def _step(self, lane: _Lane, batch: DecodeBatch) -> None:
-        """One decoder call for the lane's rows, then every request's search in it."""
+    def _step(self, batch: DecodeBatch) -> None:
         report = self._pending
-        self._drop_abandoned(lane, batch)
-        if lane.batch is None:
+        self._drop_abandoned(batch)
+        if self._batch is None:
             return
-        report.step_rows.append(batch.live_rows)
+        report.step_rows.append(self.live_rows)
         report.total_source_positions += batch.rows * batch.src_len
         report.padded_source_positions += batch.padded_positions
         try:
@@ -239,12 +205,12 @@ class DecodeLoop:
             if out.log_probs.shape[0] != batch.rows or out.attention.shape[0] != batch.rows:
                 raise ValueError(f"decoder returned {out.log_probs.shape[0]} rows for {batch.rows}")
         except Exception as exc:
-            logger.exception("decoder step failed for %d requests", len(lane.tickets))
+            logger.exception("decoder step failed for %d requests", len(self._tickets))
             self._fail_all(EngineFailure(f"the model failed during a decoder step: {type(exc).__name__}"))
             return
-        self._advance(lane, batch, out)
+        self._advance(batch, out)
 
-    def _advance(self, lane: _Lane, batch: DecodeBatch, out: StepOutput) -> None:
+    def _advance(self, batch: DecodeBatch, out: StepOutput) -> None:
         """Give each request its rows' outputs; the rows that continue get their next token, the
         requests that end are reported and free their slots (nothing is copied: see DecodeBatch)."""
         report = self._pending
@@ -258,7 +224,7 @@ class DecodeLoop:
         argmax = best.tolist()
         greedy_slots: list[int] = []
         greedy_tokens: list[int] = []
-        for key, ticket in list(lane.tickets.items()):
+        for key, ticket in list(self._tickets.items()):
             search = ticket.search
             request = ticket.request
             slots = batch.slots(key)
@@ -271,7 +237,7 @@ class DecodeLoop:
                     greedy_slots.append(first)
                     greedy_tokens.append(token)
                 else:
-                    self._leave(ticket, lane, batch)
+                    self._leave(ticket, batch)
                     report.finished.append((ticket, self._result(ticket, search, now)))
                 continue
             assert search is not None
@@ -282,17 +248,17 @@ class DecodeLoop:
                 advance = search.advance(out.log_probs[rows], attention, argmax[first])
             except Exception as exc:
                 logger.exception("search failed for one request")
-                self._leave(ticket, lane, batch)
+                self._leave(ticket, batch)
                 report.failed.append((ticket, EngineFailure(f"decoding failed: {type(exc).__name__}")))
                 continue
             report.generated_tokens += advance.generated_tokens
             if advance.done:
-                self._leave(ticket, lane, batch)
+                self._leave(ticket, batch)
                 report.finished.append((ticket, self._result(ticket, search, now)))
                 continue
             batch.continue_rows(key, advance.parents, advance.tokens)
         batch.continue_in_place(greedy_slots, greedy_tokens)
-        self._settle(lane, batch)
+        self._settle(batch)
 
     @staticmethod
     def _result(ticket: Ticket, search: Search, now: float) -> TranslationResult:
@@ -305,34 +271,32 @@ class DecodeLoop:
             decode_seconds=now - ticket.admitted_at,
         )
 
-    def _drop_abandoned(self, lane: _Lane, batch: DecodeBatch) -> None:
+    def _drop_abandoned(self, batch: DecodeBatch) -> None:
         """Free the slots of requests whose deadline passed or whose caller went away."""
-        abandoned = [ticket for ticket in lane.tickets.values() if ticket.future.done()]
+        abandoned = [ticket for ticket in self._tickets.values() if ticket.future.done()]
         if not abandoned:
             return
         for ticket in abandoned:
-            self._leave(ticket, lane, batch)
+            self._leave(ticket, batch)
             self._pending.abandoned.append(ticket)
-        self._settle(lane, batch)
+        self._settle(batch)
 
-    @staticmethod
-    def _leave(ticket: Ticket, lane: _Lane, batch: DecodeBatch) -> None:
-        del lane.tickets[ticket.key]
+    def _leave(self, ticket: Ticket, batch: DecodeBatch) -> None:
+        del self._tickets[ticket.key]
         batch.release(ticket.key)
 
-    def _settle(self, lane: _Lane, batch: DecodeBatch) -> None:
+    def _settle(self, batch: DecodeBatch) -> None:
         """Tidy the batch after requests continued or left; an empty batch is dropped."""
         batch.settle(MAX_HOLE_SHARE)
         if batch.rows == 0:
-            lane.batch = None
-        self._count_live_rows()
+            self._batch = None
+        self.live_rows = batch.live_rows if self._batch is not None else 0
 
     def _fail_all(self, error: EngineFailure) -> None:
         """Fail every request holding slots (not the ones still in the inbox)."""
-        for lane in self._lanes:
-            self._pending.failed.extend((ticket, error) for ticket in lane.tickets.values())
-            lane.tickets.clear()
-            lane.batch = None
+        self._pending.failed.extend((ticket, error) for ticket in self._tickets.values())
+        self._tickets.clear()
+        self._batch = None
         self.live_rows = 0
 
     def _maybe_report(self, force: bool = False) -> None:

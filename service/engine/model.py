@@ -63,7 +63,8 @@ class StepOutput:
 
 @runtime_checkable
 class Seq2SeqModel(Protocol):
-    """Blocking model calls; the scheduler runs them in a worker thread, one call at a time."""
+    """Blocking model calls, made from the scheduler's worker threads: the encoder's, and one
+    decoder thread per lane, so calls may run at the same time (ONNX Runtime sessions allow it)."""
 
     num_layers: int
     hidden_size: int

@@ -3,8 +3,9 @@
 Owns deadlines, cancellation, failure isolation and the three batching modes. A request's life:
 `submit` queues it; the event loop admits it when the batch has room (continuous: at any step;
 static/off: when the batch is empty), encodes it on the encoder's thread (small ones inline) and
-hands the encoder output to the `DecodeLoop`, whose own thread steps the batch back to back and
-reports what ended; the report resolves the futures here, on the event loop. Pure Python + numpy;
+hands the encoder output to the `DecodeLoop` of its lane (a range of source lengths), whose own
+thread steps that lane's batch back to back and reports what ended; the report resolves the
+futures here, on the event loop. Pure Python + numpy;
 must not import fastapi, onnxruntime, prometheus_client, service.api or service.runtime.
 """
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from service.engine.decode_loop import DecodeLoop, DecoderReport, Encoded, Ticket
-from service.engine.encoder_groups import length_groups
+from service.engine.encoder_groups import lane_of, length_groups
 from service.engine.errors import DeadlineExceeded, Draining, EngineFailure, InvalidRequest, Overloaded
 from service.engine.model import EncoderOutput, Seq2SeqModel
 from service.engine.retry_after import RetryAfterEstimator
@@ -86,7 +87,8 @@ class Scheduler:
         self._wakeup: asyncio.Event | None = None
         self._encoding: asyncio.Task[None] | None = None  # the encoder calls in flight
         self._task: asyncio.Task[None] | None = None
-        self._decoder: DecodeLoop | None = None
+        self._lane_bounds = sorted(set(config.decoder_lane_bounds))
+        self._decoders: list[DecodeLoop] = []  # one per lane, while running
         self._encoder_executor: ThreadPoolExecutor | None = None
         self._draining = False
 
@@ -102,9 +104,15 @@ class Scheduler:
         def hand_over(report: DecoderReport) -> None:  # on the decoder's thread
             loop.call_soon_threadsafe(self._deliver, report)
 
-        self._decoder = DecodeLoop(self._model, self._special, hand_over,
-                                   lane_bounds=self._config.decoder_lane_bounds)
-        self._decoder.start()
+        # One decoder thread per lane: a lane's rows attend over its own longest source only, and
+        # while one lane's step runs in ONNX Runtime (which releases the GIL) another lane's thread
+        # does its Python bookkeeping (int8, 2 cores: +21% sentences/s over both lanes on one thread).
+        self._decoders = [
+            DecodeLoop(self._model, self._special, hand_over, name="engine-decoder" + (f"-{lane}" if lane else ""))
+            for lane in range(len(self._lane_bounds) + 1)
+        ]
+        for decoder in self._decoders:
+            decoder.start()
         self._task = loop.create_task(self._run(), name="translation-scheduler")
 
     async def submit(self, request: TranslationRequest) -> TranslationResult:
@@ -153,9 +161,9 @@ class Scheduler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._decoder is not None:
-            self._decoder.stop()  # its thread ends after the step in progress; its report is ignored
-            self._decoder = None
+        for decoder in self._decoders:
+            decoder.stop()  # its thread ends after the step in progress; its report is ignored
+        self._decoders = []
         if self._encoding is not None:
             self._encoding.cancel()
             self._encoding = None
@@ -285,7 +293,7 @@ class Scheduler:
         run in one hand-off to the encoder's thread."""
         lengths = [len(t.request.source_ids) for t in admitted]
         calls: list[tuple[list[Ticket], np.ndarray, np.ndarray]] = []
-        for group in length_groups(lengths):
+        for group in length_groups(lengths, self._lane_bounds):
             members = [admitted[i] for i in group]
             group_lengths = np.array([lengths[i] for i in group], dtype=np.int64)
             source_ids = np.full((len(group), int(group_lengths.max())), self._special.pad_id, dtype=np.int64)
@@ -319,15 +327,18 @@ class Scheduler:
         counters.rows_admitted += sum(t.rows for t in admitted)
         counters.total_source_positions += positions
         counters.padded_source_positions += positions - sum(lengths)
-        assert self._decoder is not None
-        self._decoder.join([Encoded(members, group_lengths, output)
-                            for (members, _, group_lengths), output in zip(calls, outputs, strict=True)])
+        by_lane: dict[int, list[Encoded]] = {}
+        for (members, _, group_lengths), output in zip(calls, outputs, strict=True):
+            lane = lane_of(int(group_lengths.max()), self._lane_bounds)  # a group never mixes lanes
+            by_lane.setdefault(lane, []).append(Encoded(members, group_lengths, output))
+        for lane, groups in by_lane.items():
+            self._decoders[lane].join(groups)
         self._decoding.update((t.key, t) for t in admitted)
         self._admitting = []
         self._emit_stats()
 
     def _live_rows(self) -> int:
-        return self._decoder.live_rows if self._decoder is not None else 0
+        return sum(decoder.live_rows for decoder in self._decoders)
 
     # ----------------------------------------------------------------- resolving futures
 

@@ -58,8 +58,8 @@ class SchedulerConfig:
     # Encoder calls of at most this many rows run on the event loop's thread when there is nothing
     # to overlap them with (see Scheduler._inline); 0: always on the encoder's thread.
     inline_max_rows: int = 0
-    # Source-length bounds (tokens) splitting the decoder's rows into lanes, one decoder call each
-    # per step (see DecodeLoop); (): one lane.
+    # Source-length bounds (tokens) splitting the decoder's rows into lanes, each stepped by its own
+    # DecodeLoop thread; (): one lane.
     decoder_lane_bounds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
@@ -97,7 +97,7 @@ class StepStats:
     encoder_calls: int  # encoder calls handed to the decoder (one per length group)
     rows_admitted: int  # decoder rows they bring (a beam request brings beam_size)
     requests_admitted: int
-    step_rows: tuple[int, ...]  # live rows of each decoder call (holes excluded; a call per lane per step)
+    step_rows: tuple[int, ...]  # live rows of each decoder step (holes excluded; each lane steps on its own)
     # Encoder padding: positions computed for padding vs all positions (batch * padded src_len).
     padded_source_positions: int
     total_source_positions: int

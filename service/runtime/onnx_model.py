@@ -8,6 +8,7 @@ device between steps. Must not import fastapi, torch or training.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,22 +143,24 @@ class _DeviceMemory:
     """IO binding: the step's memory tensors copied to the device once per batch composition.
 
     The engine keeps one Memory object per batch while its set of requests is unchanged, so
-    identity is the cache key. The decode loop steps one batch per lane in turn, so the last few
-    are kept (each lane's copy would otherwise push the other's out on every step).
+    identity is the cache key. Each decoder lane has its own batch and thread, so the last few are
+    kept (one lane's copy must not push another's out on every step), behind a lock.
     """
 
     def __init__(self, device: str, device_id: int, entries: int = 4) -> None:
         self.device, self.device_id = device, device_id
         self._entries = entries
+        self._lock = threading.Lock()
         # (the Memory itself, not id(): a dead object's id may be reused) -> its device values
         self._cache: list[tuple[Memory, dict[str, ort.OrtValue]]] = []
 
     def values(self, memory: Memory) -> dict[str, ort.OrtValue]:
-        for i, (source, values) in enumerate(self._cache):
-            if source is memory:
-                if i:
-                    self._cache.insert(0, self._cache.pop(i))
-                return values
+        with self._lock:
+            for i, (source, values) in enumerate(self._cache):
+                if source is memory:
+                    if i:
+                        self._cache.insert(0, self._cache.pop(i))
+                    return values
         arrays = {
             "memory": memory.memory,
             "memory_keys": memory.memory_keys,
@@ -167,7 +170,8 @@ class _DeviceMemory:
             name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self.device, self.device_id)
             for name, array in arrays.items()
         }
-        self._cache = [(memory, values), *self._cache[: self._entries - 1]]
+        with self._lock:
+            self._cache = [(memory, values), *self._cache[: self._entries - 1]]
         return values
 
 

@@ -176,44 +176,7 @@ def test_stop_ends_the_thread_and_lets_go_of_the_batch(fake_model_class, event_l
     decoder.stop()
     decoder._thread.join(timeout=5)
     assert not decoder._thread.is_alive()
-    assert decoder.live_rows == 0 and decoder._idle()
+    assert decoder.live_rows == 0 and decoder._batch is None
     steps = len(model.step_rows)
     time.sleep(0.05)
     assert len(model.step_rows) == steps  # no step after the stop
-
-
-def test_lanes_decode_short_and_long_sources_in_separate_calls(
-    fake_model_class, greedy_oracle, event_loop_for_futures
-) -> None:
-    """lane_bounds=(8,): sources of up to 8 tokens (eos included) are stepped in one decoder call,
-    longer ones in another, so the short rows attend over 8 positions instead of the long ones'
-    32. The translations are the same as with one lane, and fewer positions are attended."""
-    sources = [[5, 6], [7, 8, 9], [6, 5, 4, 7, 8, 9, 10], [9, *range(4, 30)], [4, *range(10, 30)]]
-    short_keys, long_keys = {0, 1, 2}, {3, 4}  # [6, 5, ..., 10] + eos is exactly 8 tokens: short
-    results: dict[tuple[int, ...], dict[int, list[int]]] = {}
-    attended: dict[tuple[int, ...], int] = {}
-    calls: dict[tuple[int, ...], list[tuple[int, int]]] = {}
-    for bounds in [(), (8,)]:
-        model = fake_model_class()
-        reports: queue.SimpleQueue[DecoderReport] = queue.SimpleQueue()
-        decoder = DecodeLoop(model, SPECIAL, reports.put, lane_bounds=bounds)
-        decoder.start()
-        try:
-            decoder.join([encoded(model, tickets(event_loop_for_futures, sources))])  # one encoder call for all
-            seen = collect(reports, lambda seen: len(finished_keys(seen)) == len(sources))
-        finally:
-            decoder.stop()
-        results[bounds] = {t.key: res.target_ids for r in seen for t, res in r.finished}
-        attended[bounds] = sum(r.total_source_positions for r in seen)
-        calls[bounds] = list(zip(model.step_rows, model.step_src_lens, strict=True))
-    assert results[()] == results[(8,)] == {i: greedy_oracle([*s, 3]) for i, s in enumerate(sources)}
-    assert calls[()][0] == (5, 32)  # one lane: every row attends over the longest source
-    lanes = calls[(8,)]
-    assert lanes[:2] == [(len(short_keys), 8), (len(long_keys), 32)]  # two calls per step while both are busy
-    assert {src_len for _, src_len in lanes} == {8, 32}
-    assert attended[(8,)] < 0.6 * attended[()]  # 648 vs 1184 positions
-
-
-def test_a_source_longer_than_every_bound_goes_to_the_last_lane(fake_model, event_loop_for_futures) -> None:
-    decoder = DecodeLoop(fake_model, SPECIAL, lambda report: None, lane_bounds=(16, 4))  # any order
-    assert [decoder._lane_of(n) for n in (1, 4, 5, 16, 17, 500)] == [0, 0, 1, 1, 2, 2]

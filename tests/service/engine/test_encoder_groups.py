@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from service.engine.encoder_groups import CALL_COST, TIMESTEP_COST, length_groups
+from service.engine.encoder_groups import CALL_COST, TIMESTEP_COST, lane_of, length_groups
 
 
 def cost(lengths: list[int], groups: list[list[int]]) -> float:
@@ -41,3 +41,20 @@ def test_every_request_is_in_exactly_one_group_and_no_split_is_cheaper() -> None
                 run.append(order[position])
             runs.append(run)
             assert cost(lengths, groups) <= cost(lengths, runs) + 1e-9
+
+
+def test_no_group_mixes_decoder_lanes() -> None:
+    """With lane bounds, every encoder call's output goes to one decoder lane, even where one call
+    for all would be cheaper (9 and 10 tokens on either side of a bound at 9)."""
+    assert length_groups([9, 10, 11, 10], lane_bounds=(9,)) == [[0], [1, 3, 2]]
+    rng = random.Random(3)
+    for _ in range(50):
+        lengths = [rng.randint(1, 120) for _ in range(rng.randint(1, 12))]
+        groups = length_groups(lengths, lane_bounds=(16, 48))
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+        assert all(len({lane_of(lengths[i], (16, 48)) for i in g}) == 1 for g in groups)
+
+
+def test_a_source_goes_to_the_first_lane_whose_bound_it_does_not_exceed() -> None:
+    assert [lane_of(n, (4, 16)) for n in (1, 4, 5, 16, 17, 500)] == [0, 0, 1, 1, 2, 2]
+    assert lane_of(500, ()) == 0

@@ -79,6 +79,27 @@ def test_greedy_translation_follows_the_model(fake_model, greedy_oracle) -> None
     assert fake_model.threads == {"engine-encoder_0", "engine-decoder"}
 
 
+def test_lanes_decode_short_and_long_sources_on_their_own_threads(fake_model, greedy_oracle) -> None:
+    """decoder_lane_bounds=(8,): sources of up to 8 tokens (eos included) and longer ones are encoded
+    in separate calls and stepped by separate decoder threads, so the short rows attend over 8
+    positions instead of the long ones' 32. Every translation is still the model's."""
+    sources = [[5, 6], [7, 8, 9], [6, 5, 4, 7, 8, 9, 10], [9, *range(4, 30)], [4, *range(10, 30)]]
+
+    async def main() -> tuple[list[TranslationResult], int]:
+        async with running(fake_model, decoder_lane_bounds=(8,)) as scheduler:
+            results = await asyncio.gather(*(scheduler.submit(request(s)) for s in sources))
+            return results, scheduler.snapshot().active_rows
+
+    results, active_rows = run(main())
+    assert [r.target_ids for r in results] == [greedy_oracle([*s, 3]) for s in sources]
+    assert active_rows == 0
+    assert fake_model.encode_rows == [3, 2]  # admitted together: one encoder call per lane
+    steps = list(zip(fake_model.step_threads, fake_model.step_src_lens, strict=True))
+    assert {src_len for thread, src_len in steps if thread == "engine-decoder"} == {8}
+    assert {src_len for thread, src_len in steps if thread == "engine-decoder-1"} == {aligned(28)}
+    assert len(steps) == 10 + 8  # each lane steps until its own longest output (+ eos) is done
+
+
 def test_attention_rows_cover_every_generated_token(fake_model, greedy_oracle) -> None:
     source = [5, 11, 17, 23, 3]
 
