@@ -53,6 +53,29 @@ def test_the_service_translates_with_the_shipped_model(variant: str) -> None:
             assert sum(row) == pytest.approx(1.0, abs=1e-3)
 
 
+LONG_TEXT = (  # 42 tokens: past the default lane bound of 32, so it is decoded in the long lane
+    "When you open a document that was created in another office suite, the program converts its styles, "
+    "tables and footnotes, and you can then edit it and save it in the original file format again."
+)
+
+
+def test_short_and_long_texts_in_one_request_translate_as_they_do_alone() -> None:
+    """With the default lanes the long text is encoded and stepped apart from the short ones (its own
+    decoder thread); every text's translation is the one it gets alone, and the one a single lane gives."""
+    texts = ["Good morning.", LONG_TEXT, "Open the file menu."]
+    results = {}
+    for lanes in ([32], []):
+        with TestClient(create_app(Settings(decoder_lane_bounds=lanes, intra_op_threads=1))) as client:
+            together = client.post("/v1/translate", json={"texts": texts})
+            assert together.status_code == 200, together.text
+            alone = [client.post("/v1/translate", json={"text": text}).json()["translations"][0]["text"]
+                     for text in texts]
+        results[len(lanes)] = [t["text"] for t in together.json()["translations"]]
+        assert results[len(lanes)] == alone
+    assert results[1] == results[0]
+    assert len(results[1][1].split()) > 15  # the long text was translated in full, not cut short
+
+
 def test_served_beams_rank_with_the_length_penalty_the_scores_used(shipped: Path) -> None:
     from dataclasses import replace
 
