@@ -106,7 +106,8 @@ class Scheduler:
 
         # One decoder thread per lane: a lane's rows attend over its own longest source only, and
         # while one lane's step runs in ONNX Runtime (which releases the GIL) another lane's thread
-        # does its Python bookkeeping (int8, 2 cores: +21% sentences/s over both lanes on one thread).
+        # does its Python bookkeeping (int8 on 2 cores, alternating runs: +21% sentences/s over both
+        # lanes taking turns on one thread, +9% over a single lane; docs/benchmarks.md).
         self._decoders = [
             DecodeLoop(self._model, self._special, hand_over, name="engine-decoder" + (f"-{lane}" if lane else ""))
             for lane in range(len(self._lane_bounds) + 1)
