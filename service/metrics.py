@@ -59,7 +59,9 @@ class ServiceMetrics:
             "Translation requests inside the service (admitted at the HTTP edge, not yet answered).",
             registry=r,
         )
-        self.active_rows = Gauge("translator_active_rows", "Decoder rows in the running batch.", registry=r)
+        self.active_rows = Gauge(
+            "translator_active_rows", "Decoder rows in the running batches (all lanes).", registry=r
+        )
         self.batch_rows = Histogram(
             "translator_batch_rows",
             "Live rows per decoder step (the batch size of one lane).",
