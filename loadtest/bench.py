@@ -112,9 +112,7 @@ def _start(name: str, store: Path, naive: NaiveWeights | None, raw_dir: Path, mo
     if settings is None:
         if naive is None:
             raise ServerStartError("no weights for the naive baseline")
-        if naive.source == "checkpoint":
-            return start_naive(naive.path, log_path)
-        return start_naive(None, log_path, artifact=naive.path)
+        return start_naive(naive, log_path)
     return start_service(store, log_path, server_env | settings | {"models": model_spec}, label=name)
 
 

@@ -120,11 +120,9 @@ def naive_weights(checkpoint: Path | None, artifact: Path | None) -> NaiveWeight
     return NaiveWeights("artifact", Path(artifact))
 
 
-def start_naive(checkpoint: Path | None, log_path: Path, label: str = "naive", ready_timeout_s: float = 180.0,
-                threads: int = 0, artifact: Path | None = None) -> ServerProcess:
-    """The naive PyTorch baseline (loadtest/naive_server.py) serving `checkpoint`, or, when that file
-    does not exist, the weights of `artifact` (a model_store artifact directory); see naive_weights."""
-    weights = naive_weights(checkpoint, artifact)
+def start_naive(weights: NaiveWeights, log_path: Path, label: str = "naive", ready_timeout_s: float = 180.0,
+                threads: int = 0) -> ServerProcess:
+    """The naive PyTorch baseline (loadtest/naive_server.py) serving `weights` (see naive_weights)."""
     port = free_port()
     env = dict(os.environ) | {"PYTHONUNBUFFERED": "1"}
     argv = [sys.executable, "-m", "loadtest.naive_server", f"--{weights.source}", str(weights.path.resolve()),
