@@ -5,7 +5,8 @@ Owns deadlines, cancellation, failure isolation and the three batching modes. A 
 static/off: when the batch is empty), encodes it on the encoder's thread (small ones inline) and
 hands the encoder output to the `DecodeLoop` of its lane (a range of source lengths), whose own
 thread steps that lane's batch back to back and reports what ended; the report resolves the
-futures here, on the event loop. Pure Python + numpy;
+futures here, on the event loop (static: all of a batch's answers at once, when its last row ends).
+Pure Python + numpy;
 must not import fastapi, onnxruntime, prometheus_client, service.api or service.runtime.
 """
 
@@ -82,6 +83,8 @@ class Scheduler:
         # Rows of the admitted requests that have not been reported ended: what admission counts
         # against max_batch_rows (the decode loop's own count runs ahead of the reports).
         self._held_rows = 0
+        # Static mode: answers of the batch being decoded, released together when it ends.
+        self._batch_answers: list[tuple[Ticket, TranslationResult]] = []
         self._counters = _Counters()
         self._completions = RetryAfterEstimator()
         self._wakeup: asyncio.Event | None = None
@@ -168,6 +171,7 @@ class Scheduler:
         if self._encoding is not None:
             self._encoding.cancel()
             self._encoding = None
+        self._release_batch_answers()  # those requests did finish
         error = Draining("the translation engine stopped before this request finished")
         for ticket in [*self._waiting, *self._admitting, *self._decoding.values()]:
             self._fail(ticket, error)
@@ -349,7 +353,9 @@ class Scheduler:
         now = time.monotonic()
         for ticket, result in report.finished:
             if self._forget(ticket):
-                if not ticket.future.done():
+                if self._config.mode == "static":
+                    self._batch_answers.append((ticket, result))
+                elif not ticket.future.done():
                     ticket.future.set_result(result)
                 counters.finished.append(FinishedRequest(
                     result.queue_wait_seconds, result.decode_seconds, len(result.target_ids) + 1))
@@ -360,8 +366,20 @@ class Scheduler:
         for ticket in report.abandoned:
             if self._forget(ticket) and ticket.future.cancelled():
                 counters.cancelled += 1  # expired requests were counted by _expire
+        if not self._decoding:
+            self._release_batch_answers()
         self._emit_stats(report)
         self._wake()
+
+    def _release_batch_answers(self) -> None:
+        """Static mode answers a batch as a whole, when its last row has ended: what a server that
+        runs generate() over each batch does, and what Orca (Yu et al., OSDI 2022) calls
+        request-level scheduling, the baseline that continuous batching is measured against. The
+        finished rows have already left the decoder's batch (no compute is spent on them)."""
+        answers, self._batch_answers = self._batch_answers, []
+        for ticket, result in answers:
+            if not ticket.future.done():  # its deadline may have passed or its caller left meanwhile
+                ticket.future.set_result(result)
 
     def _forget(self, ticket: Ticket) -> bool:
         """The ticket ended: its rows are free again. False when stop() already failed it."""

@@ -525,6 +525,49 @@ def test_static_mode_decodes_a_batch_to_completion_before_admitting(fake_model) 
     assert fake_model.step_rows == [3] * 21 + [1] * 5
 
 
+@pytest.mark.parametrize("mode", ["static", "continuous"])
+def test_static_mode_answers_a_batch_together_continuous_each_request_as_it_ends(
+    mode: str, fake_model_class, greedy_oracle
+) -> None:
+    model = fake_model_class(step_delay_s=0.002)
+    short_source, long_source = [3, 4, 3], [30, 5, 3]  # 3 tokens + eos: 4 steps; 31 steps
+
+    async def main() -> tuple[bool, list[TranslationResult]]:
+        async with running(model, mode=mode, static_max_wait_ms=50, max_batch_rows=8) as scheduler:
+            short = asyncio.create_task(scheduler.submit(TranslationRequest(short_source)))
+            long = asyncio.create_task(scheduler.submit(TranslationRequest(long_source, max_length=40)))
+            await wait_until(lambda: len(model.step_rows) >= 12)  # the short row ended 8 steps ago
+            await asyncio.sleep(0)  # a finished answer's future resolves on this loop's next turn
+            short_answered_early = short.done()
+            return short_answered_early, list(await asyncio.gather(short, long))
+
+    short_answered_early, (short, long) = run(main())
+    assert short_answered_early == (mode == "continuous")
+    assert short.target_ids == greedy_oracle(short_source)
+    assert long.target_ids == greedy_oracle(long_source)
+    # Either way the short row left the batch when it ended: no decoder work is spent on it.
+    assert model.step_rows == [2] * 4 + [1] * 27
+
+
+def test_stopping_a_static_batch_answers_its_finished_requests(fake_model_class, greedy_oracle) -> None:
+    model = fake_model_class(step_delay_s=0.002)
+    short_source = [3, 4, 3]
+
+    async def main() -> list[TranslationResult | BaseException]:
+        scheduler = Scheduler(model, SPECIAL, SchedulerConfig(mode="static", static_max_wait_ms=50))
+        await scheduler.start()
+        short = asyncio.create_task(scheduler.submit(TranslationRequest(short_source)))
+        long = asyncio.create_task(scheduler.submit(TranslationRequest([30, 5, 3], max_length=40)))
+        await wait_until(lambda: len(model.step_rows) >= 8)
+        assert not short.done()  # held for the batch
+        await scheduler.stop()
+        return list(await asyncio.gather(short, long, return_exceptions=True))
+
+    short, long = run(main())
+    assert isinstance(short, TranslationResult) and short.target_ids == greedy_oracle(short_source)
+    assert isinstance(long, Draining), long
+
+
 def test_static_mode_starts_when_the_batch_is_full(fake_model) -> None:
     async def main() -> float:
         config = {"mode": "static", "static_max_wait_ms": 10_000, "max_batch_rows": 4}
