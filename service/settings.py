@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=2000, ge=1, le=1_000_000)
     max_source_tokens: int = Field(default=256, ge=2, le=100_000)  # including the end-of-sentence token
     max_texts_per_request: int = Field(default=32, ge=1, le=10_000)
+    # A text's sentences are decoded side by side, each as a row of its own: a paragraph takes as many
+    # decoder steps as its longest sentence rather than all of them (a text with more sentences has
+    # adjacent ones grouped). Each sentence holds a place in the engine's queue. 1: texts are not split.
+    max_sentences_per_text: int = Field(default=8, ge=1, le=256)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
     # A body that has not fully arrived by then is refused (408): a stalled client must not hold an
     # in-flight slot for ever (uvicorn itself waits for a body indefinitely).

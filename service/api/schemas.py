@@ -58,7 +58,7 @@ class TranslationOptions(BaseModel):
     beam_size: JsonInt = Field(1, ge=1, le=MAX_BEAM_SIZE, description="1 = greedy; 2-8 = beam search.")
     # Constraints before the validator, or pydantic writes them into the JSON Schema as "ge"/"le".
     max_length: Annotated[int, Field(ge=1, le=MAX_LENGTH_TOKENS), BeforeValidator(_json_integer)] | None = Field(
-        None, description="Most target tokens; default: from the source length."
+        None, description="Most target tokens per sentence; default: from the sentence's length."
     )
 
 

@@ -1,8 +1,9 @@
 """A translation request's path through the HTTP layer: limits, model choice, encode, submit, decode.
 
 Shared by /v1/translate, /v1/attention and the LibreTranslate route. Every limit is checked before
-any work; the texts of one request go to the scheduler concurrently; a client that goes away
-cancels its submissions. HTTP edge only: must not import onnxruntime.
+any work; each text is cut into its sentences (model_store.sentences), and every sentence of every
+text goes to the scheduler concurrently, as its own row; a client that goes away cancels its
+submissions. HTTP edge only: must not import onnxruntime.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from starlette.requests import Request
 
 from model_store.codec import word_index_of_pieces
+from model_store.sentences import Sentence, split_sentences
 from service.api.deps import ServiceState
 from service.api.errors import (
     AttentionUnavailable,
@@ -72,17 +74,43 @@ def check_limits(state: ServiceState, texts: list[str], options: Options) -> Loa
     return loaded
 
 
-def _source_ids(state: ServiceState, loaded: LoadedModel, position: int, text: str) -> list[int]:
-    ids = loaded.codec.source_ids(text)
+@dataclass(frozen=True)
+class _Piece:
+    """One sentence of a text (or the whole text, when it is not split) and its source ids."""
+
+    sentence: Sentence
+    ids: list[int]  # with eos
+
+    @property
+    def empty(self) -> bool:
+        """Only eos: normalisation removed every character (control characters, ...); translates to ""."""
+        return len(self.ids) < 2
+
+
+def _pieces(state: ServiceState, loaded: LoadedModel, position: int, text: str) -> list[_Piece]:
+    """The sentences of text `position` (at most TRANSLATOR_MAX_SENTENCES_PER_TEXT) with their ids;
+    TRANSLATOR_MAX_SOURCE_TOKENS applies to each, since each is decoded as a row of its own."""
+    sentences = split_sentences(text, state.settings.max_sentences_per_text)
     limit = state.settings.max_source_tokens
-    if len(ids) > limit:
-        raise PayloadTooLarge(f"text {position} is {len(ids)} tokens long; at most {limit}")
-    return ids
+    pieces = []
+    for sentence in sentences:
+        ids = loaded.codec.source_ids(sentence.text)
+        if len(ids) > limit:
+            what = f"text {position}" if len(sentences) == 1 else f"a sentence of text {position}"
+            raise PayloadTooLarge(f"{what} is {len(ids)} tokens long; at most {limit}")
+        pieces.append(_Piece(sentence, ids))
+    return pieces
 
 
-def _nothing_to_translate(ids: list[int]) -> bool:
-    """Only eos: normalisation removed every character (control characters, ...); the answer is ""."""
-    return len(ids) < 2
+def _joined(translations: list[str], pieces: list[_Piece]) -> str:
+    """A text's sentence translations in order: line breaks between them are kept, other whitespace
+    becomes one space."""
+    parts: list[str] = []
+    for translation, piece in zip(translations, pieces, strict=True):
+        if translation:
+            gap = piece.sentence.gap
+            parts.append(translation + ("\n" * gap.count("\n") or (" " if gap else "")))
+    return "".join(parts).rstrip()
 
 
 async def _submit_all(loaded: LoadedModel, requests: list[TranslationRequest]) -> list[TranslationResult]:
@@ -154,6 +182,48 @@ def _decode(loaded: LoadedModel, text: str, result: TranslationResult) -> str:
     return " ".join(word for word in words if word)
 
 
+def _attended(model: LoadedModel, pieces: list[_Piece], results: list[TranslationResult]) -> Attended:
+    """One text's attention from its sentences' own: each sentence's block (its pieces and its eos,
+    in both directions) on the diagonal, zeros elsewhere, since a sentence's rows attend only over
+    its own source; word indices run over the whole text."""
+    codec = model.codec
+    source_tokens: list[str] = []
+    target_tokens: list[str] = []
+    blocks: list[np.ndarray] = []
+    pairs: list[tuple[int, int]] = []
+    source_words = target_words = 0  # words of the sentences before this one
+    for piece, result in zip(pieces, results, strict=True):
+        if result.attention is None:
+            raise AttentionUnavailable("the engine returned no attention for this request")
+        split = codec.split_source(piece.sentence.text)
+        target_pieces = codec.pieces(result.target_ids)
+        target_word_index = word_index_of_pieces(target_pieces)
+        weights = np.asarray(result.attention, dtype=np.float64)[: len(target_pieces) + 1, : len(piece.ids)]
+        weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+        pairs += [(source + source_words, target + target_words)
+                  for source, target in word_alignment(weights, split.word_index, target_word_index)]
+        source_words += max(split.word_index, default=-1) + 1
+        target_words += max(target_word_index, default=-1) + 1
+        source_tokens += [*split.pieces, EOS_TOKEN]
+        target_tokens += [*target_pieces, EOS_TOKEN]
+        blocks.append(weights)
+    matrix = np.zeros((len(target_tokens), len(source_tokens)))
+    row = column = 0
+    for block in blocks:
+        matrix[row: row + block.shape[0], column: column + block.shape[1]] = block
+        row, column = row + block.shape[0], column + block.shape[1]
+    translations = [_decode(model, piece.sentence.text, result) for piece, result in zip(pieces, results, strict=True)]
+    return Attended(
+        model=model,
+        translation=_joined(translations, pieces),
+        source_tokens=source_tokens,
+        target_tokens=target_tokens,
+        weights=matrix,
+        alignment=pairs,
+        moses=moses_format(pairs),
+    )
+
+
 def _log_texts(state: ServiceState, texts: list[str]) -> None:
     if state.settings.log_request_text:
         log.info("request texts", extra={"texts": texts})
@@ -168,24 +238,23 @@ async def translate_texts(
 
     async def work(model: LoadedModel) -> tuple[LoadedModel, list[str]]:
         deadline = time.monotonic() + state.settings.request_timeout_s
-        requests: dict[int, TranslationRequest] = {}  # text position -> request
-        for position, text in enumerate(texts):
-            ids = _source_ids(state, model, position, text)
-            if _nothing_to_translate(ids):
-                continue
-            requests[position] = TranslationRequest(
-                source_ids=ids,
+        layout = [_pieces(state, model, position, text) for position, text in enumerate(texts)]
+        requests = [
+            TranslationRequest(
+                source_ids=piece.ids,
                 beam_size=options.beam_size,
                 max_length=options.max_length,
                 length_penalty=model.length_penalty_alpha,
                 # attention is only kept when an <unk> in the source may be copied into the output
-                want_attention=model.codec.unk_id in ids and model.manifest.attention != "none",
+                want_attention=model.codec.unk_id in piece.ids and model.manifest.attention != "none",
                 deadline=deadline,
             )
-        results = dict(zip(requests, await _submit_all(model, list(requests.values())), strict=True))
+            for pieces in layout for piece in pieces if not piece.empty
+        ]
+        results = iter(await _submit_all(model, requests))
         return model, [
-            _decode(model, text, results[position]) if position in results else ""
-            for position, text in enumerate(texts)
+            _joined([_decode(model, p.sentence.text, next(results)) if not p.empty else "" for p in pieces], pieces)
+            for pieces in layout
         ]
 
     return await cancel_on_disconnect(request, state.registry.run(loaded, work))
@@ -199,35 +268,23 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
     async def work(model: LoadedModel) -> Attended:
         if model.manifest.attention == "none":
             raise AttentionUnavailable(f"model {model.name} version {model.version} has no attention")
-        codec = model.codec
-        ids = _source_ids(state, model, 0, text)
-        split = codec.split_source(text)
-        if _nothing_to_translate(ids):
+        pieces = [piece for piece in _pieces(state, model, 0, text) if not piece.empty]
+        if not pieces:
             return Attended(model, "", [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
-        request = TranslationRequest(
-            source_ids=ids,
-            beam_size=options.beam_size,
-            max_length=options.max_length,
-            length_penalty=model.length_penalty_alpha,
-            want_attention=True,
-            deadline=time.monotonic() + state.settings.request_timeout_s,
-        )
-        result = (await _submit_all(model, [request]))[0]
-        if result.attention is None:
-            raise AttentionUnavailable("the engine returned no attention for this request")
-        target_pieces = codec.pieces(result.target_ids)
-        weights = np.asarray(result.attention, dtype=np.float64)[: len(target_pieces) + 1, : len(ids)]
-        weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
-        pairs = word_alignment(weights, split.word_index, word_index_of_pieces(target_pieces))
-        return Attended(
-            model=model,
-            translation=_decode(model, text, result),
-            source_tokens=[*split.pieces, EOS_TOKEN],
-            target_tokens=[*target_pieces, EOS_TOKEN],
-            weights=weights,
-            alignment=pairs,
-            moses=moses_format(pairs),
-        )
+        deadline = time.monotonic() + state.settings.request_timeout_s
+        requests = [
+            TranslationRequest(
+                source_ids=piece.ids,
+                beam_size=options.beam_size,
+                max_length=options.max_length,
+                length_penalty=model.length_penalty_alpha,
+                want_attention=True,
+                deadline=deadline,
+            )
+            for piece in pieces
+        ]
+        results = await _submit_all(model, requests)
+        return _attended(model, pieces, results)
 
     if loaded.manifest.attention == "none":
         raise AttentionUnavailable(f"model {loaded.name} version {loaded.version} has no attention")

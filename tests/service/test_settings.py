@@ -68,6 +68,7 @@ def test_api_keys_from_env_and_file_are_secret(monkeypatch: pytest.MonkeyPatch, 
         ("TRANSLATOR_MODELS", "en-de@", "TRANSLATOR_MODELS"),
         ("TRANSLATOR_MODEL_STORE", "/no/such/store", "is not a directory"),
         ("TRANSLATOR_MAX_BATCH_ROWS", "0", "TRANSLATOR_MAX_BATCH_ROWS"),
+        ("TRANSLATOR_MAX_SENTENCES_PER_TEXT", "0", "TRANSLATOR_MAX_SENTENCES_PER_TEXT"),
         ("TRANSLATOR_API_KEYS_FILE", "/no/such/file", "TRANSLATOR_API_KEYS_FILE"),
     ],
 )

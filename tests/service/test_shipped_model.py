@@ -76,6 +76,19 @@ def test_short_and_long_texts_in_one_request_translate_as_they_do_alone() -> Non
     assert len(results[1][1].split()) > 15  # the long text was translated in full, not cut short
 
 
+def test_a_paragraph_translates_sentence_by_sentence() -> None:
+    """A paragraph's sentences are decoded as rows of their own; its translation is theirs, joined."""
+    sentences = ["Open the file menu.", "Choose Save As and enter a name.", "The document is saved."]
+    with TestClient(create_app(Settings(intra_op_threads=1))) as client:
+        alone = [client.post("/v1/translate", json={"text": s}).json()["translations"][0]["text"] for s in sentences]
+        paragraph = client.post("/v1/translate", json={"text": " ".join(sentences)})
+        attention = client.post("/v1/attention", json={"text": " ".join(sentences)}).json()
+    assert paragraph.status_code == 200, paragraph.text
+    assert paragraph.json()["translations"][0]["text"] == " ".join(alone)
+    assert attention["translation"] == " ".join(alone)
+    assert attention["source_tokens"].count("</s>") == 3
+
+
 def test_served_beams_rank_with_the_length_penalty_the_scores_used(shipped: Path) -> None:
     from dataclasses import replace
 

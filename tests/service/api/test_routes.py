@@ -82,6 +82,59 @@ def test_attention_shapes_rows_and_alignment(client: TestClient) -> None:
     assert NOT_IN_VOCAB in body["translation"]
 
 
+def _decoder_steps(client: TestClient) -> float:
+    match = re.search(r"^translator_decoder_steps_total (\S+)$", client.get("/metrics").text, re.MULTILINE)
+    assert match, "no decoder step counter"
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("max_sentences", [8, 1])
+def test_sentences_of_a_text_are_decoded_side_by_side(make_client: ClientFactory, max_sentences: int) -> None:
+    client = make_client(max_sentences_per_text=max_sentences)
+    sentences = ["one two three four five six seven eight nine ten", "the house is big", "good morning"]
+    text = f"{sentences[0]}\n{sentences[1]}\n\n{sentences[2]}"
+    alone, steps_alone = [], []
+    for sentence in sentences:
+        before = _decoder_steps(client)
+        alone.append(client.post("/v1/translate", json={"text": sentence}).json()["translations"][0]["text"])
+        steps_alone.append(_decoder_steps(client) - before)
+    before = _decoder_steps(client)
+    response = client.post("/v1/translate", json={"text": text})
+    steps = _decoder_steps(client) - before
+    assert response.status_code == 200, response.text
+    if max_sentences > 1:
+        # Each sentence translated as it is alone, line breaks kept; one row each, stepped together:
+        # about the longest sentence's steps, far fewer than all of them one after another.
+        assert response.json()["translations"][0]["text"] == f"{alone[0]}\n{alone[1]}\n\n{alone[2]}"
+        assert max(steps_alone) <= steps < sum(steps_alone) - min(steps_alone)
+    else:
+        assert response.json()["translations"][0]["text"] == " ".join(alone)  # one row; line breaks normalised away
+        assert steps > max(steps_alone)
+
+
+def test_a_sentence_limit_applies_to_each_sentence(make_client: ClientFactory) -> None:
+    client = make_client(max_source_tokens=12)
+    two_short = client.post("/v1/translate", json={"text": "the house is big\ngood morning"})
+    assert two_short.status_code == 200, two_short.text
+    body = assert_error(client.post("/v1/translate", json={"text": "good morning\n" + "hello world " * 4}),
+                        413, "too_large")
+    assert "a sentence of text 0" in body["error"]["message"]
+
+
+def test_attention_of_several_sentences_is_block_diagonal(client: TestClient) -> None:
+    body = client.post("/v1/attention", json={"text": "the house is small\nhello world"}).json()
+    source, target, weights = body["source_tokens"], body["target_tokens"], body["weights"]
+    assert source.count("</s>") == 2 and target.count("</s>") == 2  # each sentence's own eos
+    first_source, first_target = source.index("</s>") + 1, target.index("</s>") + 1
+    assert all(abs(sum(row) - 1.0) < 1e-5 for row in weights)
+    # a sentence's rows attend over its own source only
+    assert all(value == 0 for row in weights[:first_target] for value in row[first_source:])
+    assert all(value == 0 for row in weights[first_target:] for value in row[:first_source])
+    # word indices run over the whole text: the echo model's alignment is still the diagonal
+    assert body["alignment"] == [[i, i] for i in range(6)]
+    assert body["translation"] == "the house is small\nhello world"
+
+
 def test_attention_as_svg(client: TestClient) -> None:
     response = client.post("/v1/attention", json={"text": "hello world", "format": "svg"})
     assert response.status_code == 200

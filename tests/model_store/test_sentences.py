@@ -1,0 +1,61 @@
+"""model_store.sentences: where a text is cut into sentences, and that the pieces give the text back."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from model_store.sentences import split_sentences
+
+
+def texts(text: str, max_sentences: int = 8) -> list[str]:
+    return [sentence.text for sentence in split_sentences(text, max_sentences)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Click OK. The dialog closes.", ["Click OK.", "The dialog closes."]),
+        ("Is it saved? Yes! Close it.", ["Is it saved?", "Yes!", "Close it."]),
+        ('He said "Stop." Then he left.', ['He said "Stop."', "Then he left."]),
+        ("Choose Format (see below.) 3 options appear.", ["Choose Format (see below.)", "3 options appear."]),
+        ("Line one\nline two", ["Line one", "line two"]),  # a line break always ends one
+        # no end: abbreviations, initials, decimals, a lower-case continuation, an ellipsis inside
+        ("Use e.g. The Navigator or i.e. Styles.", ["Use e.g. The Navigator or i.e. Styles."]),
+        ("J. R. Smith met Dr. Who at No. 5.", ["J. R. Smith met Dr. Who at No. 5."]),
+        ("Version 3.5 is out. it is late.", ["Version 3.5 is out. it is late."]),
+        ("Click the Password… button.", ["Click the Password… button."]),
+        ("Das ist z. B. Dateien usw. Dann weiter.", ["Das ist z. B. Dateien usw. Dann weiter."]),
+        ("Das ist gut. Dann weiter.", ["Das ist gut.", "Dann weiter."]),
+        ("  One sentence only.  ", ["One sentence only."]),
+    ],
+)
+def test_sentence_ends(text: str, expected: list[str]) -> None:
+    assert texts(text) == expected
+
+
+def test_gaps_keep_the_whitespace_between_sentences() -> None:
+    sentences = split_sentences("First one.  Second one.\n\nThird one.", 8)
+    assert [(s.text, s.gap) for s in sentences] == [("First one.", "  "), ("Second one.", "\n\n"), ("Third one.", "")]
+
+
+def test_more_sentences_than_allowed_are_grouped_evenly() -> None:
+    text = " ".join(f"Sentence number {i}." for i in range(12))
+    grouped = texts(text, 4)
+    assert len(grouped) == 4
+    assert " ".join(grouped) == text
+    assert all(piece.count(".") == 3 for piece in grouped)  # 12 equal sentences: 3 a piece
+    assert texts(text, 1) == [text]  # 1: not split
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(text=st.text(alphabet=st.sampled_from(list("aB3 .!?\n\"')(…e.g")), max_size=80),
+       max_sentences=st.integers(1, 6))
+def test_pieces_give_the_text_back(text: str, max_sentences: int) -> None:
+    sentences = split_sentences(text, max_sentences)
+    assert 1 <= len(sentences) <= max_sentences
+    assert "".join(s.text + s.gap for s in sentences) == text.strip()
+    assert all(s.text and not s.text[0].isspace() and not s.text[-1].isspace() for s in sentences[:-1] if text.strip())
+    assert all(s.gap.strip() == "" for s in sentences)
+    assert sentences[-1].gap == ""
