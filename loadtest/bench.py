@@ -72,6 +72,9 @@ class Plan:
     open_duration_s: float = 30.0
     open_fraction: float = 0.7  # offered rate = this x the first open config's saturated sentences/s
     open_rate_per_s: float | None = None  # fixed offered rate instead
+    # Also open loop at these shares of that offered rate: the p99 ratio depends on the load (at light
+    # load static's batches are small and short, so waiting for one costs little).
+    lighter_open_shares: tuple[float, ...] = (0.5,)
     unloaded_requests: int = 50
     warmup_s: float = 3.0
     seed: int = 0
@@ -205,6 +208,20 @@ def bleu_drop(manifest: Manifest) -> dict[str, float]:
     return drops
 
 
+def p99_ratios_by_load(results: dict[str, Any]) -> list[dict[str, float]]:
+    """Continuous / static open-loop p99 at each offered rate both ran (the headline rate first)."""
+    def runs(name: str) -> list[dict[str, Any]]:
+        result = results.get(name, {})
+        return ([result["open"]] if "open" in result else []) + result.get("open_lighter", [])
+
+    ratios = []
+    for static, continuous in zip(runs("static"), runs("continuous"), strict=False):
+        static_p99, continuous_p99 = static["summary"]["p99_ms"]["median"], continuous["summary"]["p99_ms"]["median"]
+        ratios.append({"offered_per_s": continuous["offered_per_s"], "static_p99_ms": static_p99,
+                       "continuous_p99_ms": continuous_p99, "ratio": _ratio(continuous_p99, static_p99)})
+    return ratios
+
+
 def evaluate_targets(results: dict[str, Any], manifest: Manifest) -> list[dict[str, Any]]:
     """The issue's targets, each with the measured value and whether it is met (None: not measured)."""
     def target(name: str, value: float, goal: str, met: bool | None) -> dict[str, Any]:
@@ -312,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
                     if not (math.isfinite(open_rate) and open_rate > 0):
                         raise RuntimeError(f"no open-loop rate: {name} served nothing in the closed loop")
                     result["open"] = bench_open(server, sentences, codec, plan, force_lengths, open_rate)
+                    result["open_lighter"] = [
+                        bench_open(server, sentences, codec, plan, force_lengths, share * open_rate)
+                        | {"share_of_offered": share} for share in plan.lighter_open_shares]
                 results[name] = result
         except (ServerStartError, RuntimeError) as exc:
             failed = True
@@ -344,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         "configs": results,
         "agreement_with_continuous": agreement(results),
         "targets": evaluate_targets(results, manifest),
+        "p99_ratio_by_offered_load": p99_ratios_by_load(results),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     out_file = args.out / "bench.json"

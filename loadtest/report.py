@@ -113,17 +113,23 @@ def _bench_section(doc: dict[str, Any]) -> list[str]:
                      _number(alone)])
     lines += _table(["config", "sentences/s", "target tokens/s", "p50 ms", "p95 ms", "p99 ms",
                      "rows/decoder step", "unloaded p50 ms", "model alone p50 ms"], rows)
-    opened = {name: r["open"] for name, r in doc["configs"].items() if "open" in r}
+    opened = {name: [r["open"], *r.get("open_lighter", [])] for name, r in doc["configs"].items() if "open" in r}
     if opened:
-        rate = next(iter(opened.values()))["offered_per_s"]
+        rate = next(iter(opened.values()))[0]["offered_per_s"]
+        lighter = plan.get("lighter_open_shares") or []
         lines += [f"Open loop (Poisson arrivals, the same schedule for each config): {rate:.1f} sentences/s offered "
-                  f"({plan['open_fraction']} x the first open config's saturated rate unless fixed), "
-                  f"{plan['repeats']} x {plan['open_duration_s']} s.", ""]
+                  f"({plan['open_fraction']} x the first open config's saturated rate unless fixed)"
+                  + (f", and {' and '.join(f'{share} x' for share in lighter)} that" if lighter else "")
+                  + f"; {plan['repeats']} x {plan['open_duration_s']} s each.", ""]
         rows = [[name, f"{o['offered_per_s']:.1f}", format_spread(o["summary"]["sentences_per_s"]),
                  format_spread(o["summary"]["p50_ms"], 0), format_spread(o["summary"]["p95_ms"], 0),
                  format_spread(o["summary"]["p99_ms"], 0), format_spread(o["summary"]["errors"], 0)]
-                for name, o in opened.items()]
+                for name, runs in opened.items() for o in runs]
         lines += _table(["config", "offered/s", "served sentences/s", "p50 ms", "p95 ms", "p99 ms", "errors"], rows)
+        if ratios := doc.get("p99_ratio_by_offered_load"):
+            lines += ["Continuous / static p99 by offered load: " + "; ".join(
+                f"{r['ratio']:.2f} at {r['offered_per_s']:.1f}/s ({r['continuous_p99_ms']:.0f} vs "
+                f"{r['static_p99_ms']:.0f} ms)" for r in ratios) + ".", ""]
     lines += ["Targets (from the issue):", ""]
     lines += _table(["target", "goal", "measured", ""],
                     [[t["target"], t["goal"], _number(t["value"], 2), _met(t["met"])] for t in doc["targets"]])

@@ -74,8 +74,16 @@ def test_open_loop_runs_static_and_continuous_at_one_offered_rate(quick_bench: t
     static_closed = document["configs"]["static"]["closed"]["summary"]["sentences_per_s"]["median"]
     assert rates["static"] == pytest.approx(bench.QUICK_PLAN.open_fraction * static_closed)
     for name in rates:
-        for run in document["configs"][name]["open"]["runs"]:
+        lighter = document["configs"][name]["open_lighter"]
+        assert [o["offered_per_s"] for o in lighter] == pytest.approx(
+            [share * rates[name] for share in bench.QUICK_PLAN.lighter_open_shares])
+        for run in [*document["configs"][name]["open"]["runs"], *(r for o in lighter for r in o["runs"])]:
             assert run["errors"] == 0 and run["requests_ok"] > 0 and run["dropped"] == 0
+    # the ratio at each offered load, the headline's first
+    ratios = document["p99_ratio_by_offered_load"]
+    assert len(ratios) == 1 + len(bench.QUICK_PLAN.lighter_open_shares)
+    assert ratios[0]["offered_per_s"] == pytest.approx(rates["continuous"])
+    assert all(r["ratio"] == pytest.approx(r["continuous_p99_ms"] / r["static_p99_ms"]) for r in ratios)
 
 
 def test_fp32_servers_translate_identically(quick_bench: tuple[dict, Path, Path]) -> None:
