@@ -41,6 +41,7 @@ def build_app(checkpoint: Path | None = None, max_output_tokens: int = DEFAULT_M
         model, codec, info = load_artifact(artifact)
         weights_label = f"{info['name']}@{info['version']} (artifact)"
     else:
+        assert checkpoint is not None  # exactly one of the two, checked above
         from torch.torch_version import TorchVersion
 
         from training.checkpoint import load_checkpoint

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     providers: Literal["cpu", "cuda"] = "cpu"
     batching: Literal["continuous", "static", "off"] = "continuous"
     max_batch_rows: int = Field(default=64, ge=1, le=4096)
-    max_queue_requests: int = Field(default=256, ge=1, le=1_000_000)  # texts waiting for the engine
+    max_queue_requests: int = Field(default=256, ge=1, le=1_000_000)  # sentences waiting for the engine
     # Translation requests inside the service at once (HTTP edge); more get 429 before any work.
     max_inflight_requests: int = Field(default=256, ge=1, le=1_000_000)
     static_max_wait_ms: float = Field(default=5.0, ge=0.0, le=10_000.0)
@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     # A body that has not fully arrived by then is refused (408): a stalled client must not hold an
     # in-flight slot for ever (uvicorn itself waits for a body indefinitely).
     body_timeout_s: float = Field(default=10.0, gt=0.0, le=3600.0)
-    max_output_tokens: int = Field(default=256, ge=1, le=1024)  # cap on generated tokens per text
+    max_output_tokens: int = Field(default=256, ge=1, le=1024)  # cap on generated tokens per sentence
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     api_keys_file: Path | None = None  # one key per line (a mounted secret); adds to api_keys
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -108,8 +108,8 @@ def graph_state(graph: onnx.GraphProto, role: str, config: ModelConfig) -> dict[
         layers = _linear_order(role, config)
         if len(folded) != len(layers):
             raise ArtifactWeightsError(f"{role}: {len(folded)} folded linear weights, the model calls {layers}")
-        for layer, name in zip(layers, folded, strict=True):
-            state[f"{layer}.weight"] = values[name].T  # linear() multiplies by weight.t()
+        for linear, name in zip(layers, folded, strict=True):
+            state[f"{linear}.weight"] = values[name].T  # linear() multiplies by weight.t()
             used.add(origin[name])
 
     unexplained = sorted({init.name for init in graph.initializer} - used)
