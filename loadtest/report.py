@@ -364,7 +364,16 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "runs at 156 sentences/s, continuous p99 with sentence splitting 101-161 ms against 165-251 without "
               "it (sources over 40 words: p50 52-68 against 89-150 ms). Splitting speeds static up too (its "
               "saturated rate rose from 223 to 262 sentences/s, so the offered rate, 0.7x that, from 156 to 183). "
-              "The ratio still moves with the machine: single 30 s runs' p99 spread 1.3x for either mode.",
+              "The ratio still moves with the machine and with the load: 0.49 and then 0.58 in the two full runs "
+              "after these changes at 0.7x static's saturation (single 30 s runs' p99 spread up to 2x for either "
+              "mode), and 0.82 at half that load, where static's batches hold few requests and waiting for one "
+              "costs little. Continuous's long sentences decode 2-3x slower than alone even then: their steps "
+              "share 2 cores with the short lane, the encoder and the HTTP work (~8.5 ms of server CPU per "
+              "request at 175/s against ~6.5 at saturation, where batches are larger). Tried without a clear "
+              "effect (alternating 20 s runs, medians within the spread): the decoder's ORT pool at one thread "
+              "(p99 200/156 vs 209/168 ms), a lower OS priority (nice 5) for the short lane's thread (136 vs "
+              "193 ms median of 3, same-config runs ranged 114-325). At saturation (closed loop) static's p99 "
+              "is the lower one: 64 clients in lockstep make every static batch the same 64 requests.",
               "- Fixed after profiling: FastAPI ran every plain-`def` dependency in a worker thread (now all "
               "`async`); httpx cost the load generator ~7 ms of CPU per request (now aiohttp, ~0.8 ms); uuid4 "
               "per request id; a float64 copy of the vocabulary per greedy row per step (now one argmax for the "
