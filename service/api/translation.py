@@ -102,6 +102,18 @@ def _pieces(state: ServiceState, loaded: LoadedModel, position: int, text: str) 
     return pieces
 
 
+def _request(model: LoadedModel, options: Options, piece: _Piece, deadline: float,
+             want_attention: bool) -> TranslationRequest:
+    return TranslationRequest(
+        source_ids=piece.ids,
+        beam_size=options.beam_size,
+        max_length=options.max_length,
+        length_penalty=model.length_penalty_alpha,
+        want_attention=want_attention,
+        deadline=deadline,
+    )
+
+
 def _joined(translations: list[str], pieces: list[_Piece]) -> str:
     """A text's sentence translations in order: line breaks between them are kept, other whitespace
     becomes one space."""
@@ -240,15 +252,9 @@ async def translate_texts(
         deadline = time.monotonic() + state.settings.request_timeout_s
         layout = [_pieces(state, model, position, text) for position, text in enumerate(texts)]
         requests = [
-            TranslationRequest(
-                source_ids=piece.ids,
-                beam_size=options.beam_size,
-                max_length=options.max_length,
-                length_penalty=model.length_penalty_alpha,
-                # attention is only kept when an <unk> in the source may be copied into the output
-                want_attention=model.codec.unk_id in piece.ids and model.manifest.attention != "none",
-                deadline=deadline,
-            )
+            # attention is only kept when an <unk> in the source may be copied into the output
+            _request(model, options, piece, deadline,
+                     want_attention=model.codec.unk_id in piece.ids and model.manifest.attention != "none")
             for pieces in layout for piece in pieces if not piece.empty
         ]
         results = iter(await _submit_all(model, requests))
@@ -272,17 +278,7 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
         if not pieces:
             return Attended(model, "", [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
         deadline = time.monotonic() + state.settings.request_timeout_s
-        requests = [
-            TranslationRequest(
-                source_ids=piece.ids,
-                beam_size=options.beam_size,
-                max_length=options.max_length,
-                length_penalty=model.length_penalty_alpha,
-                want_attention=True,
-                deadline=deadline,
-            )
-            for piece in pieces
-        ]
+        requests = [_request(model, options, piece, deadline, want_attention=True) for piece in pieces]
         results = await _submit_all(model, requests)
         return _attended(model, pieces, results)
 
