@@ -371,8 +371,11 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "share 2 cores with the short lane, the encoder and the HTTP work (~8.5 ms of server CPU per "
               "request at 175/s against ~6.5 at saturation, where batches are larger). Tried without a clear "
               "effect (alternating 20 s runs, medians within the spread): the decoder's ORT pool at one thread "
-              "(p99 200/156 vs 209/168 ms), a lower OS priority (nice 5) for the short lane's thread (136 vs "
-              "193 ms median of 3, same-config runs ranged 114-325). At saturation (closed loop) static's p99 "
+              "(5 rounds at 175/s: p99 200/156/240/349/223 vs 209/168/238/248/464 ms, 3-8% less server CPU; "
+              "at 87/s 123/86/88 vs 89/97/81; yet alone, with an encoder busy beside it, a 2-row step's p90 "
+              "fell from 4.9 to 1.2 ms with one thread), a GIL switch interval of 0.1 ms (p99 150/354/350 vs "
+              "157/283/273), a lower OS priority (nice 5) for the short lane's thread (136 vs 193 ms median "
+              "of 3, same-config runs ranged 114-325). At saturation (closed loop) static's p99 "
               "is the lower one: 64 clients in lockstep make every static batch the same 64 requests.",
               "- Fixed after profiling: FastAPI ran every plain-`def` dependency in a worker thread (now all "
               "`async`); httpx cost the load generator ~7 ms of CPU per request (now aiohttp, ~0.8 ms); uuid4 "
