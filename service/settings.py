@@ -58,7 +58,10 @@ class Settings(BaseSettings):
     providers: Literal["cpu", "cuda"] = "cpu"
     batching: Literal["continuous", "static", "off"] = "continuous"
     max_batch_rows: int = Field(default=64, ge=1, le=4096)
-    max_queue_requests: int = Field(default=256, ge=1, le=1_000_000)  # sentences waiting for the engine
+    # Sentences waiting for the engine. One request may bring max_texts_per_request x
+    # max_sentences_per_text (256 by default) at once; single-sentence traffic is already bounded by
+    # max_inflight_requests.
+    max_queue_requests: int = Field(default=1024, ge=1, le=1_000_000)
     # Translation requests inside the service at once (HTTP edge); more get 429 before any work.
     max_inflight_requests: int = Field(default=256, ge=1, le=1_000_000)
     static_max_wait_ms: float = Field(default=5.0, ge=0.0, le=10_000.0)

@@ -112,6 +112,29 @@ def test_sentences_of_a_text_are_decoded_side_by_side(make_client: ClientFactory
         assert steps > max(steps_alone)
 
 
+@pytest.mark.parametrize("max_queue_requests", [None, 256])
+def test_the_default_queue_holds_the_largest_requests_side_by_side(
+    make_client: ClientFactory, max_queue_requests: int | None
+) -> None:
+    """32 texts x 8 sentences: every sentence takes a place in the engine's queue at once, so a queue
+    of 256 sheds the second of two such requests; the default has room for both."""
+    settings = {} if max_queue_requests is None else {"max_queue_requests": max_queue_requests}
+    client = make_client(step_delay_s=0.005, **settings)
+    text = "\n".join(["hello world", "good morning"] * 4)
+    statuses: list[int] = []
+
+    def send() -> None:
+        statuses.append(client.post("/v1/translate", json={"texts": [text] * 32}).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)  # the first request's sentences are queued and decoding
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == ([200, 200] if max_queue_requests is None else [200, 429])
+
+
 def test_a_sentence_limit_applies_to_each_sentence(make_client: ClientFactory) -> None:
     client = make_client(max_source_tokens=12)
     two_short = client.post("/v1/translate", json={"text": "the house is big\ngood morning"})
