@@ -26,7 +26,7 @@ from model_store.codec import Codec
 from model_store.manifest import read_manifest, resolve_artifact
 from service.engine.model import DecoderState, Memory
 from service.runtime import OnnxSeq2SeqModel
-from service.settings import default_encoder_threads
+from service.settings import Settings
 
 
 def lone_sentence(model: OnnxSeq2SeqModel, source_ids: list[int], bos_id: int, eos_id: int,
@@ -71,9 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     artifact_dir = resolve_artifact(args.store, args.model, args.version)
     manifest = read_manifest(artifact_dir)
     codec = Codec(artifact_dir / manifest.tokenizer_file)
-    # Threads as `python -m service` sets them by default: the decoder ORT's default, the encoder half the CPUs.
+    # Threads as `python -m service` sets them in this environment (by default: the encoder half the
+    # CPUs, each decoder lane a share of the rest).
+    settings = Settings()
     model = OnnxSeq2SeqModel.load(artifact_dir, manifest, variant=args.variant,
-                                  encoder_intra_op_threads=default_encoder_threads())
+                                  intra_op_threads=settings.decoder_threads,
+                                  encoder_intra_op_threads=settings.encoder_threads)
     special = manifest.special_tokens
     result = lone_sentence(model, codec.source_ids(args.text), special.bos_id, special.eos_id, args.repeats)
     print(json.dumps(result | {"text": args.text, "variant": args.variant}))

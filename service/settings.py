@@ -79,7 +79,11 @@ class Settings(BaseSettings):
     # HTTP work: with 5 ms the decoder idles behind it (0.5 ms: +19% int8, +11% fp32 sentences/s
     # on 2 cores, docs/benchmarks.md). Process-wide, set by `python -m service`; 0: Python's default.
     gil_switch_interval_ms: float = Field(default=0.5, ge=0.0, le=100.0)
-    intra_op_threads: int = Field(default=0, ge=0, le=1024)  # decoder step; 0: ONNX Runtime picks
+    # The decoder step's, per lane. Every lane steps at the same time as the others and the encoder,
+    # so by default the CPUs the encoder leaves are shared among the lanes (at least one each): on 2
+    # cores, one thread per lane instead of ORT's two, whose halves of each step waited for each
+    # other behind the other threads (docs/benchmarks.md). 0: that default.
+    intra_op_threads: int = Field(default=0, ge=0, le=1024)
     # The encoder runs at the same time as the decoder's steps (on its own thread), so by default it
     # gets half the CPUs rather than competing for all of them: on 2 cores, +19% fp32 and +14% int8
     # throughput and a faster lone encode (docs/benchmarks.md). 0: that default.
@@ -140,6 +144,13 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def decoder_threads(self) -> int:
+        """The decoder session's intra-op threads: TRANSLATOR_INTRA_OP_THREADS, else the CPUs the
+        encoder's threads leave, shared among the decoder lanes (at least 1)."""
+        lanes = len(set(self.decoder_lane_bounds)) + 1
+        return self.intra_op_threads or default_decoder_threads(lanes, self.encoder_threads)
+
+    @property
     def encoder_threads(self) -> int:
         """The encoder session's intra-op threads: TRANSLATOR_ENCODER_INTRA_OP_THREADS, else half the
         CPUs this process may run on (at least 1)."""
@@ -156,6 +167,11 @@ class Settings(BaseSettings):
 
 def default_encoder_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+def default_decoder_threads(lanes: int, encoder_threads: int) -> int:
+    """Each decoder lane's share of the CPUs the encoder's threads leave (at least 1)."""
+    return max(1, (len(os.sched_getaffinity(0)) - encoder_threads) // lanes)
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -128,9 +128,12 @@ def test_deployment_matches_the_service_contract(overlay: str, rendered_overlays
         assert {"cpu", "memory"} <= resources[kind].keys()
     # ORT's intra-op pools must fit in the CPU limit, or they are throttled: set explicitly, since
     # the defaults count the node's CPUs, not the pod's limit.
+    # Every decoder lane steps beside the others and the encoder: together they fit in the limit.
     limit = cpu_cores(resources["limits"]["cpu"])
-    assert limit >= int(settings["TRANSLATOR_INTRA_OP_THREADS"])
-    assert 1 <= int(settings["TRANSLATOR_ENCODER_INTRA_OP_THREADS"]) <= limit / 2
+    lanes = len(settings["TRANSLATOR_DECODER_LANE_BOUNDS"].split(",")) + 1
+    encoder_threads = int(settings["TRANSLATOR_ENCODER_INTRA_OP_THREADS"])
+    assert 1 <= encoder_threads <= limit / 2
+    assert int(settings["TRANSLATOR_INTRA_OP_THREADS"]) == max(1, int(limit - encoder_threads) // lanes)
 
 
 def test_rolling_update_keeps_capacity(rendered_overlays: dict[str, list[dict]]) -> None:

@@ -105,6 +105,19 @@ def test_the_encoder_gets_half_the_cpus_unless_told(monkeypatch: pytest.MonkeyPa
     assert Settings().encoder_threads == 3
 
 
+@pytest.mark.parametrize(("cpus", "lanes", "expected"), [(1, "32", 1), (2, "32", 1), (2, "", 1), (16, "32", 4),
+                                                      (16, "", 8), (16, "16,32,64", 2)])
+def test_each_decoder_lane_gets_a_share_of_the_cpus_the_encoder_leaves(
+        monkeypatch: pytest.MonkeyPatch, cpus: int, lanes: str, expected: int) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    monkeypatch.setenv("TRANSLATOR_DECODER_LANE_BOUNDS", lanes)
+    assert Settings().decoder_threads == expected
+    monkeypatch.setenv("TRANSLATOR_ENCODER_INTRA_OP_THREADS", "2")  # the lanes share what the encoder leaves
+    assert Settings().decoder_threads == max(1, (cpus - 2) // (lanes.count(",") + 1 + bool(lanes)))
+    monkeypatch.setenv("TRANSLATOR_INTRA_OP_THREADS", "3")  # told: as told
+    assert Settings().decoder_threads == 3
+
+
 def test_the_gil_switch_interval_is_short_by_default_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().gil_switch_interval_ms == 0.5  # the decoder's thread needs the GIL after every step
     monkeypatch.setenv("TRANSLATOR_GIL_SWITCH_INTERVAL_MS", "0")  # 0: leave Python's default

@@ -12,12 +12,16 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from service.api.errors import ClientDisconnected
 from service.api.translation import cancel_on_disconnect
+from service.app import create_app
+from service.settings import Settings
+from tests.service.api.conftest import echo_loader
 
 ClientFactory = Callable[..., TestClient]
 NOT_IN_VOCAB = "\u2603"  # as in conftest.py: a character the fake tokenizer never saw
@@ -204,6 +208,20 @@ def test_health_ready_and_page(client: TestClient) -> None:
     for asset in re.findall(r'(?:href|src)="/?(static/[^"]+)"', page.text):  # the page's own files
         assert client.get("/" + asset).status_code == 200, asset
     assert_error(client.get("/static/no-such-file.js"), 404, "not_found")
+
+
+def test_on_started_runs_once_the_models_are_loaded_before_ready(fake_store: Path) -> None:
+    seen: list[tuple[bool, list[str]]] = []
+
+    def on_started() -> None:
+        state = app.state.service
+        seen.append((state.ready, [f"{m.name}@{m.version}" for m in state.registry.models]))
+
+    app = create_app(Settings(model_store=fake_store, models="en-de@1,de-en"), model_loader=echo_loader(),
+                     on_started=on_started)
+    with TestClient(app) as client:
+        assert client.get("/readyz").json() == {"status": "ready"}
+    assert seen == [(False, ["en-de@1", "de-en@1"])]
 
 
 # ---- errors -------------------------------------------------------------------------------------
