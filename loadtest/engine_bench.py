@@ -165,9 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--providers", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--io-binding", choices=sorted(IO_BINDING), default="auto",
                         help="ORT IO binding (auto: on for CUDA, off for CPU)")
-    parser.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0: ORT's default, as served)")
-    # Each graph alone with the whole machine: the service runs the encoder beside the decoder with
-    # half the CPUs (TRANSLATOR_ENCODER_INTRA_OP_THREADS), which this sequential benchmark cannot show.
+    # Each graph alone with the whole machine: the service runs the encoder beside the decoder's lanes
+    # and splits the CPUs between them (TRANSLATOR_ENCODER_INTRA_OP_THREADS, TRANSLATOR_INTRA_OP_THREADS),
+    # which this sequential benchmark cannot show.
+    parser.add_argument("--threads", type=int, default=0,
+                        help="the decoder's ORT intra-op threads (0: ORT's default, every core)")
     parser.add_argument("--encoder-threads", type=int, default=0,
                         help=f"the encoder's intra-op threads (0: ORT's default; the service uses "
                              f"{default_encoder_threads()} here, beside the decoder)")
