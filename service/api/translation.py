@@ -125,8 +125,14 @@ def _joined(translations: list[str], pieces: list[_Piece]) -> str:
     return "".join(parts).rstrip()
 
 
-async def _submit_all(loaded: LoadedModel, requests: list[TranslationRequest]) -> list[TranslationResult]:
-    """Submit concurrently; if one fails, cancel the others (their rows are freed) and raise."""
+async def _submit_all(state: ServiceState, loaded: LoadedModel,
+                      requests: list[TranslationRequest]) -> list[TranslationResult]:
+    """Submit concurrently; if one fails, cancel the others (their rows are freed) and raise. A
+    request's sentences are queued at once, so more than the queue holds could never be served: that
+    is refused as too large (413), not shed as a retryable 429."""
+    capacity = state.settings.max_queue_requests
+    if len(requests) > capacity:
+        raise PayloadTooLarge(f"{len(requests)} sentences in one request; the engine's queue holds at most {capacity}")
     if len(requests) == 1:  # the usual request: no task of its own
         return [await loaded.scheduler.submit(requests[0])]
     tasks = [asyncio.ensure_future(loaded.scheduler.submit(request)) for request in requests]
@@ -257,7 +263,7 @@ async def translate_texts(
                      want_attention=model.codec.unk_id in piece.ids and model.manifest.attention != "none")
             for pieces in layout for piece in pieces if not piece.empty
         ]
-        results = iter(await _submit_all(model, requests))
+        results = iter(await _submit_all(state, model, requests))
         return model, [
             _joined([_decode(model, p.sentence.text, next(results)) if not p.empty else "" for p in pieces], pieces)
             for pieces in layout
@@ -279,7 +285,7 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
             return Attended(model, "", [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
         deadline = time.monotonic() + state.settings.request_timeout_s
         requests = [_request(model, options, piece, deadline, want_attention=True) for piece in pieces]
-        results = await _submit_all(model, requests)
+        results = await _submit_all(state, model, requests)
         return _attended(model, pieces, results)
 
     if loaded.manifest.attention == "none":

@@ -139,6 +139,17 @@ def test_the_default_queue_holds_the_largest_requests_side_by_side(
     assert sorted(statuses) == ([200, 200] if max_queue_requests is None else [200, 429])
 
 
+def test_more_sentences_than_the_queue_holds_is_too_large_not_a_retry(make_client: ClientFactory) -> None:
+    client = make_client(max_queue_requests=4)
+    fits = client.post("/v1/translate", json={"texts": ["hello world. Good morning.", "the house", "big"]})
+    assert fits.status_code == 200, fits.text  # 2 + 1 + 1 sentences
+    too_many = client.post("/v1/translate", json={"texts": ["Hello world. Good morning. The house. Big."] * 2})
+    message = assert_error(too_many, 413, "too_large")["error"]["message"]
+    assert "8 sentences" in message and "at most 4" in message
+    attention = client.post("/v1/attention", json={"text": "Hello world. Good morning. The house. Big. Small."})
+    assert_error(attention, 413, "too_large")
+
+
 def test_a_sentence_limit_applies_to_each_sentence(make_client: ClientFactory) -> None:
     client = make_client(max_source_tokens=12)
     two_short = client.post("/v1/translate", json={"text": "the house is big\ngood morning"})
