@@ -16,6 +16,7 @@ import json
 import math
 import random
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -84,6 +85,25 @@ QUICK_PLAN = Plan(concurrency=4, duration_s=0.5, repeats=2, open_duration_s=0.5,
                   warmup_s=0.2)
 
 
+TAIL_SHARE = 0.01  # the slowest answers whose time is broken down (the p99's neighbourhood)
+ENGINE_PHASES = ("queue", "encode", "decode")  # the service's Server-Timing metrics
+
+
+def slowest_phases_ms(outcomes: list[client.Outcome], share: float = TAIL_SHARE) -> dict[str, float] | None:
+    """Means over the slowest `share` of the answers: their latency and where the engine spent it
+    (Server-Timing: queue, encode, decode of each request's slowest sentence); `other` is the rest
+    (HTTP, tokenizing, the event loop, the client). None when the server sends no timing."""
+    timed = sorted((o for o in outcomes if o.server_timing_ms is not None), key=lambda o: o.latency_s)
+    if not timed:
+        return None
+    tail = timed[-max(1, round(len(timed) * share)):]
+    phases = {"latency": statistics.fmean(o.latency_s * 1e3 for o in tail)}
+    for name in ENGINE_PHASES:
+        phases[name] = statistics.fmean((o.server_timing_ms or {}).get(name, 0.0) for o in tail)
+    phases["other"] = phases["latency"] - sum(phases[name] for name in ENGINE_PHASES)
+    return phases
+
+
 def summarize_run(record: client.RunRecord, codec: Codec, before: dict[str, float],
                   after: dict[str, float]) -> dict[str, Any]:
     ok = record.ok
@@ -102,6 +122,8 @@ def summarize_run(record: client.RunRecord, codec: Codec, before: dict[str, floa
         **latency_summary_ms([o.latency_s for o in ok]),
     }
     summary |= decoder_activity(before, after)
+    if (tail := slowest_phases_ms(ok)) is not None:
+        summary["slowest_1pct_ms"] = tail
     if record.offered_rate_per_s is not None:
         summary["offered_per_s"] = record.offered_rate_per_s
         summary["dropped"] = record.dropped

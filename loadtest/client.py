@@ -33,6 +33,9 @@ class Outcome:
     latency_s: float
     output: str | None  # the translation; None when the request failed
     error: str | None = None
+    # The service's Server-Timing header: the engine's queue/encode/decode ms for the request's slowest
+    # sentence (None from servers without it, such as the naive baseline).
+    server_timing_ms: dict[str, float] | None = None
 
 
 @dataclass
@@ -73,14 +76,29 @@ def _translation(status: int, text: str) -> tuple[str | None, str | None]:
     return str(body["translations"][0]["text"]), None
 
 
+def parse_server_timing(header: str | None) -> dict[str, float] | None:
+    """'queue;dur=1.2, encode;dur=2.5' -> {'queue': 1.2, 'encode': 2.5}; None without a header."""
+    if not header:
+        return None
+    phases: dict[str, float] = {}
+    for metric in header.split(","):
+        name, *params = (part.strip() for part in metric.split(";"))
+        for param in params:
+            key, _, value = param.partition("=")
+            if key == "dur":
+                phases[name] = float(value)
+    return phases
+
+
 async def _send(client: aiohttp.ClientSession, index: int, payload: dict[str, Any], started: float) -> Outcome:
     try:
         async with client.post(TRANSLATE_PATH, json=payload) as response:
             status, text = response.status, await response.text()
-    except (aiohttp.ClientError, TimeoutError) as exc:
+            timing = parse_server_timing(response.headers.get("server-timing"))
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         return Outcome(index, time.perf_counter() - started, None, f"{type(exc).__name__}: {exc}")
     output, error = _translation(status, text)
-    return Outcome(index, time.perf_counter() - started, output, error)
+    return Outcome(index, time.perf_counter() - started, output, error, timing)
 
 
 def _client(base_url: str, connections: int) -> aiohttp.ClientSession:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,7 @@ def _bench_section(doc: dict[str, Any]) -> list[str]:
             lines += ["Continuous / static p99 by offered load: " + "; ".join(
                 f"{r['ratio']:.2f} at {r['offered_per_s']:.1f}/s ({r['continuous_p99_ms']:.0f} vs "
                 f"{r['static_p99_ms']:.0f} ms)" for r in ratios) + ".", ""]
+        lines += _slowest_breakdown(opened)
     lines += ["Targets (from the issue):", ""]
     lines += _table(["target", "goal", "measured", ""],
                     [[t["target"], t["goal"], _number(t["value"], 2), _met(t["met"])] for t in doc["targets"]])
@@ -141,6 +143,25 @@ def _bench_section(doc: dict[str, Any]) -> list[str]:
                   f"(HTTP, tokenizing, scheduling, thread hand-offs) added {unloaded['p50_ms'] - alone:.1f} ms.",
                   ""]
     return lines
+
+
+def _slowest_breakdown(opened: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Where the slowest 1% of the open-loop answers spent their time (the service's Server-Timing),
+    medians over the repeats of each run's means."""
+    rows = []
+    for name, loads in opened.items():
+        for load in loads:
+            tails = [run["slowest_1pct_ms"] for run in load["runs"] if "slowest_1pct_ms" in run]
+            if tails:
+                rows.append([name, f"{load['offered_per_s']:.1f}"] + [
+                    f"{statistics.median(tail[phase] for tail in tails):.0f}"
+                    for phase in ("latency", "queue", "encode", "decode", "other")])
+    if not rows:
+        return []
+    return ["The slowest 1% of those answers, where their time went (means per run, median over the runs, ms; "
+            "queue, encode and decode are the engine's for the request's slowest sentence, from the service's "
+            "`Server-Timing` header; other is HTTP, tokenizing, the event loop and the client):", "",
+            *_table(["config", "offered/s", "latency", "queue", "encode", "decode", "other"], rows)]
 
 
 def _engine_section(doc: dict[str, Any], title: str = "Engine only (no HTTP)") -> list[str]:
@@ -377,8 +398,9 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "fp32 270/325 vs 266/289, int8 519/575 vs 533/580 sentences/s). Static gained the most, because a "
               "stall made its next batch wait and grow: in the two full runs after them its open-loop p99 at "
               "0.7x was 199 and 282 ms (~500 before), continuous's 181 and 269 (~290 before), ratios 0.91 and "
-              "0.96 (0.88 and 0.57 at half the load). That is why the target is missed: at this load static's batches are small (~4 rows per step, the server using "
-              "55-60% of the 2 cores) and end soon, so waiting for the batch ahead costs a request about what "
+              "0.96 (0.88 and 0.57 at half the load). That is why the target is missed: at this load static's "
+              "batches are small (~4 rows per step, the server using 55-60% of the 2 cores) and end soon, so "
+              "waiting for the batch ahead costs a request about what "
               "continuous's own extra CPU costs it. Continuous encodes each arrival at once (1.6 rows per "
               "encoder call against static's 4.8) and steps each lane back to back with a few rows: ~8 ms of "
               "server CPU per request against static's ~6.3 at the same 175/s, so its steps run slower under "

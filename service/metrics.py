@@ -47,9 +47,22 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS_S,
             registry=r,
         )
+        # A sentence's time in the engine, by phase (a text of several sentences has one of each per sentence).
         self.queue_wait = Histogram(
             "translator_queue_wait_seconds",
-            "Time a request waited before its first decoder step.",
+            "Time a sentence waited in the engine's queue before its encoding began.",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.encode_duration = Histogram(
+            "translator_encode_seconds",
+            "Time from a sentence's admission until its decoder lane took it over (its encoder call).",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.decode_duration = Histogram(
+            "translator_decode_seconds",
+            "Time from joining a decoder lane until the sentence's last row ended.",
             buckets=_LATENCY_BUCKETS_S,
             registry=r,
         )
@@ -155,8 +168,10 @@ class ServiceMetrics:
             self.decoder_steps.inc(len(stats.step_rows))
             for rows in stats.step_rows:
                 self.batch_rows.observe(rows)
-        for queue_wait_seconds, _decode_seconds, generated_tokens in stats.finished:
+        for queue_wait_seconds, encode_seconds, decode_seconds, generated_tokens in stats.finished:
             self.queue_wait.observe(queue_wait_seconds)
+            self.encode_duration.observe(encode_seconds)
+            self.decode_duration.observe(decode_seconds)
             self.generated_tokens.inc(generated_tokens)
         # Padding of the encoder batch and of the memory every decoder step attends over.
         padded = stats.padded_source_positions + stats.decoder_padded_source_positions

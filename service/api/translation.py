@@ -28,6 +28,7 @@ from service.api.errors import (
     PayloadTooLarge,
     UnsupportedLanguagePair,
 )
+from service.api.middleware import SERVER_TIMING_STATE
 from service.engine import TranslationRequest, TranslationResult, moses_format, unk_replace, word_alignment
 from service.models import LoadedModel
 
@@ -143,6 +144,17 @@ async def _submit_all(state: ServiceState, loaded: LoadedModel,
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+def _note_server_timing(request: Request, results: list[TranslationResult]) -> None:
+    """Where the engine's time went for the sentence that ended last (all of a request's sentences
+    are submitted at once), for the response's Server-Timing header (the edge adds it)."""
+    if results:
+        slowest = max(results, key=lambda r: r.queue_wait_seconds + r.encode_seconds + r.decode_seconds)
+        phases = (("queue", slowest.queue_wait_seconds), ("encode", slowest.encode_seconds),
+                  ("decode", slowest.decode_seconds))
+        timing = ", ".join(f"{name};dur={seconds * 1e3:.2f}" for name, seconds in phases)
+        setattr(request.state, SERVER_TIMING_STATE, timing)
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -263,7 +275,9 @@ async def translate_texts(
                      want_attention=model.codec.unk_id in piece.ids and model.manifest.attention != "none")
             for pieces in layout for piece in pieces if not piece.empty
         ]
-        results = iter(await _submit_all(state, model, requests))
+        finished = await _submit_all(state, model, requests)
+        _note_server_timing(request, finished)
+        results = iter(finished)
         return model, [
             _joined([_decode(model, p.sentence.text, next(results)) if not p.empty else "" for p in pieces], pieces)
             for pieces in layout
@@ -286,6 +300,7 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
         deadline = time.monotonic() + state.settings.request_timeout_s
         requests = [_request(model, options, piece, deadline, want_attention=True) for piece in pieces]
         results = await _submit_all(state, model, requests)
+        _note_server_timing(request, results)
         return _attended(model, pieces, results)
 
     if loaded.manifest.attention == "none":

@@ -56,7 +56,8 @@ class Ticket:
     submitted_at: float  # time.monotonic()
     max_length: int  # generated-token cap, eos excluded
     timer: asyncio.TimerHandle | None = None
-    admitted_at: float = 0.0
+    admitted_at: float = 0.0  # its encoding began
+    encoded_at: float = 0.0  # handed to its decoder lane
     search: Search | None = None
 
     @property
@@ -268,7 +269,8 @@ class DecodeLoop:
             attention=best.attention,
             score=best.score,
             queue_wait_seconds=ticket.admitted_at - ticket.submitted_at,
-            decode_seconds=now - ticket.admitted_at,
+            encode_seconds=ticket.encoded_at - ticket.admitted_at,
+            decode_seconds=now - ticket.encoded_at,
         )
 
     def _drop_abandoned(self, batch: DecodeBatch) -> None:

@@ -332,6 +332,9 @@ class Scheduler:
         counters.rows_admitted += sum(t.rows for t in admitted)
         counters.total_source_positions += positions
         counters.padded_source_positions += positions - sum(lengths)
+        handed_over = time.monotonic()
+        for ticket in admitted:
+            ticket.encoded_at = handed_over  # before join(): the decoder's thread reads it when the request ends
         by_lane: dict[int, list[Encoded]] = {}
         for (members, _, group_lengths), output in zip(calls, outputs, strict=True):
             lane = lane_of(int(group_lengths.max()), self._lane_bounds)  # a group never mixes lanes
@@ -357,8 +360,8 @@ class Scheduler:
                     self._batch_answers.append((ticket, result))
                 elif not ticket.future.done():
                     ticket.future.set_result(result)
-                counters.finished.append(FinishedRequest(
-                    result.queue_wait_seconds, result.decode_seconds, len(result.target_ids) + 1))
+                counters.finished.append(FinishedRequest(result.queue_wait_seconds, result.encode_seconds,
+                                                         result.decode_seconds, len(result.target_ids) + 1))
                 self._completions.record(now)
         for ticket, error in report.failed:
             if self._forget(ticket) and self._fail(ticket, error):

@@ -43,8 +43,9 @@ class TranslationResult:
     # (so len(target_ids) + 1 rows); rows sum to 1. Only when the request wanted attention.
     attention: np.ndarray | None
     score: float  # total log-probability of target_ids + eos (beam: of the chosen hypothesis)
-    queue_wait_seconds: float
-    decode_seconds: float
+    queue_wait_seconds: float  # submitted -> admitted (its encoding began)
+    encode_seconds: float  # admitted -> handed to its decoder lane (its encoder call and any before it in the hand-off)
+    decode_seconds: float  # handed to its decoder lane -> its last row ended
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class SchedulerConfig:
 
 class FinishedRequest(NamedTuple):
     queue_wait_seconds: float
+    encode_seconds: float
     decode_seconds: float
     generated_tokens: int  # of the returned translation, eos included
 

@@ -79,6 +79,13 @@ def test_open_loop_runs_static_and_continuous_at_one_offered_rate(quick_bench: t
             [share * rates[name] for share in bench.QUICK_PLAN.lighter_open_shares])
         for run in [*document["configs"][name]["open"]["runs"], *(r for o in lighter for r in o["runs"])]:
             assert run["errors"] == 0 and run["requests_ok"] > 0 and run["dropped"] == 0
+            # the slowest answers broken down by the service's Server-Timing header
+            tail = run["slowest_1pct_ms"]
+            assert set(tail) == {"latency", "queue", "encode", "decode", "other"}
+            assert tail["decode"] > 0 and min(tail["queue"], tail["encode"]) >= 0
+            assert tail["other"] == pytest.approx(tail["latency"] - tail["queue"] - tail["encode"] - tail["decode"])
+            assert tail["other"] > 0  # the client's latency holds the engine's time and the HTTP round trip
+    assert all("slowest_1pct_ms" not in run for run in document["configs"]["naive"]["closed"]["runs"])
     # the ratio at each offered load, the headline's first
     ratios = document["p99_ratio_by_offered_load"]
     assert len(ratios) == 1 + len(bench.QUICK_PLAN.lighter_open_shares)
@@ -117,6 +124,7 @@ def test_engine_results_and_report_are_written(quick_bench: tuple[dict, Path, Pa
         assert lone["decoder_steps"] >= 1 and 0 < lone["min_ms"] <= lone["p50_ms"]
     text = docs.read_text(encoding="utf-8")
     assert "model alone in this process" in text
+    assert "The slowest 1% of those answers" in text
     for heading in ("## Side-by-side benchmark", "## Engine only (no HTTP)", "quick mode"):
         assert heading in text
     for name in bench.CONFIGS:

@@ -12,6 +12,8 @@ import pytest
 
 from loadtest import sentences as sentences_module
 from loadtest.answers import attention_problem, libre_problem, translation_problem
+from loadtest.bench import slowest_phases_ms
+from loadtest.client import Outcome, parse_server_timing
 from loadtest.engine_bench import lstm_flops, model_flops
 from loadtest.sentences import (
     SAMPLE_FILE,
@@ -99,6 +101,20 @@ def test_attention_answers_must_have_consistent_shapes() -> None:
     assert attention_problem({**good, "weights": [[0.5, 0.2, 0.2], *good["weights"][1:]]}) is not None
     assert attention_problem({**good, "alignment": [[7, 0]]}) is not None
     assert attention_problem({**good, "translation": ""}) is not None
+
+
+def test_server_timing_is_parsed_and_the_slowest_answers_broken_down() -> None:
+    assert parse_server_timing("queue;dur=1.5, encode;desc=\"x\";dur=2, decode;dur=10.25") == {
+        "queue": 1.5, "encode": 2.0, "decode": 10.25}
+    assert parse_server_timing(None) is None and parse_server_timing("") is None
+    with pytest.raises(ValueError):
+        parse_server_timing("queue;dur=soon")
+    timing = {"queue": 1.0, "encode": 2.0, "decode": 3.0}
+    outcomes = [Outcome(i, latency_s, "x", None, timing | {"decode": latency_s * 500})
+                for i, latency_s in enumerate([0.01] * 198 + [0.1, 0.2])]
+    tail = slowest_phases_ms(outcomes)  # 1% of 200: the two slowest
+    assert tail == pytest.approx({"latency": 150.0, "queue": 1.0, "encode": 2.0, "decode": 75.0, "other": 72.0})
+    assert slowest_phases_ms([Outcome(0, 0.1, "x")]) is None  # a server without the header
 
 
 def test_flops_by_hand() -> None:

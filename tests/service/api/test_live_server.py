@@ -156,7 +156,7 @@ def test_every_client_error_has_the_shape(http: httpx.Client) -> None:
     assert http.get("/healthz").status_code == 200  # still serving after all of that
 
 
-def test_keys_overload_and_reload(versioned_store: Path, live_server_factory: Callable[..., object]) -> None:
+def test_keys_queue_capacity_and_reload(versioned_store: Path, live_server_factory: Callable[..., object]) -> None:
     server = live_server_factory(
         versioned_store, models="en-de@1", api_keys="s3cret", max_queue_requests="1", max_batch_rows="1"
     )
@@ -172,10 +172,10 @@ def test_keys_overload_and_reload(versioned_store: Path, live_server_factory: Ca
         assert http.post("/translate", data={"q": "seven", "target": "de", "api_key": "s3cret"}).status_code == 200
         assert http.post("/v1/translate", json={"text": "seven"}, headers=auth).status_code == 200
 
-        # The texts of one request are queued together: with room for one waiting text, the second is refused.
-        overloaded = http.post("/v1/translate", json={"texts": NUMBERS}, headers=auth)
-        assert_error(overloaded, 429, "overloaded")
-        assert int(overloaded.headers["retry-after"]) >= 1
+        # The texts of one request are queued together: more than the queue holds could never be served.
+        too_many = http.post("/v1/translate", json={"texts": NUMBERS}, headers=auth)
+        assert_error(too_many, 413, "too_large")
+        assert "retry-after" not in too_many.headers
 
         swapped = http.post("/v1/admin/reload", json={"name": "en-de", "version": "2"}, headers=auth)
         assert swapped.status_code == 200, swapped.text
@@ -191,7 +191,7 @@ def test_keys_overload_and_reload(versioned_store: Path, live_server_factory: Ca
         metrics = http.get("/metrics").text
     assert metric_value(metrics, "translator_model_load_failures_total") == 1.0
     assert metric_value(metrics, 'translator_requests_rejected_total{reason="unauthorized"}') == 3.0
-    assert metric_value(metrics, 'translator_requests_rejected_total{reason="overloaded"}') == 1.0
+    assert metric_value(metrics, 'translator_requests_rejected_total{reason="too_large"}') == 1.0
     assert "s3cret" not in server.log_text()  # type: ignore[attr-defined]
 
 

@@ -221,6 +221,29 @@ def test_health_ready_and_page(client: TestClient) -> None:
     assert_error(client.get("/static/no-such-file.js"), 404, "not_found")
 
 
+def server_timing(response) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    phases = {}
+    for metric in response.headers["server-timing"].split(","):
+        name, _, duration = metric.strip().partition(";dur=")
+        phases[name] = float(duration)
+    return phases
+
+
+def test_server_timing_says_where_the_engine_spent_the_slowest_sentence(make_client: ClientFactory) -> None:
+    client = make_client(step_delay_s=0.01)
+    short = client.post("/v1/translate", json={"text": "hello"})
+    phases = server_timing(short)
+    assert set(phases) == {"queue", "encode", "decode"} and min(phases.values()) >= 0
+    assert phases["decode"] >= 2 * 10  # "hello" + eos: at least two decoder steps of 10 ms
+    # a text of two sentences: the timing is the longer one's (it ended last)
+    longer = client.post("/v1/translate", json={"text": "hello. The house is very big and old today."})
+    assert server_timing(longer)["decode"] >= 10 * 10
+    assert server_timing(client.post("/v1/attention", json={"text": "hello world"}))["decode"] >= 3 * 10
+    assert "server-timing" in client.post("/translate", json={"q": "hello", "source": "en", "target": "de"}).headers
+    assert "server-timing" not in client.get("/healthz").headers
+    assert "server-timing" not in client.post("/v1/translate", json={"text": ""}).headers  # refused: no engine time
+
+
 def test_on_started_runs_once_the_models_are_loaded_before_ready(fake_store: Path) -> None:
     seen: list[tuple[bool, list[str]]] = []
 
@@ -401,10 +424,20 @@ def test_reload_under_traffic_drops_no_request(make_client: ClientFactory) -> No
 
 
 def test_queue_full_is_429_with_retry_after(make_client: ClientFactory) -> None:
-    client = make_client(step_delay_s=0.05, max_queue_requests=1, max_batch_rows=1)
-    response = client.post("/v1/translate", json={"texts": ["hello world", "good morning", "the house is small"]})
+    client = make_client(step_delay_s=0.05, max_queue_requests=2, max_batch_rows=1)
+    texts = ["hello world", "good morning"]
+    first: list = []
+    earlier = threading.Thread(target=lambda: first.append(client.post("/v1/translate", json={"texts": texts})))
+    earlier.start()
+    scheduler = client.app.state.service.registry.default.scheduler  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while scheduler.snapshot().queue_depth < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)  # until its first text decodes (the one row) and its second waits
+    response = client.post("/v1/translate", json={"texts": texts})
+    earlier.join()
     assert_error(response, 429, "overloaded")
     assert int(response.headers["retry-after"]) >= 1
+    assert first[0].status_code == 200  # the earlier request is not hurt
 
 
 def test_deadline_is_504(make_client: ClientFactory) -> None:
@@ -451,6 +484,8 @@ def test_metrics_after_traffic_use_route_templates(client: TestClient) -> None:
     assert "passwd" not in text
     for name in (
         "translator_queue_wait_seconds",
+        "translator_encode_seconds",
+        "translator_decode_seconds",
         "translator_encoder_calls_total",
         "translator_batch_rows",
         "translator_decoder_steps_total",

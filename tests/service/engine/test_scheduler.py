@@ -74,7 +74,7 @@ def test_greedy_translation_follows_the_model(fake_model, greedy_oracle) -> None
     assert result.target_ids == greedy_oracle([6, 9, 12, 3])
     assert result.attention is None
     assert -20 < result.score < 0
-    assert result.queue_wait_seconds >= 0 and result.decode_seconds > 0
+    assert result.queue_wait_seconds >= 0 and result.encode_seconds > 0 and result.decode_seconds > 0
     # the model ran on the worker threads (one per graph), never on the event loop's thread
     assert fake_model.threads == {"engine-encoder_0", "engine-decoder"}
 
