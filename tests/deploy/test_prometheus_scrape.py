@@ -33,6 +33,16 @@ translator_queue_wait_seconds_bucket{le="0.1"} 3
 translator_queue_wait_seconds_bucket{le="+Inf"} 3
 translator_queue_wait_seconds_sum 0.01
 translator_queue_wait_seconds_count 3
+# TYPE translator_encode_seconds histogram
+translator_encode_seconds_bucket{le="0.1"} 3
+translator_encode_seconds_bucket{le="+Inf"} 3
+translator_encode_seconds_sum 0.006
+translator_encode_seconds_count 3
+# TYPE translator_decode_seconds histogram
+translator_decode_seconds_bucket{le="0.1"} 2
+translator_decode_seconds_bucket{le="+Inf"} 3
+translator_decode_seconds_sum 0.25
+translator_decode_seconds_count 3
 # TYPE translator_queue_depth gauge
 translator_queue_depth 0
 # TYPE translator_http_inflight_requests gauge
