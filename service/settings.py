@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     # The decoder step's, per lane. Every lane steps at the same time as the others and the encoder,
     # so by default the CPUs the encoder leaves are shared among the lanes (at least one each): on 2
     # cores, one thread per lane instead of ORT's two, whose halves of each step waited for each
-    # other behind the other threads (docs/benchmarks.md). 0: that default.
+    # other behind the other threads (under load: 16% lower mean latency, 3-8% less CPU; a lone
+    # request pays ~1-1.5 ms, its steps no longer split over both cores; docs/benchmarks.md). 0: that default.
     intra_op_threads: int = Field(default=0, ge=0, le=1024)
     # The encoder runs at the same time as the decoder's steps (on its own thread), so by default it
     # gets half the CPUs rather than competing for all of them: on 2 cores, +19% fp32 and +14% int8
