@@ -48,23 +48,18 @@ class ServiceMetrics:
             registry=r,
         )
         # A sentence's time in the engine, by phase (a text of several sentences has one of each per sentence).
-        self.queue_wait = Histogram(
-            "translator_queue_wait_seconds",
-            "Time a sentence waited in the engine's queue before its encoding began.",
-            buckets=_LATENCY_BUCKETS_S,
-            registry=r,
+        def phase(name: str, documentation: str) -> Histogram:
+            return Histogram(name, documentation, buckets=_LATENCY_BUCKETS_S, registry=r)
+
+        self.queue_wait = phase(
+            "translator_queue_wait_seconds", "Time a sentence waited in the engine's queue before its encoding began."
         )
-        self.encode_duration = Histogram(
+        self.encode_duration = phase(
             "translator_encode_seconds",
             "Time from a sentence's admission until its decoder lane took it over (its encoder call).",
-            buckets=_LATENCY_BUCKETS_S,
-            registry=r,
         )
-        self.decode_duration = Histogram(
-            "translator_decode_seconds",
-            "Time from joining a decoder lane until the sentence's last row ended.",
-            buckets=_LATENCY_BUCKETS_S,
-            registry=r,
+        self.decode_duration = phase(
+            "translator_decode_seconds", "Time from joining a decoder lane until the sentence's last row ended."
         )
         self.queue_depth = Gauge("translator_queue_depth", "Requests waiting for admission.", registry=r)
         self.inflight = Gauge(
