@@ -160,7 +160,8 @@ def _slowest_breakdown(opened: dict[str, list[dict[str, Any]]]) -> list[str]:
         return []
     return ["The slowest 1% of those answers, where their time went (means per run, median over the runs, ms; "
             "queue, encode and decode are the engine's for the request's slowest sentence, from the service's "
-            "`Server-Timing` header; other is HTTP, tokenizing, the event loop and the client):", "",
+            "`Server-Timing` header; other is the rest: HTTP, tokenizing, the event loop and the client, and for "
+            "static the wait for the rest of its batch after its own sentence ended):", "",
             *_table(["config", "offered/s", "latency", "queue", "encode", "decode", "other"], rows)]
 
 
@@ -405,8 +406,8 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "rate from static's saturated rate in that run (172, 186 and 165 sentences/s), and the ratio "
               "swings with where that lands against continuous's own capacity and with the neighbours. The "
               "`Server-Timing` breakdown (the table above) shows the two tails differ in kind: static's "
-              "slowest answers wait in the queue for the batch ahead and then for the HTTP work of a whole "
-              "batch answered at once; continuous's decode. Continuous's decode is slow because at this load "
+              "slowest answers wait in the queue for the batch ahead and, once decoded, for the rest of their "
+              "batch and its answers (other); continuous's decode. Continuous's decode is slow because at this load "
               "it spends more CPU per request than static: it encodes each arrival at once (1.6 rows per "
               "encoder call against static's 4.8) and steps each lane back to back with a few rows, ~8 ms of "
               "server CPU per request against static's ~6.3 at the same 175/s, so its steps run slower under "
