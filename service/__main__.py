@@ -69,7 +69,9 @@ def freeze_startup_objects() -> None:
     """Put everything start-up allocated (modules, the loaded models, the app: ~75k objects) out of
     the garbage collector's reach. Python's full collections scan every tracked object while holding
     the GIL: under load each took 40-50 ms here, a stall for every request in flight and every
-    decoder step; after the freeze they take 1-2 ms. Objects made by requests are collected as before."""
+    decoder step; after the freeze they take 1-2 ms. Objects made by requests are collected as before,
+    and a model swapped out by a reload is still freed (reference counting: RSS stayed flat over 12
+    reloads, as without the freeze)."""
     gc.collect()
     gc.freeze()
 
