@@ -126,30 +126,34 @@ def _joined(translations: list[str], pieces: list[_Piece]) -> str:
     return "".join(parts).rstrip()
 
 
-async def _submit_all(state: ServiceState, loaded: LoadedModel,
+async def _submit_all(state: ServiceState, http_request: Request, loaded: LoadedModel,
                       requests: list[TranslationRequest]) -> list[TranslationResult]:
-    """Submit concurrently; if one fails, cancel the others (their rows are freed) and raise. A
-    request's sentences are queued at once, so more than the queue holds could never be served: that
-    is refused as too large (413), not shed as a retryable 429."""
+    """Submit concurrently; if one fails, cancel the others (their rows are freed) and raise; on
+    success, note the engine's timing for the response's Server-Timing header. A request's sentences
+    are queued at once, so more than the queue holds could never be served: that is refused as too
+    large (413), not shed as a retryable 429."""
     capacity = state.settings.max_queue_requests
     if len(requests) > capacity:
         raise PayloadTooLarge(f"{len(requests)} sentences in one request; the engine's queue holds at most {capacity}")
     if len(requests) == 1:  # the usual request: no task of its own
-        return [await loaded.scheduler.submit(requests[0])]
-    tasks = [asyncio.ensure_future(loaded.scheduler.submit(request)) for request in requests]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+        results = [await loaded.scheduler.submit(requests[0])]
+    else:
+        tasks = [asyncio.ensure_future(loaded.scheduler.submit(request)) for request in requests]
+        try:
+            results = list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+    _note_server_timing(http_request, results)
+    return results
 
 
 def _note_server_timing(request: Request, results: list[TranslationResult]) -> None:
     """Where the engine's time went for the sentence that ended last (all of a request's sentences
     are submitted at once), for the response's Server-Timing header (the edge adds it)."""
-    if results:
+    if results:  # empty when every text was empty
         slowest = max(results, key=lambda r: r.queue_wait_seconds + r.encode_seconds + r.decode_seconds)
         phases = (("queue", slowest.queue_wait_seconds), ("encode", slowest.encode_seconds),
                   ("decode", slowest.decode_seconds))
@@ -275,9 +279,7 @@ async def translate_texts(
                      want_attention=model.codec.unk_id in piece.ids and model.manifest.attention != "none")
             for pieces in layout for piece in pieces if not piece.empty
         ]
-        finished = await _submit_all(state, model, requests)
-        _note_server_timing(request, finished)
-        results = iter(finished)
+        results = iter(await _submit_all(state, request, model, requests))
         return model, [
             _joined([_decode(model, p.sentence.text, next(results)) if not p.empty else "" for p in pieces], pieces)
             for pieces in layout
@@ -299,8 +301,7 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
             return Attended(model, "", [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
         deadline = time.monotonic() + state.settings.request_timeout_s
         requests = [_request(model, options, piece, deadline, want_attention=True) for piece in pieces]
-        results = await _submit_all(state, model, requests)
-        _note_server_timing(request, results)
+        results = await _submit_all(state, request, model, requests)
         return _attended(model, pieces, results)
 
     if loaded.manifest.attention == "none":
