@@ -11,6 +11,7 @@ Must not import locust, service or torch (servers run in their own processes).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -180,18 +181,59 @@ def bench_config(name: str, server: ServerProcess, sentences: list[Sentence], co
     }
 
 
-def bench_open(server: ServerProcess, sentences: list[Sentence], codec: Codec, plan: Plan, force_lengths: bool,
-               rate_per_s: float) -> dict[str, Any]:
-    """`plan.repeats` open-loop runs at `rate_per_s` (the same Poisson schedules for every config)."""
+def open_loop_run(server: ServerProcess, sentences: list[Sentence], codec: Codec, plan: Plan,
+                  force_lengths: bool, rate_per_s: float, repeat: int, clock_zero: float) -> dict[str, Any]:
+    """One open-loop run at `rate_per_s` on the repeat's Poisson schedule (the same for every config)."""
     url = server.base_url
-    runs = []
+    before = scrape_counters(url)
+    started_s = time.monotonic() - clock_zero
+    record = client.run(functools.partial(
+        client.open_loop, url, sentences, rate_per_s, plan.open_duration_s, force_lengths, plan.seed + repeat))
+    return summarize_run(record, codec, before, scrape_counters(url)) | {"started_s": started_s}
+
+
+def interleaved_order(names: list[str], repeat: int) -> list[str]:
+    """The configs' turn in one repeat: forwards, then backwards (A B, B A, A B ...), so neither config
+    always runs right after the other or at the same point of the machine's drift."""
+    return list(names) if repeat % 2 == 0 else list(reversed(names))
+
+
+def bench_open_interleaved(servers: dict[str, ServerProcess], sentences: list[Sentence], codec: Codec,
+                           plan: Plan, force_lengths: bool, rates_per_s: list[float],
+                           clock_zero: float) -> dict[str, list[dict[str, Any]]]:
+    """`plan.repeats` open-loop runs of every server at each rate, the servers up side by side and their
+    runs interleaved: each config's p99 is taken over the same stretch of the machine's time, which on
+    a shared VM moves a single run's p99 by up to 2x. Per config: one result per rate, in that order."""
+    runs: dict[str, list[list[dict[str, Any]]]] = {name: [[] for _ in rates_per_s] for name in servers}
     for repeat in range(plan.repeats):
-        before = scrape_counters(url)
-        record = client.run(functools.partial(
-            client.open_loop, url, sentences, rate_per_s, plan.open_duration_s, force_lengths, plan.seed + repeat))
-        runs.append(summarize_run(record, codec, before, scrape_counters(url)))
-    return {"offered_per_s": rate_per_s, "duration_s": plan.open_duration_s, "runs": runs,
-            "summary": spread_of_runs(runs, OPEN_METRICS)}
+        for index, rate in enumerate(rates_per_s):
+            for name in interleaved_order(list(servers), repeat + index):
+                print(f"[bench] open loop {name} at {rate:.1f}/s, run {repeat + 1}/{plan.repeats}", flush=True)
+                runs[name][index].append(open_loop_run(servers[name], sentences, codec, plan, force_lengths, rate,
+                                                       repeat, clock_zero))
+    return {name: [{"offered_per_s": rate, "duration_s": plan.open_duration_s, "runs": by_rate[index],
+                    "summary": spread_of_runs(by_rate[index], OPEN_METRICS)}
+                   for index, rate in enumerate(rates_per_s)]
+            for name, by_rate in runs.items()}
+
+
+def bench_open_phase(names: list[str], results: dict[str, Any], start: Callable[[str], ServerProcess],
+                     sentences: list[Sentence], codec: Codec, plan: Plan, force_lengths: bool, rate_per_s: float,
+                     clock_zero: float) -> None:
+    """Start the open-loop configs' servers side by side, warm them, run them interleaved at the headline
+    rate and its lighter shares, and put each config's results in `results[name]["open"]` (headline) and
+    `["open_lighter"]`."""
+    rates = [rate_per_s, *(share * rate_per_s for share in plan.lighter_open_shares)]
+    with contextlib.ExitStack() as stack:
+        servers = {name: stack.enter_context(start(name)) for name in names}
+        for server in servers.values():  # fresh processes: warmed as the closed loop's were
+            client.run(functools.partial(client.closed_loop, server.base_url, sentences, plan.concurrency,
+                                         plan.warmup_s, force_lengths))
+        by_name = bench_open_interleaved(servers, sentences, codec, plan, force_lengths, rates, clock_zero)
+    for name, (headline, *lighter) in by_name.items():
+        results[name]["open"] = headline
+        results[name]["open_lighter"] = [load | {"share_of_offered": share}
+                                         for load, share in zip(lighter, plan.lighter_open_shares, strict=True)]
 
 
 def agreement(results: dict[str, Any], reference: str = "continuous") -> dict[str, float]:
@@ -239,8 +281,13 @@ def p99_ratios_by_load(results: dict[str, Any]) -> list[dict[str, float]]:
     ratios = []
     for static, continuous in zip(runs("static"), runs("continuous"), strict=False):
         static_p99, continuous_p99 = static["summary"]["p99_ms"]["median"], continuous["summary"]["p99_ms"]["median"]
+        # Repeat by repeat: the two runs of a repeat ran back to back (interleaved), so their ratio
+        # shows how much of the spread is the machine's moment rather than the batching.
+        by_repeat = [_ratio(c["p99_ms"], s["p99_ms"])
+                     for s, c in zip(static["runs"], continuous["runs"], strict=False)]
         ratios.append({"offered_per_s": continuous["offered_per_s"], "static_p99_ms": static_p99,
-                       "continuous_p99_ms": continuous_p99, "ratio": _ratio(continuous_p99, static_p99)})
+                       "continuous_p99_ms": continuous_p99, "ratio": _ratio(continuous_p99, static_p99),
+                       "ratio_by_repeat": by_repeat})
     return ratios
 
 
@@ -345,16 +392,9 @@ def main(argv: list[str] | None = None) -> int:
                 alone = None if CONFIGS[name] is None else functools.partial(
                     model_alone, args.store, manifest, variant, args.unloaded_text, plan.unloaded_requests)
                 result = bench_config(name, server, sentences, codec, plan, force_lengths, args.unloaded_text, alone)
-                if name in open_names:
-                    if open_rate is None:
-                        # Calibrated on the first open config (static by default): its saturated rate x fraction.
-                        open_rate = plan.open_fraction * _median({name: result}, name, "closed", "sentences_per_s")
-                    if not (math.isfinite(open_rate) and open_rate > 0):
-                        raise RuntimeError(f"no open-loop rate: {name} served nothing in the closed loop")
-                    result["open"] = bench_open(server, sentences, codec, plan, force_lengths, open_rate)
-                    result["open_lighter"] = [
-                        bench_open(server, sentences, codec, plan, force_lengths, share * open_rate)
-                        | {"share_of_offered": share} for share in plan.lighter_open_shares]
+                if name in open_names and open_rate is None:
+                    # Calibrated on the first open config (static by default): its saturated rate x fraction.
+                    open_rate = plan.open_fraction * _median({name: result}, name, "closed", "sentences_per_s")
                 results[name] = result
         except (ServerStartError, RuntimeError) as exc:
             failed = True
@@ -365,6 +405,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {name}: {closed['sentences_per_s']['median']:.1f} sentences/s, "
               f"p99 {closed['p99_ms']['median']:.0f} ms, unloaded p50 "
               f"{results[name]['unloaded']['p50_ms']:.1f} ms", flush=True)
+    if opened := [name for name in open_names if "closed" in results[name]]:
+        try:
+            if open_rate is None or not (math.isfinite(open_rate) and open_rate > 0):
+                raise RuntimeError(f"no open-loop rate: {opened[0]} served nothing in the closed loop")
+            start = functools.partial(_start, store=args.store, naive=naive, raw_dir=raw_dir,
+                                      model_spec=f"{manifest.name}@{manifest.version}", server_env=server_env)
+            bench_open_phase(opened, results, start, sentences, codec, plan, force_lengths, open_rate, started)
+        except (ServerStartError, RuntimeError) as exc:
+            failed = True
+            for name in opened:
+                results[name]["open_error"] = str(exc)[-2000:]
+            print(f"[bench] open loop FAILED: {exc}", file=sys.stderr, flush=True)
 
     lengths = [len(codec.encode(s.english)) + 1 for s in sentences]
     document = {

@@ -118,7 +118,9 @@ def _bench_section(doc: dict[str, Any]) -> list[str]:
     if opened:
         rate = next(iter(opened.values()))[0]["offered_per_s"]
         lighter = plan.get("lighter_open_shares") or []
-        lines += [f"Open loop (Poisson arrivals, the same schedule for each config): {rate:.1f} sentences/s offered "
+        lines += [f"Open loop (Poisson arrivals, the same schedule for each config; the configs' servers up side by "
+                  "side and their runs interleaved, A B then B A, so each config's p99 comes from the same stretch "
+                  f"of the machine's time): {rate:.1f} sentences/s offered "
                   f"({plan['open_fraction']} x the first open config's saturated rate unless fixed)"
                   + (f", and {' and '.join(f'{share} x' for share in lighter)} that" if lighter else "")
                   + f"; {plan['repeats']} x {plan['open_duration_s']} s each.", ""]
@@ -128,9 +130,11 @@ def _bench_section(doc: dict[str, Any]) -> list[str]:
                 for name, runs in opened.items() for o in runs]
         lines += _table(["config", "offered/s", "served sentences/s", "p50 ms", "p95 ms", "p99 ms", "errors"], rows)
         if ratios := doc.get("p99_ratio_by_offered_load"):
-            lines += ["Continuous / static p99 by offered load: " + "; ".join(
+            lines += ["Continuous / static p99 by offered load (medians; then repeat by repeat, each pair run back "
+                      "to back): " + "; ".join(
                 f"{r['ratio']:.2f} at {r['offered_per_s']:.1f}/s ({r['continuous_p99_ms']:.0f} vs "
-                f"{r['static_p99_ms']:.0f} ms)" for r in ratios) + ".", ""]
+                f"{r['static_p99_ms']:.0f} ms; {', '.join(_number(x, 2) for x in r.get('ratio_by_repeat', []))})"
+                for r in ratios) + ".", ""]
         lines += _slowest_breakdown(opened)
     lines += ["Targets (from the issue):", ""]
     lines += _table(["target", "goal", "measured", ""],

@@ -91,6 +91,24 @@ def test_open_loop_runs_static_and_continuous_at_one_offered_rate(quick_bench: t
     assert len(ratios) == 1 + len(bench.QUICK_PLAN.lighter_open_shares)
     assert ratios[0]["offered_per_s"] == pytest.approx(rates["continuous"])
     assert all(r["ratio"] == pytest.approx(r["continuous_p99_ms"] / r["static_p99_ms"]) for r in ratios)
+    assert all(len(r["ratio_by_repeat"]) == bench.QUICK_PLAN.repeats for r in ratios)
+
+
+def test_open_loop_runs_are_interleaved(quick_bench: tuple[dict, Path, Path]) -> None:
+    """Both servers up side by side: at every rate and repeat, a static run and a continuous run back
+    to back (A B, then B A)."""
+    configs = quick_bench[0]["configs"]
+    timeline = sorted((run["started_s"], name, load["offered_per_s"])
+                      for name in ("static", "continuous")
+                      for load in [configs[name]["open"], *configs[name]["open_lighter"]] for run in load["runs"])
+    rates = 1 + len(bench.QUICK_PLAN.lighter_open_shares)
+    assert len(timeline) == 2 * rates * bench.QUICK_PLAN.repeats
+    pairs = [timeline[i:i + 2] for i in range(0, len(timeline), 2)]
+    assert all(a[1] != b[1] and a[2] == b[2] for a, b in pairs)  # one of each, at one rate
+    firsts = [a[1] for a, _ in pairs]
+    assert set(firsts) == {"static", "continuous"}  # the order alternates: neither always goes first
+    assert [bench.interleaved_order(["static", "continuous"], r) for r in range(3)] == [
+        ["static", "continuous"], ["continuous", "static"], ["static", "continuous"]]
 
 
 def test_fp32_servers_translate_identically(quick_bench: tuple[dict, Path, Path]) -> None:
