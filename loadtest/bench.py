@@ -1,7 +1,8 @@
 """The side-by-side benchmark: the naive PyTorch baseline and the service with batching off, static,
 continuous and continuous + int8, each a separate server process on this machine, driven by the same
 client (closed loop at fixed concurrency for saturation; open loop at a fixed Poisson rate for latency
-under load; one unloaded ~10-word request for latency alone) over the same sentences.
+under load, static's and continuous's servers up side by side and their runs interleaved; one unloaded
+~10-word request for latency alone) over the same sentences.
 
 `python -m loadtest.bench [--quick]` writes loadtest/results/bench.json, then runs loadtest.engine_bench
 (engine_bench.json) and renders docs/benchmarks.md: the whole benchmark is this one command.
@@ -132,8 +133,8 @@ def summarize_run(record: client.RunRecord, codec: Codec, before: dict[str, floa
 
 
 def _start(name: str, store: Path, naive: NaiveWeights | None, raw_dir: Path, model_spec: str,
-           server_env: dict[str, str]) -> ServerProcess:
-    log_path = raw_dir / f"server-{name}.log"
+           server_env: dict[str, str], log_tag: str = "") -> ServerProcess:
+    log_path = raw_dir / f"server-{name}{log_tag}.log"
     settings = CONFIGS[name]
     if settings is None:
         if naive is None:
@@ -410,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
             if open_rate is None or not (math.isfinite(open_rate) and open_rate > 0):
                 raise RuntimeError(f"no open-loop rate: {opened[0]} served nothing in the closed loop")
             start = functools.partial(_start, store=args.store, naive=naive, raw_dir=raw_dir,
-                                      model_spec=f"{manifest.name}@{manifest.version}", server_env=server_env)
+                                      model_spec=f"{manifest.name}@{manifest.version}", server_env=server_env,
+                                      log_tag="-open")
             bench_open_phase(opened, results, start, sentences, codec, plan, force_lengths, open_rate, started)
         except (ServerStartError, RuntimeError) as exc:
             failed = True
