@@ -1,0 +1,140 @@
+"""Compare service settings side by side: `python -m loadtest.compare --rate 165 static:batching=static
+cont:batching=continuous 'cap16:batching=continuous;max_batch_rows=16'`.
+
+Every config is its own server process, all up at once; their runs are interleaved (A B C, then C B A)
+so each config's numbers come from the same stretch of this shared machine's time (one run's p99
+moves by up to 2x with the VM's neighbours: a config measured alone, minutes from another, cannot be
+compared with it). Open loop at `--rate` sentences/s (the side-by-side benchmark's schedule and
+summaries), and with `--closed N` first a closed loop of N clients. Prints medians and every run,
+writes the JSON. How the settings in docs/benchmarks.md's "What limits it" were compared.
+Must not import locust, service or torch (servers run in their own processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import random
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from loadtest import client
+from loadtest.bench import Plan, bench_open_interleaved, interleaved_order
+from loadtest.machine import describe_machine
+from loadtest.sentences import Sentence, load_sentences
+from loadtest.servers import REPO_ROOT, ServerStartError, start_service
+from loadtest.stats import json_safe
+from model_store.codec import Codec
+from model_store.manifest import read_manifest, resolve_artifact
+
+
+def parse_config(spec: str) -> tuple[str, dict[str, str]]:
+    """`name:KEY=VALUE;KEY=VALUE` -> (name, settings); keys are TRANSLATOR_* with or without the prefix,
+    any case (`name:` alone: the service's defaults)."""
+    name, _, assignments = spec.partition(":")
+    if not name:
+        raise ValueError(f"{spec!r}: a config needs a name before ':'")
+    settings = {}
+    for item in filter(None, assignments.split(";")):
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise ValueError(f"{spec!r}: {item!r} is not KEY=VALUE")
+        settings[key.strip().lower().removeprefix("translator_")] = value
+    return name, settings
+
+
+def closed_interleaved(urls: dict[str, str], sentences: list[Sentence], concurrency: int, duration_s: float,
+                       repeats: int) -> dict[str, list[float]]:
+    """Sentences/s of `repeats` closed-loop runs per config, interleaved like the open loop's."""
+    served: dict[str, list[float]] = {name: [] for name in urls}
+    for repeat in range(repeats):
+        for name in interleaved_order(list(urls), repeat):
+            record = client.run(functools.partial(client.closed_loop, urls[name], sentences, concurrency,
+                                                  duration_s, False, repeat * 997))
+            served[name].append(len(record.ok) / max(record.elapsed_s, 1e-9))
+    return served
+
+
+def _joined(values: list[float]) -> str:
+    return ", ".join(f"{value:.0f}" for value in values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("configs", nargs="+", metavar="NAME:KEY=VALUE;...", help="two or more service configs")
+    parser.add_argument("--rate", type=float, required=True, help="offered sentences/s of the open loop")
+    parser.add_argument("--duration-s", type=float, default=20.0, help="each open-loop run")
+    parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--closed", type=int, default=0, metavar="N", help="also closed loop with N clients")
+    parser.add_argument("--closed-duration-s", type=float, default=12.0)
+    parser.add_argument("--warmup-s", type=float, default=3.0)
+    parser.add_argument("--store", type=Path, default=REPO_ROOT / "model_store")
+    parser.add_argument("--model", default="en-de")
+    parser.add_argument("--version")
+    parser.add_argument("--sentences", type=Path, help="default: the test sets, else loadtest/sentences.txt")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "loadtest/results/compare.json")
+    args = parser.parse_args(argv)
+    try:
+        configs = dict(parse_config(spec) for spec in args.configs)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if len(configs) < 2:
+        parser.error("give at least two configs with distinct names")
+
+    artifact_dir = resolve_artifact(args.store, args.model, args.version)
+    manifest = read_manifest(artifact_dir)
+    codec = Codec(artifact_dir / manifest.tokenizer_file)
+    sentences, source = load_sentences(args.sentences)
+    sentences = list(sentences)
+    random.Random(0).shuffle(sentences)  # the side-by-side benchmark's order
+    plan = replace(Plan(), repeats=args.repeats, open_duration_s=args.duration_s)
+    log_dir = args.out.parent / "raw" / "compare"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    machine = describe_machine()
+    started = time.monotonic()
+    try:
+        with contextlib.ExitStack() as stack:
+            servers = {name: stack.enter_context(start_service(
+                args.store, log_dir / f"server-{name}.log",
+                settings | {"models": f"{manifest.name}@{manifest.version}"}, label=name))
+                for name, settings in configs.items()}
+            urls = {name: server.base_url for name, server in servers.items()}
+            for url in urls.values():
+                client.run(functools.partial(client.closed_loop, url, sentences, 16, args.warmup_s, False))
+            closed = (closed_interleaved(urls, sentences, args.closed, args.closed_duration_s, args.repeats)
+                      if args.closed else {})
+            opened = bench_open_interleaved(servers, sentences, codec, plan, False, [args.rate], started)
+    except ServerStartError as exc:
+        print(f"[compare] a server did not start: {exc}", file=sys.stderr)
+        return 1
+
+    results: dict[str, Any] = {}
+    for name, (load,) in opened.items():
+        p99s = [run["p99_ms"] for run in load["runs"]]
+        results[name] = {"settings": configs[name], "open": load}
+        line = (f"{name}: p99 {statistics.median(p99s):.0f} ms (runs {_joined(p99s)}), mean "
+                f"{load['summary']['mean_ms']['median']:.0f} ms, errors {sum(r['errors'] for r in load['runs'])}")
+        if name in closed:
+            results[name]["closed_sentences_per_s"] = closed[name]
+            line += f"; closed loop {statistics.median(closed[name]):.0f} sentences/s (runs {_joined(closed[name])})"
+        print(line, flush=True)
+    document = {"kind": "compare", "command": "python -m loadtest.compare " + shlex.join(
+                    argv if argv is not None else sys.argv[1:]),
+                "machine": machine, "wall_s": time.monotonic() - started, "model": str(artifact_dir),
+                "sentences": {"source": source, "count": len(sentences)}, "offered_per_s": args.rate,
+                "closed_clients": args.closed, "configs": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(json_safe(document), indent=2) + "\n", encoding="utf-8")
+    print(f"[compare] wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
