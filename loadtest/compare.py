@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         configs = dict(parse_config(spec) for spec in args.configs)
     except ValueError as exc:
         parser.error(str(exc))
-    if len(configs) < 2:
-        parser.error("give at least two configs with distinct names")
+    if len(configs) != len(args.configs) or len(configs) < 2:
+        parser.error("give at least two configs, each with its own name")
 
     artifact_dir = resolve_artifact(args.store, args.model, args.version)
     manifest = read_manifest(artifact_dir)

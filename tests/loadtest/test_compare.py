@@ -19,6 +19,9 @@ def test_configs_parse_with_or_without_the_prefix() -> None:
     for bad in (":batching=static", "x:batching", "x:=1"):
         with pytest.raises(ValueError):
             compare.parse_config(bad)
+    for configs in (["a:batching=static"], ["a:batching=static", "a:batching=continuous"]):
+        with pytest.raises(SystemExit):  # argparse's usage error: a comparison needs two distinct names
+            compare.main([*configs, "--rate", "1"])
 
 
 def test_two_configs_run_interleaved_and_are_written(tiny_store: Path, number_sentences: Path,
