@@ -1,8 +1,9 @@
 """The side-by-side benchmark: the naive PyTorch baseline and the service with batching off, static,
-continuous and continuous + int8, each a separate server process on this machine, driven by the same
-client (closed loop at fixed concurrency for saturation; open loop at a fixed Poisson rate for latency
-under load, static's and continuous's servers up side by side and their runs interleaved; one unloaded
-~10-word request for latency alone) over the same sentences.
+continuous and continuous + int8, each a separate server process on this machine, all up side by side,
+driven by the same client over the same sentences: one unloaded ~10-word request for latency alone
+(one config at a time), closed loop at fixed concurrency for saturation and open loop at a fixed
+Poisson rate for latency under load (static and continuous), the configs' runs interleaved (A B C,
+then C B A) so that every ratio compares runs from the same stretch of this shared machine's time.
 
 `python -m loadtest.bench [--quick]` writes loadtest/results/bench.json, then runs loadtest.engine_bench
 (engine_bench.json) and renders docs/benchmarks.md: the whole benchmark is this one command.
@@ -133,8 +134,8 @@ def summarize_run(record: client.RunRecord, codec: Codec, before: dict[str, floa
 
 
 def _start(name: str, store: Path, naive: NaiveWeights | None, raw_dir: Path, model_spec: str,
-           server_env: dict[str, str], log_tag: str = "") -> ServerProcess:
-    log_path = raw_dir / f"server-{name}{log_tag}.log"
+           server_env: dict[str, str]) -> ServerProcess:
+    log_path = raw_dir / f"server-{name}.log"
     settings = CONFIGS[name]
     if settings is None:
         if naive is None:
@@ -155,31 +156,50 @@ def model_alone(store: Path, manifest: Manifest, variant: str, text: str, repeat
     return result
 
 
-def bench_config(name: str, server: ServerProcess, sentences: list[Sentence], codec: Codec, plan: Plan,
-                 force_lengths: bool, unloaded_text: str = UNLOADED_SENTENCE,
-                 measure_model_alone: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Warm-up, the unloaded latency (and, right after, the model alone on the same sentence), then
-    `plan.repeats` closed-loop runs at `plan.concurrency`."""
+def bench_unloaded(name: str, server: ServerProcess, sentences: list[Sentence], plan: Plan,
+                   force_lengths: bool, unloaded_text: str = UNLOADED_SENTENCE,
+                   measure_model_alone: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Warm-up, the unloaded latency (and, right after, the model alone on the same sentence) and the
+    sample translations of one config, while the other servers idle."""
     url = server.base_url
     client.run(lambda: client.closed_loop(url, sentences, plan.concurrency, plan.warmup_s, force_lengths))
     unloaded_payload = client.translate_payload(Sentence(unloaded_text, None), force_lengths)
     unloaded = client.run(lambda: client.sequential(url, unloaded_payload, plan.unloaded_requests))
     alone = measure_model_alone() if measure_model_alone is not None else None
     samples = client.run(lambda: client.translate_each(url, sentences[:AGREEMENT_SENTENCES], force_lengths))
-    closed_runs = []
-    for repeat in range(plan.repeats):
-        before = scrape_counters(url)
-        record = client.run(functools.partial(
-            client.closed_loop, url, sentences, plan.concurrency, plan.duration_s, force_lengths, repeat * 997))
-        closed_runs.append(summarize_run(record, codec, before, scrape_counters(url)))
     return {
         "label": LABELS[name],
         "unloaded": {"requests": len(unloaded), "sentence": unloaded_text, **latency_summary_ms(unloaded)}
                     | ({"model_alone": alone} if alone is not None else {}),
         "sample_translations": samples,
-        "closed": {"concurrency": plan.concurrency, "duration_s": plan.duration_s, "runs": closed_runs,
-                   "summary": spread_of_runs(closed_runs, RUN_METRICS)},
     }
+
+
+def closed_loop_run(server: ServerProcess, sentences: list[Sentence], codec: Codec, plan: Plan,
+                    force_lengths: bool, repeat: int, clock_zero: float) -> dict[str, Any]:
+    """One closed-loop run: `plan.concurrency` clients, each sending its next sentence on an answer."""
+    url = server.base_url
+    before = scrape_counters(url)
+    started_s = time.monotonic() - clock_zero
+    record = client.run(functools.partial(
+        client.closed_loop, url, sentences, plan.concurrency, plan.duration_s, force_lengths, repeat * 997))
+    return summarize_run(record, codec, before, scrape_counters(url)) | {"started_s": started_s}
+
+
+def bench_closed_interleaved(servers: dict[str, ServerProcess], sentences: list[Sentence], codec: Codec,
+                             plan: Plan, force_lengths: bool, clock_zero: float) -> dict[str, dict[str, Any]]:
+    """`plan.repeats` closed-loop runs of every server, the servers up side by side and their runs
+    interleaved (A B C, then C B A), so the throughput ratios between configs come from the same
+    stretch of the machine's time. Per config: its runs and their spread."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+    for repeat in range(plan.repeats):
+        for name in interleaved_order(list(servers), repeat):
+            print(f"[bench] closed loop {name}, run {repeat + 1}/{plan.repeats}", flush=True)
+            runs[name].append(closed_loop_run(servers[name], sentences, codec, plan, force_lengths, repeat,
+                                              clock_zero))
+    return {name: {"concurrency": plan.concurrency, "duration_s": plan.duration_s, "runs": by_name,
+                   "summary": spread_of_runs(by_name, RUN_METRICS)}
+            for name, by_name in runs.items()}
 
 
 def open_loop_run(server: ServerProcess, sentences: list[Sentence], codec: Codec, plan: Plan,
@@ -218,19 +238,13 @@ def bench_open_interleaved(servers: dict[str, ServerProcess], sentences: list[Se
             for name, by_rate in runs.items()}
 
 
-def bench_open_phase(names: list[str], results: dict[str, Any], start: Callable[[str], ServerProcess],
-                     sentences: list[Sentence], codec: Codec, plan: Plan, force_lengths: bool, rate_per_s: float,
-                     clock_zero: float) -> None:
-    """Start the open-loop configs' servers side by side, warm them, run them interleaved at the headline
-    rate and its lighter shares, and put each config's results in `results[name]["open"]` (headline) and
+def bench_open_phase(servers: dict[str, ServerProcess], results: dict[str, Any], sentences: list[Sentence],
+                     codec: Codec, plan: Plan, force_lengths: bool, rate_per_s: float, clock_zero: float) -> None:
+    """Run the open-loop configs' servers (warm from the closed loop) interleaved at the headline rate
+    and its lighter shares, and put each config's results in `results[name]["open"]` (headline) and
     `["open_lighter"]`."""
     rates = [rate_per_s, *(share * rate_per_s for share in plan.lighter_open_shares)]
-    with contextlib.ExitStack() as stack:
-        servers = {name: stack.enter_context(start(name)) for name in names}
-        for server in servers.values():  # fresh processes: warmed as the closed loop's were
-            client.run(functools.partial(client.closed_loop, server.base_url, sentences, plan.concurrency,
-                                         plan.warmup_s, force_lengths))
-        by_name = bench_open_interleaved(servers, sentences, codec, plan, force_lengths, rates, clock_zero)
+    by_name = bench_open_interleaved(servers, sentences, codec, plan, force_lengths, rates, clock_zero)
     for name, (headline, *lighter) in by_name.items():
         results[name]["open"] = headline
         results[name]["open_lighter"] = [load | {"share_of_offered": share}
@@ -378,47 +392,58 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     open_rate = plan.open_rate_per_s
     failed = False
-    for name in names:
-        print(f"[bench] {name}: {LABELS[name]}", flush=True)
-        variant = (CONFIGS[name] or {}).get("variant", "fp32")
-        if variant not in manifest.variants:
-            # The export drops int8 when it costs too much BLEU: nothing to serve, not a failure.
-            reason = f"the artifact has no {variant} variant (bleu drop recorded: {bleu_drop(manifest) or 'none'})"
-            results[name] = {"label": LABELS[name], "skipped": reason}
-            print(f"[bench] {name} skipped: {reason}", flush=True)
-            continue
-        try:
-            with _start(name, args.store, naive, raw_dir, f"{manifest.name}@{manifest.version}",
-                        server_env) as server:
-                alone = None if CONFIGS[name] is None else functools.partial(
-                    model_alone, args.store, manifest, variant, args.unloaded_text, plan.unloaded_requests)
-                result = bench_config(name, server, sentences, codec, plan, force_lengths, args.unloaded_text, alone)
-                if name in open_names and open_rate is None:
-                    # Calibrated on the first open config (static by default): its saturated rate x fraction.
-                    open_rate = plan.open_fraction * _median({name: result}, name, "closed", "sentences_per_s")
-                results[name] = result
-        except (ServerStartError, RuntimeError) as exc:
-            failed = True
-            results[name] = {"label": LABELS[name], "error": str(exc)[-2000:]}
-            print(f"[bench] {name} FAILED: {exc}", file=sys.stderr, flush=True)
-            continue
-        closed = results[name]["closed"]["summary"]
-        print(f"[bench] {name}: {closed['sentences_per_s']['median']:.1f} sentences/s, "
-              f"p99 {closed['p99_ms']['median']:.0f} ms, unloaded p50 "
-              f"{results[name]['unloaded']['p50_ms']:.1f} ms", flush=True)
-    if opened := [name for name in open_names if "closed" in results[name]]:
-        try:
-            if open_rate is None or not (math.isfinite(open_rate) and open_rate > 0):
-                raise RuntimeError(f"no open-loop rate: {opened[0]} served nothing in the closed loop")
-            start = functools.partial(_start, store=args.store, naive=naive, raw_dir=raw_dir,
-                                      model_spec=f"{manifest.name}@{manifest.version}", server_env=server_env,
-                                      log_tag="-open")
-            bench_open_phase(opened, results, start, sentences, codec, plan, force_lengths, open_rate, started)
-        except (ServerStartError, RuntimeError) as exc:
-            failed = True
-            for name in opened:
-                results[name]["open_error"] = str(exc)[-2000:]
-            print(f"[bench] open loop FAILED: {exc}", file=sys.stderr, flush=True)
+    with contextlib.ExitStack() as stack:
+        # Every server up before any is measured (an idle one costs no CPU), so that the closed-loop
+        # runs of all configs can be interleaved like the open loop's.
+        servers: dict[str, ServerProcess] = {}
+        for name in names:
+            variant = (CONFIGS[name] or {}).get("variant", "fp32")
+            if variant not in manifest.variants:
+                # The export drops int8 when it costs too much BLEU: nothing to serve, not a failure.
+                reason = f"the artifact has no {variant} variant (bleu drop recorded: {bleu_drop(manifest) or 'none'})"
+                results[name] = {"label": LABELS[name], "skipped": reason}
+                print(f"[bench] {name} skipped: {reason}", flush=True)
+                continue
+            try:
+                servers[name] = stack.enter_context(_start(name, args.store, naive, raw_dir,
+                                                           f"{manifest.name}@{manifest.version}", server_env))
+            except ServerStartError as exc:
+                failed = True
+                results[name] = {"label": LABELS[name], "error": str(exc)[-2000:]}
+                print(f"[bench] {name} FAILED: {exc}", file=sys.stderr, flush=True)
+        for name, server in list(servers.items()):
+            print(f"[bench] {name}: {LABELS[name]}", flush=True)
+            variant = (CONFIGS[name] or {}).get("variant", "fp32")
+            alone = None if CONFIGS[name] is None else functools.partial(
+                model_alone, args.store, manifest, variant, args.unloaded_text, plan.unloaded_requests)
+            try:
+                results[name] = bench_unloaded(name, server, sentences, plan, force_lengths, args.unloaded_text,
+                                               alone)
+            except RuntimeError as exc:
+                failed = True
+                results[name] = {"label": LABELS[name], "error": str(exc)[-2000:]}
+                print(f"[bench] {name} FAILED: {exc}", file=sys.stderr, flush=True)
+                del servers[name]
+        for name, closed in bench_closed_interleaved(servers, sentences, codec, plan, force_lengths,
+                                                     started).items():
+            results[name]["closed"] = closed
+            print(f"[bench] {name}: {closed['summary']['sentences_per_s']['median']:.1f} sentences/s, "
+                  f"p99 {closed['summary']['p99_ms']['median']:.0f} ms, unloaded p50 "
+                  f"{results[name]['unloaded']['p50_ms']:.1f} ms", flush=True)
+        if opened := [name for name in open_names if name in servers]:
+            if open_rate is None:  # the first open config's (static by default) saturated rate x fraction
+                open_rate = plan.open_fraction * _median(results, opened[0], "closed", "sentences_per_s")
+            try:
+                if not (math.isfinite(open_rate) and open_rate > 0):
+                    raise RuntimeError(f"no open-loop rate: {opened[0]} served nothing in the closed loop")
+                bench_open_phase({name: servers[name] for name in opened}, results, sentences, codec, plan,
+                                 force_lengths, open_rate, started)
+            except RuntimeError as exc:
+                failed = True
+                for name in opened:
+                    results[name]["open_error"] = str(exc)[-2000:]
+                print(f"[bench] open loop FAILED: {exc}", file=sys.stderr, flush=True)
+    results = {name: results[name] for name in names}  # the canonical order, whatever happened when
 
     lengths = [len(codec.encode(s.english)) + 1 for s in sentences]
     document = {

@@ -95,8 +95,12 @@ def _bench_section(doc: dict[str, Any]) -> list[str]:
              f"max {doc['sentences']['source_tokens_max']}); output lengths: "
              + ("the model's own" if doc["lengths"] == "model" else "forced to the reference length (max_length)")
              + ".", ""]
-    lines += [f"Closed loop: {plan['concurrency']} concurrent clients, {plan['repeats']} x {plan['duration_s']} s; "
-              "median (min-max) over the repeats. Unloaded: p50 of "
+    interleaved = any("started_s" in run for result in doc["configs"].values()
+                      for run in result.get("closed", {}).get("runs", []))
+    lines += [f"Closed loop: {plan['concurrency']} concurrent clients, {plan['repeats']} x {plan['duration_s']} s"
+              + (" (the servers up side by side, the configs' runs interleaved: A B C D E, then E D C B A)"
+                 if interleaved else "")
+              + "; median (min-max) over the repeats. Unloaded: p50 of "
               f"{plan['unloaded_requests']} sequential requests of a 10-word sentence; model alone: the same "
               "sentence through the ONNX model with no HTTP and no scheduler, measured right after it (the "
               "same moment's neighbours), so the difference is what the service adds.", ""]
@@ -472,11 +476,12 @@ def render(results_dir: Path, docs_path: Path) -> str:
               "`engine_bench_cuda_no_io_binding.json`), rendered here. onnxruntime-gpu must be installed "
               "(`pip install -e .[gpu]`).", "",
               "## How it is measured", "",
-              "- Each configuration is its own server process, started, warmed up and stopped in turn for its "
-              "closed-loop runs; for the open loop, static's and continuous's servers are started again side by "
-              "side (an idle one costs no CPU) and their runs alternate, A B then B A, so both see the same "
-              "stretch of this shared machine's time. The client (asyncio + aiohttp on uvloop) runs on the same "
-              "machine and shares its cores.",
+              "- Each configuration is its own server process, all up side by side (an idle one costs no CPU). "
+              "Each is warmed up and its unloaded request timed while the others idle; then the closed-loop "
+              "runs of all configs alternate (A B C D E, then E D C B A, ...), and so do static's and "
+              "continuous's open-loop runs, so every ratio compares runs from the same stretch of this shared "
+              "machine's time (one run moves by up to 2x with the VM's neighbours). The client (asyncio + "
+              "aiohttp on uvloop) runs on the same machine and shares its cores.",
               "- Closed loop: N clients each send their next sentence when the last answer arrives; throughput "
               "counts well-formed answers over the time from the first send to the last answer.",
               "- Open loop: sentences are sent on a fixed Poisson schedule whatever the answers do; latency runs "

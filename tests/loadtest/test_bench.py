@@ -111,6 +111,19 @@ def test_open_loop_runs_are_interleaved(quick_bench: tuple[dict, Path, Path]) ->
         ["static", "continuous"], ["continuous", "static"], ["static", "continuous"]]
 
 
+def test_closed_loop_runs_are_interleaved(quick_bench: tuple[dict, Path, Path]) -> None:
+    """All servers up side by side: every repeat runs each config once, in canonical order, then
+    reversed, so no config's runs all come before another's."""
+    configs = quick_bench[0]["configs"]
+    names = list(bench.CONFIGS)
+    timeline = sorted((run["started_s"], name) for name in names for run in configs[name]["closed"]["runs"])
+    rounds = [[name for _, name in timeline[i:i + len(names)]] for i in range(0, len(timeline), len(names))]
+    assert rounds == [bench.interleaved_order(names, r) for r in range(bench.QUICK_PLAN.repeats)]
+    # every closed-loop run came before the open loop's first
+    first_open = min(run["started_s"] for name in ("static", "continuous") for run in configs[name]["open"]["runs"])
+    assert timeline[-1][0] < first_open
+
+
 def test_fp32_servers_translate_identically(quick_bench: tuple[dict, Path, Path]) -> None:
     agreement = quick_bench[0]["agreement_with_continuous"]
     assert agreement["off"] == 1.0 and agreement["static"] == 1.0  # the service's modes are equivalent
