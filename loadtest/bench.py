@@ -306,6 +306,23 @@ def p99_ratios_by_load(results: dict[str, Any]) -> list[dict[str, float]]:
     return ratios
 
 
+# The saturation ratios the targets compare: (numerator, denominator) configs.
+SATURATION_RATIOS = (("continuous", "naive"), ("continuous", "static"), ("int8", "continuous"))
+
+
+def saturation_ratios_by_round(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each saturation ratio round by round: the closed-loop runs of one round ran back to back
+    (interleaved), so the spread of these shows how far one moment of the machine moves a ratio."""
+    ratios = []
+    for top, bottom in SATURATION_RATIOS:
+        if "closed" not in results.get(top, {}) or "closed" not in results.get(bottom, {}):
+            continue
+        by_round = [_ratio(a["sentences_per_s"], b["sentences_per_s"])
+                    for a, b in zip(results[top]["closed"]["runs"], results[bottom]["closed"]["runs"], strict=False)]
+        ratios.append({"numerator": top, "denominator": bottom, "by_round": by_round})
+    return ratios
+
+
 def evaluate_targets(results: dict[str, Any], manifest: Manifest) -> list[dict[str, Any]]:
     """The issue's targets, each with the measured value and whether it is met (None: not measured)."""
     def target(name: str, value: float, goal: str, met: bool | None) -> dict[str, Any]:
@@ -467,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         "agreement_with_continuous": agreement(results),
         "targets": evaluate_targets(results, manifest),
         "p99_ratio_by_offered_load": p99_ratios_by_load(results),
+        "saturation_ratios_by_round": saturation_ratios_by_round(results),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     out_file = args.out / "bench.json"

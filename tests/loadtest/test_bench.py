@@ -122,6 +122,12 @@ def test_closed_loop_runs_are_interleaved(quick_bench: tuple[dict, Path, Path]) 
     # every closed-loop run came before the open loop's first
     first_open = min(run["started_s"] for name in ("static", "continuous") for run in configs[name]["open"]["runs"])
     assert timeline[-1][0] < first_open
+    # the targets' saturation ratios, round by round
+    by_round = {(r["numerator"], r["denominator"]): r["by_round"] for r in quick_bench[0]["saturation_ratios_by_round"]}
+    assert set(by_round) == set(bench.SATURATION_RATIOS)
+    for (top, bottom), ratios in by_round.items():
+        assert ratios == pytest.approx([a["sentences_per_s"] / b["sentences_per_s"] for a, b in zip(
+            configs[top]["closed"]["runs"], configs[bottom]["closed"]["runs"], strict=True)])
 
 
 def test_fp32_servers_translate_identically(quick_bench: tuple[dict, Path, Path]) -> None:
