@@ -64,7 +64,7 @@ LABELS = {
 }
 AGREEMENT_SENTENCES = 8  # translated by every config and compared: all servers must do the same work
 RUN_METRICS = ("sentences_per_s", "target_tokens_per_s", "p50_ms", "p95_ms", "p99_ms", "mean_ms", "errors",
-               "rows_per_decoder_step")
+               "rows_per_decoder_step", "server_cpu_ms_per_sentence")
 OPEN_METRICS = (*RUN_METRICS, "offered_per_s", "dropped")
 
 
@@ -133,6 +133,14 @@ def summarize_run(record: client.RunRecord, codec: Codec, before: dict[str, floa
     return summary
 
 
+def server_cpu(before_s: float | None, after_s: float | None, answers: int) -> dict[str, float]:
+    """The server process's CPU time per answered sentence over a run (every thread: the event loop,
+    the model's threads); empty where the CPU time cannot be read."""
+    if before_s is None or after_s is None or answers == 0:
+        return {}
+    return {"server_cpu_ms_per_sentence": 1000.0 * (after_s - before_s) / answers}
+
+
 def _start(name: str, store: Path, naive: NaiveWeights | None, raw_dir: Path, model_spec: str,
            server_env: dict[str, str]) -> ServerProcess:
     log_path = raw_dir / f"server-{name}.log"
@@ -181,9 +189,11 @@ def closed_loop_run(server: ServerProcess, sentences: list[Sentence], codec: Cod
     url = server.base_url
     before = scrape_counters(url)
     started_s = time.monotonic() - clock_zero
+    cpu_before = server.cpu_seconds()
     record = client.run(functools.partial(
         client.closed_loop, url, sentences, plan.concurrency, plan.duration_s, force_lengths, repeat * 997))
-    return summarize_run(record, codec, before, scrape_counters(url)) | {"started_s": started_s}
+    return (summarize_run(record, codec, before, scrape_counters(url))
+            | {"started_s": started_s} | server_cpu(cpu_before, server.cpu_seconds(), len(record.ok)))
 
 
 def bench_closed_interleaved(servers: dict[str, ServerProcess], sentences: list[Sentence], codec: Codec,
@@ -208,9 +218,11 @@ def open_loop_run(server: ServerProcess, sentences: list[Sentence], codec: Codec
     url = server.base_url
     before = scrape_counters(url)
     started_s = time.monotonic() - clock_zero
+    cpu_before = server.cpu_seconds()
     record = client.run(functools.partial(
         client.open_loop, url, sentences, rate_per_s, plan.open_duration_s, force_lengths, plan.seed + repeat))
-    return summarize_run(record, codec, before, scrape_counters(url)) | {"started_s": started_s}
+    return (summarize_run(record, codec, before, scrape_counters(url))
+            | {"started_s": started_s} | server_cpu(cpu_before, server.cpu_seconds(), len(record.ok)))
 
 
 def interleaved_order(names: list[str], repeat: int) -> list[str]:

@@ -18,7 +18,6 @@ import functools
 import json
 import random
 import shlex
-import statistics
 import sys
 import time
 from dataclasses import replace
@@ -26,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import client
-from loadtest.bench import Plan, bench_open_interleaved, interleaved_order
+from loadtest.bench import Plan, bench_closed_interleaved, bench_open_interleaved
 from loadtest.machine import describe_machine
-from loadtest.sentences import Sentence, load_sentences
+from loadtest.sentences import load_sentences
 from loadtest.servers import REPO_ROOT, ServerStartError, start_service
 from loadtest.stats import json_safe
 from model_store.codec import Codec
@@ -48,18 +47,6 @@ def parse_config(spec: str) -> tuple[str, dict[str, str]]:
             raise ValueError(f"{spec!r}: {item!r} is not KEY=VALUE")
         settings[key.strip().lower().removeprefix("translator_")] = value
     return name, settings
-
-
-def closed_interleaved(urls: dict[str, str], sentences: list[Sentence], concurrency: int, duration_s: float,
-                       repeats: int) -> dict[str, list[float]]:
-    """Sentences/s of `repeats` closed-loop runs per config, interleaved like the open loop's."""
-    served: dict[str, list[float]] = {name: [] for name in urls}
-    for repeat in range(repeats):
-        for name in interleaved_order(list(urls), repeat):
-            record = client.run(functools.partial(client.closed_loop, urls[name], sentences, concurrency,
-                                                  duration_s, False, repeat * 997))
-            served[name].append(len(record.ok) / max(record.elapsed_s, 1e-9))
-    return served
 
 
 def _joined(values: list[float]) -> str:
@@ -105,10 +92,11 @@ def main(argv: list[str] | None = None) -> int:
                 args.store, log_dir / f"server-{name}.log",
                 settings | {"models": f"{manifest.name}@{manifest.version}"}, label=name))
                 for name, settings in configs.items()}
-            urls = {name: server.base_url for name, server in servers.items()}
-            for url in urls.values():
-                client.run(functools.partial(client.closed_loop, url, sentences, 16, args.warmup_s, False))
-            closed = (closed_interleaved(urls, sentences, args.closed, args.closed_duration_s, args.repeats)
+            for server in servers.values():
+                client.run(functools.partial(client.closed_loop, server.base_url, sentences, 16, args.warmup_s,
+                                             False))
+            closed = (bench_closed_interleaved(servers, sentences, codec, replace(
+                plan, concurrency=args.closed, duration_s=args.closed_duration_s), False, started)
                       if args.closed else {})
             opened = bench_open_interleaved(servers, sentences, codec, plan, False, [args.rate], started)
     except ServerStartError as exc:
@@ -119,11 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, (load,) in opened.items():
         summary = load["summary"]  # medians over the runs, already taken by bench_open_interleaved
         results[name] = {"settings": configs[name], "open": load}
+        cpu = summary["server_cpu_ms_per_sentence"]["median"]
         line = (f"{name}: p99 {summary['p99_ms']['median']:.0f} ms (runs {_joined(summary['p99_ms']['values'])}), "
-                f"mean {summary['mean_ms']['median']:.0f} ms, errors {sum(r['errors'] for r in load['runs'])}")
+                f"mean {summary['mean_ms']['median']:.0f} ms, server CPU {cpu:.1f} ms/sentence, "
+                f"errors {sum(r['errors'] for r in load['runs'])}")
         if name in closed:
-            results[name]["closed_sentences_per_s"] = closed[name]
-            line += f"; closed loop {statistics.median(closed[name]):.0f} sentences/s (runs {_joined(closed[name])})"
+            results[name]["closed"] = closed[name]
+            served = closed[name]["summary"]["sentences_per_s"]
+            line += f"; closed loop {served['median']:.0f} sentences/s (runs {_joined(served['values'])})"
         print(line, flush=True)
     document = {"kind": "compare", "command": "python -m loadtest.compare " + shlex.join(
                     argv if argv is not None else sys.argv[1:]),

@@ -108,16 +108,17 @@ def _bench_section(doc: dict[str, Any]) -> list[str]:
     for name, result in doc["configs"].items():
         if "error" in result or "skipped" in result:
             why = "failed: " + result["error"].splitlines()[0][:80] if "error" in result else result["skipped"]
-            rows.append([name, why, "", "", "", "", "", "", ""])
+            rows.append([name, why, "", "", "", "", "", "", "", ""])
             continue
         s = result["closed"]["summary"]
         alone = result["unloaded"].get("model_alone", {}).get("p50_ms")
         rows.append([name, format_spread(s["sentences_per_s"]), format_spread(s["target_tokens_per_s"], 0),
                      format_spread(s["p50_ms"], 0), format_spread(s["p95_ms"], 0), format_spread(s["p99_ms"], 0),
-                     format_spread(s.get("rows_per_decoder_step", {})), _number(result["unloaded"].get("p50_ms")),
+                     format_spread(s.get("rows_per_decoder_step", {})),
+                     format_spread(s.get("server_cpu_ms_per_sentence", {})), _number(result["unloaded"].get("p50_ms")),
                      _number(alone)])
     lines += _table(["config", "sentences/s", "target tokens/s", "p50 ms", "p95 ms", "p99 ms",
-                     "rows/decoder step", "unloaded p50 ms", "model alone p50 ms"], rows)
+                     "rows/decoder step", "server CPU ms/sentence", "unloaded p50 ms", "model alone p50 ms"], rows)
     if by_round := doc.get("saturation_ratios_by_round"):
         lines += ["Sentences/s ratios round by round (each round ran every config once, back to back): "
                   + "; ".join(f"{r['numerator']} / {r['denominator']} "
@@ -134,9 +135,12 @@ def _bench_section(doc: dict[str, Any]) -> list[str]:
                   + f"; {plan['repeats']} x {plan['open_duration_s']} s each.", ""]
         rows = [[name, f"{o['offered_per_s']:.1f}", format_spread(o["summary"]["sentences_per_s"]),
                  format_spread(o["summary"]["p50_ms"], 0), format_spread(o["summary"]["p95_ms"], 0),
-                 format_spread(o["summary"]["p99_ms"], 0), format_spread(o["summary"]["errors"], 0)]
+                 format_spread(o["summary"]["p99_ms"], 0),
+                 format_spread(o["summary"].get("server_cpu_ms_per_sentence", {})),
+                 format_spread(o["summary"]["errors"], 0)]
                 for name, runs in opened.items() for o in runs]
-        lines += _table(["config", "offered/s", "served sentences/s", "p50 ms", "p95 ms", "p99 ms", "errors"], rows)
+        lines += _table(["config", "offered/s", "served sentences/s", "p50 ms", "p95 ms", "p99 ms",
+                         "server CPU ms/sentence", "errors"], rows)
         if ratios := doc.get("p99_ratio_by_offered_load"):
             lines += ["Continuous / static p99 by offered load (medians; then repeat by repeat, each pair run back "
                       "to back): " + "; ".join(

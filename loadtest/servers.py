@@ -37,6 +37,18 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system, all threads) the server process has used so far, from
+        /proc/<pid>/stat; None where there is no /proc (not Linux) or the process is gone."""
+        try:
+            stat = Path(f"/proc/{self.process.pid}/stat").read_text(encoding="ascii")
+        except OSError:
+            return None
+        # Fields after the command name, which is in parentheses and may contain spaces: utime and
+        # stime are the 14th and 15th fields of the line, in clock ticks.
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self, chars: int = 3000) -> str:
         text = self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
         return text[-chars:]

@@ -42,6 +42,7 @@ def test_every_configuration_served_well_formed_answers(quick_bench: tuple[dict,
             assert run["sentences_per_s"] > 0 and run["target_tokens_per_s"] > 0
             assert 0 < run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"]
             assert run["target_tokens_per_sentence"] >= 2  # at least one piece + eos
+            assert run["server_cpu_ms_per_sentence"] > 0  # the server process's own CPU time (Linux /proc)
         summary = closed["summary"]["sentences_per_s"]
         assert summary["min"] <= summary["median"] <= summary["max"]
         assert len(summary["values"]) == bench.QUICK_PLAN.repeats

@@ -36,10 +36,15 @@ def test_two_configs_run_interleaved_and_are_written(tiny_store: Path, number_se
     configs = document["configs"]
     assert configs["static"]["settings"] == {"batching": "static"}
     for result in configs.values():
-        assert len(result["closed_sentences_per_s"]) == 2 and min(result["closed_sentences_per_s"]) > 0
+        closed = result["closed"]["runs"]
+        assert len(closed) == 2 and all(run["sentences_per_s"] > 0 and run["errors"] == 0 for run in closed)
         runs = result["open"]["runs"]
         assert len(runs) == 2 and all(run["errors"] == 0 and run["requests_ok"] > 0 for run in runs)
+        assert all(run["server_cpu_ms_per_sentence"] > 0 for run in [*closed, *runs])
     # interleaved: the open-loop runs alternate between the two servers, A B then B A
     timeline = [name for _, name in sorted((run["started_s"], name) for name, result in configs.items()
                                            for run in result["open"]["runs"])]
     assert timeline == ["static", "continuous", "continuous", "static"]
+    closed_timeline = [name for _, name in sorted((run["started_s"], name) for name, result in configs.items()
+                                                  for run in result["closed"]["runs"])]
+    assert closed_timeline == ["static", "continuous", "continuous", "static"]
