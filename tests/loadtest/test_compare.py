@@ -40,7 +40,10 @@ def test_two_configs_run_interleaved_and_are_written(tiny_store: Path, number_se
         assert len(closed) == 2 and all(run["sentences_per_s"] > 0 and run["errors"] == 0 for run in closed)
         runs = result["open"]["runs"]
         assert len(runs) == 2 and all(run["errors"] == 0 and run["requests_ok"] > 0 for run in runs)
-        assert all(run["server_cpu_ms_per_sentence"] > 0 for run in [*closed, *runs])
+        # the server's CPU time per sentence (clock ticks: the closed loop keeps the server busy for
+        # many of them; the short open-loop runs may use less than one)
+        assert all(run["server_cpu_ms_per_sentence"] > 0 for run in closed)
+        assert all(run["server_cpu_ms_per_sentence"] >= 0 for run in runs)
     # interleaved: the open-loop runs alternate between the two servers, A B then B A
     timeline = [name for _, name in sorted((run["started_s"], name) for name, result in configs.items()
                                            for run in result["open"]["runs"])]
