@@ -77,8 +77,10 @@ class Plan:
     open_fraction: float = 0.7  # offered rate = this x the first open config's saturated sentences/s
     open_rate_per_s: float | None = None  # fixed offered rate instead
     # Also open loop at these shares of that offered rate: the p99 ratio depends on the load (at light
-    # load static's batches are small and short, so waiting for one costs little).
-    lighter_open_shares: tuple[float, ...] = (0.5,)
+    # load static's batches are small and short, so waiting for one costs little; near its saturation
+    # static queues whole batches behind each other while continuous, with more capacity, does not).
+    # 1.2 x 0.7 = 0.84 x static's saturated rate: heavy, yet below what static can serve.
+    other_open_shares: tuple[float, ...] = (1.2, 0.5)
     unloaded_requests: int = 50
     warmup_s: float = 3.0
     seed: int = 0
@@ -253,14 +255,14 @@ def bench_open_interleaved(servers: dict[str, ServerProcess], sentences: list[Se
 def bench_open_phase(servers: dict[str, ServerProcess], results: dict[str, Any], sentences: list[Sentence],
                      codec: Codec, plan: Plan, force_lengths: bool, rate_per_s: float, clock_zero: float) -> None:
     """Run the open-loop configs' servers (warm from the closed loop) interleaved at the headline rate
-    and its lighter shares, and put each config's results in `results[name]["open"]` (headline) and
-    `["open_lighter"]`."""
-    rates = [rate_per_s, *(share * rate_per_s for share in plan.lighter_open_shares)]
+    and its other shares, and put each config's results in `results[name]["open"]` (headline) and
+    `["open_other"]`."""
+    rates = [rate_per_s, *(share * rate_per_s for share in plan.other_open_shares)]
     by_name = bench_open_interleaved(servers, sentences, codec, plan, force_lengths, rates, clock_zero)
-    for name, (headline, *lighter) in by_name.items():
+    for name, (headline, *others) in by_name.items():
         results[name]["open"] = headline
-        results[name]["open_lighter"] = [load | {"share_of_offered": share}
-                                         for load, share in zip(lighter, plan.lighter_open_shares, strict=True)]
+        results[name]["open_other"] = [load | {"share_of_offered": share}
+                                       for load, share in zip(others, plan.other_open_shares, strict=True)]
 
 
 def agreement(results: dict[str, Any], reference: str = "continuous") -> dict[str, float]:
@@ -303,8 +305,9 @@ def p99_ratios_by_load(results: dict[str, Any]) -> list[dict[str, float]]:
     """Continuous / static open-loop p99 at each offered rate both ran (the headline rate first)."""
     def runs(name: str) -> list[dict[str, Any]]:
         result = results.get(name, {})
-        return ([result["open"]] if "open" in result else []) + result.get("open_lighter", [])
+        return ([result["open"]] if "open" in result else []) + result.get("open_other", [])
 
+    static_saturated = _median(results, "static", "closed", "sentences_per_s")
     ratios = []
     for static, continuous in zip(runs("static"), runs("continuous"), strict=False):
         static_p99, continuous_p99 = static["summary"]["p99_ms"]["median"], continuous["summary"]["p99_ms"]["median"]
@@ -312,7 +315,9 @@ def p99_ratios_by_load(results: dict[str, Any]) -> list[dict[str, float]]:
         # shows how much of the spread is the machine's moment rather than the batching.
         by_repeat = [_ratio(c["p99_ms"], s["p99_ms"])
                      for s, c in zip(static["runs"], continuous["runs"], strict=False)]
-        ratios.append({"offered_per_s": continuous["offered_per_s"], "static_p99_ms": static_p99,
+        ratios.append({"offered_per_s": continuous["offered_per_s"],
+                       "share_of_static_saturated": _ratio(continuous["offered_per_s"], static_saturated),
+                       "static_p99_ms": static_p99,
                        "continuous_p99_ms": continuous_p99, "ratio": _ratio(continuous_p99, static_p99),
                        "ratio_by_repeat": by_repeat})
     return ratios
@@ -342,8 +347,15 @@ def evaluate_targets(results: dict[str, Any], manifest: Manifest) -> list[dict[s
 
     speedup = _ratio(_median(results, "continuous", "closed", "sentences_per_s"),
                      _median(results, "naive", "closed", "sentences_per_s"))
-    by_load = p99_ratios_by_load(results)
-    p99 = by_load[0]["ratio"] if by_load else math.nan  # at the headline offered rate
+    # One row per offered load, the headline first: the ratio moves with the load, and no single load
+    # stands for all of them.
+    p99_rows = [target("continuous / static p99 at the same offered load (open loop), "
+                       + (f"{load['share_of_static_saturated']:.2f} x static's saturated rate"
+                          if math.isfinite(load.get("share_of_static_saturated", math.nan))
+                          else f"{load['offered_per_s']:.1f}/s offered"), load["ratio"], "<= 0.5", load["ratio"] <= 0.5)
+                for load in p99_ratios_by_load(results)]
+    if not p99_rows:
+        p99_rows = [target("continuous / static p99 at the same offered load (open loop)", math.nan, "<= 0.5", False)]
     throughput = _ratio(_median(results, "continuous", "closed", "sentences_per_s"),
                         _median(results, "static", "closed", "sentences_per_s"))
     unloaded = results.get("continuous", {}).get("unloaded", {}).get("p50_ms", math.nan)
@@ -352,7 +364,7 @@ def evaluate_targets(results: dict[str, Any], manifest: Manifest) -> list[dict[s
     drops = bleu_drop(manifest)
     return [
         target("continuous / naive sentences/s at saturation", speedup, ">= 10", speedup >= 10),
-        target("continuous / static p99 at the same offered load (open loop)", p99, "<= 0.5", p99 <= 0.5),
+        *p99_rows,
         target("continuous / static sentences/s at saturation", throughput, ">= 1", throughput >= 1),
         target("unloaded ~10-word request p50 (ms), continuous", unloaded, "<= 15", unloaded <= 15),
         target("int8 / fp32 sentences/s at saturation (continuous)", int8, ">= 1.5", int8 >= 1.5),

@@ -75,10 +75,10 @@ def test_open_loop_runs_static_and_continuous_at_one_offered_rate(quick_bench: t
     static_closed = document["configs"]["static"]["closed"]["summary"]["sentences_per_s"]["median"]
     assert rates["static"] == pytest.approx(bench.QUICK_PLAN.open_fraction * static_closed)
     for name in rates:
-        lighter = document["configs"][name]["open_lighter"]
-        assert [o["offered_per_s"] for o in lighter] == pytest.approx(
-            [share * rates[name] for share in bench.QUICK_PLAN.lighter_open_shares])
-        for run in [*document["configs"][name]["open"]["runs"], *(r for o in lighter for r in o["runs"])]:
+        others = document["configs"][name]["open_other"]
+        assert [o["offered_per_s"] for o in others] == pytest.approx(
+            [share * rates[name] for share in bench.QUICK_PLAN.other_open_shares])
+        for run in [*document["configs"][name]["open"]["runs"], *(r for o in others for r in o["runs"])]:
             assert run["errors"] == 0 and run["requests_ok"] > 0 and run["dropped"] == 0
             # the slowest answers broken down by the service's Server-Timing header
             tail = run["slowest_1pct_ms"]
@@ -89,7 +89,7 @@ def test_open_loop_runs_static_and_continuous_at_one_offered_rate(quick_bench: t
     assert all("slowest_1pct_ms" not in run for run in document["configs"]["naive"]["closed"]["runs"])
     # the ratio at each offered load, the headline's first
     ratios = document["p99_ratio_by_offered_load"]
-    assert len(ratios) == 1 + len(bench.QUICK_PLAN.lighter_open_shares)
+    assert len(ratios) == 1 + len(bench.QUICK_PLAN.other_open_shares)
     assert ratios[0]["offered_per_s"] == pytest.approx(rates["continuous"])
     assert all(r["ratio"] == pytest.approx(r["continuous_p99_ms"] / r["static_p99_ms"]) for r in ratios)
     assert all(len(r["ratio_by_repeat"]) == bench.QUICK_PLAN.repeats for r in ratios)
@@ -101,8 +101,8 @@ def test_open_loop_runs_are_interleaved(quick_bench: tuple[dict, Path, Path]) ->
     configs = quick_bench[0]["configs"]
     timeline = sorted((run["started_s"], name, load["offered_per_s"])
                       for name in ("static", "continuous")
-                      for load in [configs[name]["open"], *configs[name]["open_lighter"]] for run in load["runs"])
-    rates = 1 + len(bench.QUICK_PLAN.lighter_open_shares)
+                      for load in [configs[name]["open"], *configs[name]["open_other"]] for run in load["runs"])
+    rates = 1 + len(bench.QUICK_PLAN.other_open_shares)
     assert len(timeline) == 2 * rates * bench.QUICK_PLAN.repeats
     pairs = [timeline[i:i + 2] for i in range(0, len(timeline), 2)]
     assert all(a[1] != b[1] and a[2] == b[2] for a, b in pairs)  # one of each, at one rate
@@ -144,7 +144,16 @@ def test_targets_and_machine_are_recorded(quick_bench: tuple[dict, Path, Path]) 
     assert document["command"].startswith("python -m loadtest.bench --quick")
     assert document["machine"]["cpus"] >= 1 and document["machine"]["cpu_model"]
     targets = {t["target"]: t for t in document["targets"]}
-    assert len(targets) == 6
+    loads = document["p99_ratio_by_offered_load"]
+    assert len(targets) == 5 + len(loads)  # the p99 target once per offered load, the headline first
+    p99_rows = [t for t in document["targets"] if t["target"].startswith("continuous / static p99")]
+    assert [t["value"] for t in p99_rows] == pytest.approx([load["ratio"] for load in loads])
+    for row, load in zip(p99_rows, loads, strict=True):
+        assert f"{load['share_of_static_saturated']:.2f} x static's saturated rate" in row["target"]
+    static_saturated = document["configs"]["static"]["closed"]["summary"]["sentences_per_s"]["median"]
+    assert loads[0]["share_of_static_saturated"] == pytest.approx(bench.QUICK_PLAN.open_fraction)
+    assert loads[1]["offered_per_s"] == pytest.approx(
+        bench.QUICK_PLAN.other_open_shares[0] * bench.QUICK_PLAN.open_fraction * static_saturated)
     speedup = targets["continuous / naive sentences/s at saturation"]
     configs = document["configs"]
     assert speedup["value"] == pytest.approx(
