@@ -58,9 +58,8 @@ class Settings(BaseSettings):
     providers: Literal["cpu", "cuda"] = "cpu"
     batching: Literal["continuous", "static", "off"] = "continuous"
     max_batch_rows: int = Field(default=64, ge=1, le=4096)
-    # Sentences waiting for the engine. One request may bring max_texts_per_request x
-    # max_sentences_per_text (256 by default) at once; single-sentence traffic is already bounded by
-    # max_inflight_requests.
+    # Sentences waiting for the engine. One request may bring max_rows_per_request sentences (256 by
+    # default) at once; single-sentence traffic is already bounded by max_inflight_requests.
     max_queue_requests: int = Field(default=1024, ge=1, le=1_000_000)
     # Translation requests inside the service at once (HTTP edge); more get 429 before any work.
     max_inflight_requests: int = Field(default=256, ge=1, le=1_000_000)
@@ -95,10 +94,16 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=2000, ge=1, le=1_000_000)
     max_source_tokens: int = Field(default=256, ge=2, le=100_000)  # including the end-of-sentence token
     max_texts_per_request: int = Field(default=32, ge=1, le=10_000)
-    # A text's sentences are decoded side by side, each as a row of its own: a paragraph takes as many
-    # decoder steps as its longest sentence rather than all of them (a text with more sentences has
-    # adjacent ones grouped). Each sentence holds a place in the engine's queue. 1: texts are not split.
-    max_sentences_per_text: int = Field(default=8, ge=1, le=256)
+    # A text's sentences (and lines) are decoded side by side, each as a row of its own: a paragraph
+    # takes as many decoder steps as its longest sentence rather than all of them, and its line breaks
+    # come back where they were. A text with more sentences than it may have rows has adjacent ones
+    # grouped (their line breaks become spaces). 1: texts are not split.
+    max_sentences_per_text: int = Field(default=64, ge=1, le=1024)
+    # Decoder rows one request may hold: its sentences x beam_size. The request's texts share them
+    # (32 texts: 8 sentences each at beam 1, one each at beam 8), so a big request's work stays
+    # bounded: at most as many rows as 32 texts of 8 sentences, a few seconds of the engine here, where
+    # 32 long texts at beam 8 (2,048 rows) ran past the request timeout and held up everyone else.
+    max_rows_per_request: int = Field(default=256, ge=1, le=100_000)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
     # A body that has not fully arrived by then is refused (408): a stalled client must not hold an
     # in-flight slot for ever (uvicorn itself waits for a body indefinitely).

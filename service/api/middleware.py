@@ -27,6 +27,13 @@ REQUEST_ID_HEADER = "x-request-id"
 SERVER_TIMING_STATE = "server_timing"
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+CLIENT_CLOSED_STATUS = 499  # nginx's "client closed request", as ClientDisconnected answers
+
+
+def connection_closed(exc: BaseException) -> bool:
+    """Whether writing a response failed because the peer's connection is gone: a reset or broken
+    pipe, or uvloop's transport refusing to write once closed ("... the handler is closed")."""
+    return isinstance(exc, OSError) or "closed" in str(exc)
 
 access_log = logging.getLogger("service.access")
 
@@ -74,9 +81,12 @@ class EdgeMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
+        client_gone = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, client_gone
+            if client_gone:
+                return
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
@@ -84,7 +94,15 @@ class EdgeMiddleware:
                 if timing := scope.get("state", {}).get(SERVER_TIMING_STATE):
                     extra.append((b"server-timing", timing.encode("latin-1")))
                 message["headers"] = [*message["headers"], *extra]
-            await send(message)
+            try:
+                await send(message)
+            except (OSError, RuntimeError) as exc:
+                if not connection_closed(exc):
+                    raise
+                # The client closed the connection before this answer could be written (requests it
+                # pipelined behind one it then abandoned): its loss, not a server failure.
+                client_gone = True
+                status = CLIENT_CLOSED_STATUS
 
         admitted = counted = False
         try:

@@ -49,6 +49,7 @@ LANGUAGE_NAMES = {
 }
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _BODY_SCHEMA = LibreTranslateRequest.model_json_schema()
+_SINGLE_FIELDS = frozenset(LibreTranslateRequest.model_fields) - {"q"}
 
 
 async def _read_fields(request: Request) -> Any:
@@ -56,8 +57,10 @@ async def _read_fields(request: Request) -> Any:
     if media_type == "application/json":
         try:
             return json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise InvalidInput("the body's JSON nests too deeply") from None
+        except ValueError as exc:  # also JSONDecodeError, UnicodeDecodeError and integers over 4300 digits
+            raise InvalidInput(f"the body is not valid JSON: {exc}") from None
     if media_type in FORM_TYPES:
         form = await request.form()
         fields: dict[str, Any] = {}
@@ -65,7 +68,10 @@ async def _read_fields(request: Request) -> Any:
             values = form.getlist(key)
             if any(isinstance(value, UploadFile) for value in values):
                 raise InvalidInput(f"field {key!r} must be text, not a file")
-            # A repeated `q` is a list of texts, as LibreTranslate reads it.
+            # A repeated `q` is a list of texts, as LibreTranslate reads it; the other fields once
+            # (unknown ones are ignored, as in JSON).
+            if len(values) > 1 and key in _SINGLE_FIELDS:
+                raise InvalidInput(f"field {key!r} is given {len(values)} times; only q may repeat")
             fields[key] = values if len(values) > 1 else values[0]
         return fields
     raise UnsupportedMediaType(f"send application/json or {FORM_TYPES[0]}, not {media_type or 'no content type'!r}")

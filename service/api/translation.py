@@ -88,10 +88,22 @@ class _Piece:
         return len(self.ids) < 2
 
 
-def _pieces(state: ServiceState, loaded: LoadedModel, position: int, text: str) -> list[_Piece]:
-    """The sentences of text `position` (at most TRANSLATOR_MAX_SENTENCES_PER_TEXT) with their ids;
+def sentences_per_text(state: ServiceState, texts: int, beam_size: int) -> int:
+    """How many pieces each of a request's `texts` may be cut into: TRANSLATOR_MAX_ROWS_PER_REQUEST
+    shared among the texts' beams, at most TRANSLATOR_MAX_SENTENCES_PER_TEXT. 413 when not even one
+    row per text and beam fits."""
+    settings = state.settings
+    rows = texts * beam_size
+    if rows > settings.max_rows_per_request:
+        raise PayloadTooLarge(f"{texts} texts at beam_size {beam_size} need {rows} decoder rows; at most "
+                              f"{settings.max_rows_per_request} per request: send fewer texts or a smaller beam")
+    return max(1, min(settings.max_sentences_per_text, settings.max_rows_per_request // rows))
+
+
+def _pieces(state: ServiceState, loaded: LoadedModel, position: int, text: str, max_sentences: int) -> list[_Piece]:
+    """The sentences of text `position` (at most `max_sentences`) with their ids;
     TRANSLATOR_MAX_SOURCE_TOKENS applies to each, since each is decoded as a row of its own."""
-    sentences = split_sentences(text, state.settings.max_sentences_per_text)
+    sentences = split_sentences(text, max_sentences)
     limit = state.settings.max_source_tokens
     pieces = []
     for sentence in sentences:
@@ -268,11 +280,12 @@ async def translate_texts(
 ) -> tuple[LoadedModel, list[str]]:
     """Translations of `texts`, in order, and the model version that made them."""
     loaded = check_limits(state, texts, options)
+    max_sentences = sentences_per_text(state, len(texts), options.beam_size)
     _log_texts(state, texts)
 
     async def work(model: LoadedModel) -> tuple[LoadedModel, list[str]]:
         deadline = time.monotonic() + state.settings.request_timeout_s
-        layout = [_pieces(state, model, position, text) for position, text in enumerate(texts)]
+        layout = [_pieces(state, model, position, text, max_sentences) for position, text in enumerate(texts)]
         requests = [
             # attention is only kept when an <unk> in the source may be copied into the output
             _request(model, options, piece, deadline,
@@ -291,12 +304,13 @@ async def translate_texts(
 async def attend(state: ServiceState, request: Request, text: str, options: Options) -> Attended:
     """Translation of one text with its attention matrix and word alignment."""
     loaded = check_limits(state, [text], options)
+    max_sentences = sentences_per_text(state, 1, options.beam_size)
     _log_texts(state, [text])
 
     async def work(model: LoadedModel) -> Attended:
         if model.manifest.attention == "none":
             raise AttentionUnavailable(f"model {model.name} version {model.version} has no attention")
-        pieces = [piece for piece in _pieces(state, model, 0, text) if not piece.empty]
+        pieces = [piece for piece in _pieces(state, model, 0, text, max_sentences) if not piece.empty]
         if not pieces:
             return Attended(model, "", [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
         deadline = time.monotonic() + state.settings.request_timeout_s

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from service.api import routes_attention
 from service.api.errors import ClientDisconnected
 from service.api.translation import cancel_on_disconnect
 from service.app import create_app
@@ -116,6 +117,33 @@ def test_sentences_of_a_text_are_decoded_side_by_side(make_client: ClientFactory
         assert steps > max(steps_alone)
 
 
+def test_every_line_of_a_long_text_comes_back_on_its_own_line(client: TestClient) -> None:
+    """20 lines (more than the old 8 pieces a text could have): each is a row of its own and comes
+    back where it was, as it translates alone (grouped lines lost their line breaks, and content)."""
+    lines = ["hello world", "good morning", "the house is big", "big", "the house"] * 4
+    alone = {line: client.post("/v1/translate", json={"text": line}).json()["translations"][0]["text"]
+             for line in set(lines)}
+    response = client.post("/v1/translate", json={"text": "\n".join(lines)})
+    assert response.status_code == 200, response.text
+    assert response.json()["translations"][0]["text"].split("\n") == [alone[line] for line in lines]
+
+
+def test_a_request_shares_its_decoder_rows_among_its_texts_and_beams(make_client: ClientFactory) -> None:
+    client = make_client(max_rows_per_request=4, step_delay_s=0.001)
+    text = "hello world\ngood morning\nthe house"
+    before = _decoder_steps(client)
+    one = client.post("/v1/translate", json={"text": text})  # 3 rows of 4: one per line
+    assert one.status_code == 200, one.text
+    assert one.json()["translations"][0]["text"].count("\n") == 2
+    two_beams = client.post("/v1/translate", json={"texts": [text, text], "beam_size": 2})  # 2 x 2 rows: 1 piece each
+    assert two_beams.status_code == 200, two_beams.text
+    assert [t["text"].count("\n") for t in two_beams.json()["translations"]] == [0, 0]  # grouped: one row each
+    assert _decoder_steps(client) > before
+    body = assert_error(client.post("/v1/translate", json={"texts": [text] * 3, "beam_size": 2}), 413, "too_large")
+    assert "need 6 decoder rows" in body["error"]["message"] and "at most 4" in body["error"]["message"]
+    assert_error(client.post("/v1/attention", json={"text": text, "beam_size": 5}), 413, "too_large")
+
+
 @pytest.mark.parametrize("max_queue_requests", [None, 256])
 def test_the_default_queue_holds_the_largest_requests_side_by_side(
     make_client: ClientFactory, max_queue_requests: int | None
@@ -180,6 +208,20 @@ def test_attention_as_svg(client: TestClient) -> None:
     json_body = client.post("/v1/attention", json={"text": "hello world"}).json()
     cells = len(json_body["source_tokens"]) * len(json_body["target_tokens"])
     assert "<svg" in response.text and response.text.count('class="cell"') == cells
+
+
+def test_a_heatmap_too_large_for_svg_is_413_and_its_json_still_served(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = "hello world. The house is big."
+    json_body = client.post("/v1/attention", json={"text": text}).json()
+    cells = len(json_body["source_tokens"]) * len(json_body["target_tokens"])
+    monkeypatch.setattr(routes_attention, "MAX_SVG_CELLS", cells - 1)
+    body = assert_error(client.post("/v1/attention", json={"text": text, "format": "svg"}), 413, "too_large")
+    assert f"{cells} cells" in body["error"]["message"] and "JSON" in body["error"]["message"]
+    assert client.post("/v1/attention", json={"text": text}).status_code == 200
+    monkeypatch.setattr(routes_attention, "MAX_SVG_CELLS", cells)
+    assert client.post("/v1/attention", json={"text": text, "format": "svg"}).status_code == 200
 
 
 def test_models_lists_versions_scores_and_default(client: TestClient) -> None:
@@ -326,6 +368,18 @@ def test_malformed_json_and_wrong_content_type_are_4xx(client: TestClient) -> No
         "unsupported_media_type",
     )
     assert client.post("/v1/translate", content=b"text", headers={"content-type": "text/plain"}).status_code == 422
+    # What Python's json module refuses beyond syntax: too deep a nesting, an integer over 4,300 digits.
+    for body in (b"[" * 5000 + b"]" * 5000, b'{"q": "hi", "target": "de", "beam_size": 1' + b"0" * 5000 + b"}"):
+        for path in ("/translate", "/v1/translate"):
+            response = client.post(path, content=body, headers={"content-type": "application/json"})
+            assert_error(response, 422, "invalid_request")
+
+
+def test_libretranslate_form_fields_other_than_q_may_not_repeat(client: TestClient) -> None:
+    repeated = client.post("/translate", data={"q": "hello", "target": ["de", "fr"]})
+    assert "'target' is given 2 times" in assert_error(repeated, 422, "invalid_request")["error"]["message"]
+    key_twice = client.post("/translate", data={"q": "hello", "target": "de", "api_key": ["k", "k"]})
+    assert "'api_key' is given 2 times" in assert_error(key_twice, 422, "invalid_request")["error"]["message"]
 
 
 def test_unknown_language_pair_and_libre_format(client: TestClient) -> None:
