@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,7 +147,22 @@ def _field_name(loc: tuple[object, ...]) -> str:
 def _readable(message: str) -> str:
     if "should match pattern '[^" in message:  # schemas.NOT_ONLY_WHITESPACE, the only negated class
         return "must not be empty or only whitespace"
-    return message
+    return message.removeprefix("Value error, ")  # our own validators' messages, without pydantic's label
+
+
+def _body_problem(item: Mapping[str, Any]) -> str | None:
+    """What is wrong with the body as a whole, in words (pydantic names the JSON parser's character
+    position as if it were a field, and says "Field required" of a missing body)."""
+    kind, loc = item.get("type"), tuple(item.get("loc", ()))
+    if kind == "json_invalid":
+        position = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+        detail = (item.get("ctx") or {}).get("error")
+        return f"the body is not valid JSON{position}" + (f": {detail}" if detail else "")
+    if loc == ("body",) and kind == "missing":
+        return "the body is empty: send a JSON object (content-type: application/json)"
+    if loc == ("body",) and kind in ("model_attributes_type", "dict_type"):
+        return "the body must be a JSON object sent as content-type: application/json"
+    return None
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -154,6 +170,8 @@ def _validation_message(exc: RequestValidationError) -> str:
     # field: a union (str | None) reports one error per branch, and "should be None" helps nobody.
     by_field: dict[str, str] = {}
     for item in exc.errors():
+        if (problem := _body_problem(item)) is not None:
+            return problem
         field = _field_name(tuple(item.get("loc", ())))
         message = _readable(str(item.get("msg", "invalid")))
         if field not in by_field or by_field[field].endswith("should be None"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ from service.engine import TranslationRequest, TranslationResult, moses_format, 
 from service.models import LoadedModel
 
 log = logging.getLogger("service.api.translation")
+# C0 control characters (tab, line feed and carriage return excepted) and DEL. SentencePiece's
+# normalisation drops them from the pieces, but the <unk> copy-through takes source words from the
+# text as sent, so a NUL inside a word came back in the translation ("a\x00b" -> "a a\x00b b").
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 T = TypeVar("T")
 EOS_TOKEN = "</s>"
 
@@ -281,6 +286,7 @@ async def translate_texts(
     """Translations of `texts`, in order, and the model version that made them."""
     loaded = check_limits(state, texts, options)
     max_sentences = sentences_per_text(state, len(texts), options.beam_size)
+    texts = [_CONTROL_CHARACTERS.sub("", text) for text in texts]
     _log_texts(state, texts)
 
     async def work(model: LoadedModel) -> tuple[LoadedModel, list[str]]:
@@ -305,6 +311,7 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
     """Translation of one text with its attention matrix and word alignment."""
     loaded = check_limits(state, [text], options)
     max_sentences = sentences_per_text(state, 1, options.beam_size)
+    text = _CONTROL_CHARACTERS.sub("", text)
     _log_texts(state, [text])
 
     async def work(model: LoadedModel) -> Attended:

@@ -256,6 +256,9 @@ def test_languages_in_libretranslate_form(client: TestClient) -> None:
 def test_health_ready_and_page(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
+    for probe in ("/healthz", "/readyz"):  # HEAD, as some load balancers probe: the status, no body
+        head = client.head(probe)
+        assert (head.status_code, head.content) == (200, b"")
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     for asset in re.findall(r'(?:href|src)="/?(static/[^"]+)"', page.text):  # the page's own files
@@ -344,6 +347,14 @@ def test_what_the_schema_calls_text_is_accepted(client: TestClient, text: str) -
     assert client.post("/v1/translate", json={"text": text}).status_code == 200
 
 
+def test_control_characters_are_dropped_before_translation(client: TestClient) -> None:
+    clean = client.post("/v1/translate", json={"text": f"hello {NOT_IN_VOCAB}x world"}).json()
+    dirty = client.post("/v1/translate", json={"text": f"hel\u0000lo {NOT_IN_VOCAB}\u0007x world\u007f"}).json()
+    assert dirty["translations"] == clean["translations"]  # the copied <unk> word carries no NUL or BEL
+    attention = client.post("/v1/attention", json={"text": "hello\u0000 world"}).json()
+    assert attention == client.post("/v1/attention", json={"text": "hello world"}).json()
+
+
 def test_text_with_nothing_translatable_translates_to_empty(client: TestClient) -> None:
     response = client.post("/v1/translate", json={"texts": ["\u0001\u0002", "hello world"]})
     assert response.status_code == 200
@@ -373,6 +384,18 @@ def test_malformed_json_and_wrong_content_type_are_4xx(client: TestClient) -> No
         for path in ("/translate", "/v1/translate"):
             response = client.post(path, content=body, headers={"content-type": "application/json"})
             assert_error(response, 422, "invalid_request")
+
+
+def test_what_is_wrong_with_the_body_as_a_whole_is_said_in_words(client: TestClient) -> None:
+    def message(**kwargs: object) -> str:
+        return assert_error(client.post("/v1/translate", **kwargs), 422, "invalid_request")["error"]["message"]
+
+    assert message(content=b'{"text": }', headers={"content-type": "application/json"}).startswith(
+        "the body is not valid JSON at character 9")
+    assert message(content=b"hello", headers={"content-type": "text/plain"}) == (
+        "the body must be a JSON object sent as content-type: application/json")
+    assert message(content=b"").startswith("the body is empty")
+    assert message(json={"text": "a", "texts": ["b"]}) == "give exactly one of 'text' or 'texts'"
 
 
 def test_libretranslate_form_fields_other_than_q_may_not_repeat(client: TestClient) -> None:
