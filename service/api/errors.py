@@ -165,17 +165,29 @@ def _body_problem(item: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _branch_rank(message: str) -> int:
+    """How much a union branch's error says: 0 a constraint or value error, 1 a type mismatch, 2
+    "should be None" (the optional branch's)."""
+    if message.endswith("should be None"):
+        return 2
+    return 1 if message.startswith("Input should be a valid") else 0
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     # loc + msg only: pydantic's "input" would echo user text into the response. One message per
-    # field: a union (str | None) reports one error per branch, and "should be None" helps nobody.
+    # field: a union (str | list[str] | None) reports one error per branch; the branch whose type the
+    # input had says what is wrong ("List should have at least 1 item"), a type mismatch of another
+    # branch ("Input should be a valid string") does not, and "should be None" helps nobody.
     by_field: dict[str, str] = {}
     for item in exc.errors():
         if (problem := _body_problem(item)) is not None:
             return problem
         field = _field_name(tuple(item.get("loc", ())))
         message = _readable(str(item.get("msg", "invalid")))
-        if field not in by_field or by_field[field].endswith("should be None"):
+        if field not in by_field or _branch_rank(message) < _branch_rank(by_field[field]):
             by_field[field] = message
+    if any(_branch_rank(message) < 2 for message in by_field.values()):  # e.g. texts.1's own error
+        by_field = {field: message for field, message in by_field.items() if _branch_rank(message) < 2}
     parts = [f"{field}: {message}" if field else message for field, message in list(by_field.items())[:5]]
     more = len(by_field) - len(parts)
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

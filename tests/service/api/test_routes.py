@@ -396,6 +396,11 @@ def test_what_is_wrong_with_the_body_as_a_whole_is_said_in_words(client: TestCli
         "the body must be a JSON object sent as content-type: application/json")
     assert message(content=b"").startswith("the body is empty")
     assert message(json={"text": "a", "texts": ["b"]}) == "give exactly one of 'text' or 'texts'"
+    # A union's branches: the error of the branch the input matched, not the others' type mismatches.
+    assert message(json={"texts": ["Hello", ""]}) == "texts.1: must not be empty or only whitespace"
+    libre = client.post("/translate", json={"q": [], "target": "de"})
+    libre_message = assert_error(libre, 422, "invalid_request")["error"]["message"]
+    assert libre_message.startswith("q: List should have at least 1 item")
 
 
 def test_libretranslate_form_fields_other_than_q_may_not_repeat(client: TestClient) -> None:
