@@ -9,6 +9,7 @@ submissions. HTTP edge only: must not import onnxruntime.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import time
@@ -40,6 +41,9 @@ log = logging.getLogger("service.api.translation")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 T = TypeVar("T")
 EOS_TOKEN = "</s>"
+# One engine group per HTTP request: its sentences share it, so the scheduler can let other requests'
+# sentences go first once a big request holds half the batch.
+_request_groups = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,7 @@ def _pieces(state: ServiceState, loaded: LoadedModel, position: int, text: str, 
 
 
 def _request(model: LoadedModel, options: Options, piece: _Piece, deadline: float,
-             want_attention: bool) -> TranslationRequest:
+             want_attention: bool, group: int) -> TranslationRequest:
     return TranslationRequest(
         source_ids=piece.ids,
         beam_size=options.beam_size,
@@ -129,6 +133,7 @@ def _request(model: LoadedModel, options: Options, piece: _Piece, deadline: floa
         length_penalty=model.length_penalty_alpha,
         want_attention=want_attention,
         deadline=deadline,
+        group=group,
     )
 
 
@@ -292,10 +297,12 @@ async def translate_texts(
     async def work(model: LoadedModel) -> tuple[LoadedModel, list[str]]:
         deadline = time.monotonic() + state.settings.request_timeout_s
         layout = [_pieces(state, model, position, text, max_sentences) for position, text in enumerate(texts)]
+        group = next(_request_groups)
         requests = [
             # attention is only kept when an <unk> in the source may be copied into the output
             _request(model, options, piece, deadline,
-                     want_attention=model.codec.unk_id in piece.ids and model.manifest.attention != "none")
+                     want_attention=model.codec.unk_id in piece.ids and model.manifest.attention != "none",
+                     group=group)
             for pieces in layout for piece in pieces if not piece.empty
         ]
         results = iter(await _submit_all(state, request, model, requests))
@@ -321,7 +328,8 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
         if not pieces:
             return Attended(model, "", [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
         deadline = time.monotonic() + state.settings.request_timeout_s
-        requests = [_request(model, options, piece, deadline, want_attention=True) for piece in pieces]
+        group = next(_request_groups)
+        requests = [_request(model, options, piece, deadline, want_attention=True, group=group) for piece in pieces]
         results = await _submit_all(state, request, model, requests)
         return _attended(model, pieces, results)
 

@@ -65,6 +65,11 @@ class Ticket:
         """Decoder rows the request may hold (its beam size)."""
         return self.request.beam_size
 
+    @property
+    def group(self) -> int:
+        """Its request's group for fair admission; a ticket without one is a group of its own."""
+        return self.request.group if self.request.group is not None else -1 - self.key
+
 
 @dataclass(frozen=True, eq=False)
 class Encoded:

@@ -34,6 +34,9 @@ class TranslationRequest:
     length_penalty: float = DEFAULT_LENGTH_PENALTY  # GNMT alpha: score / ((5 + len) / 6) ** alpha
     want_attention: bool = False
     deadline: float | None = None  # time.monotonic() seconds; None: the scheduler's default timeout
+    # The sentences of one HTTP request share a group: admission lets other groups go first once a
+    # group holds half the batch. None: a group of its own.
+    group: int | None = None
 
 
 @dataclass(frozen=True)

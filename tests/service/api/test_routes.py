@@ -144,6 +144,30 @@ def test_a_request_shares_its_decoder_rows_among_its_texts_and_beams(make_client
     assert_error(client.post("/v1/attention", json={"text": text, "beam_size": 5}), 413, "too_large")
 
 
+def test_a_one_sentence_request_is_not_queued_behind_all_of_a_big_one(make_client: ClientFactory) -> None:
+    """The sentences of one HTTP request share an engine group: once they hold half the batch, a
+    newcomer's sentence goes first (it waited for all 48 before)."""
+    client = make_client(max_batch_rows=4, step_delay_s=0.005)  # the big one: >= 12 waves x 4 steps x 5 ms
+    finished: list[str] = []
+    steps_before = _decoder_steps(client)
+
+    def big() -> None:
+        response = client.post("/v1/translate", json={"text": "\n".join(["hello world", "good morning"] * 24)})
+        assert response.status_code == 200
+        finished.append("big")
+
+    thread = threading.Thread(target=big)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while _decoder_steps(client) == steps_before:  # until the big request's sentences are decoding
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    assert client.post("/v1/translate", json={"text": "the house is big"}).status_code == 200
+    finished.append("small")
+    thread.join()
+    assert finished == ["small", "big"]
+
+
 @pytest.mark.parametrize("max_queue_requests", [None, 256])
 def test_the_default_queue_holds_the_largest_requests_side_by_side(
     make_client: ClientFactory, max_queue_requests: int | None

@@ -767,3 +767,48 @@ def test_sources_of_very_different_lengths_are_encoded_in_separate_calls(fake_mo
     assert sorted(fake_model.encode_rows) == [1, 5]  # admitted together, encoded in two calls
     assert sum(s.encoder_calls for s in stats) == 2
     assert sum(s.padded_source_positions for s in stats) == 0  # not 5 x 58 padding positions
+
+
+def test_a_big_request_lets_a_newcomer_in_once_it_holds_half_the_batch(slow_model) -> None:
+    """12 sentences of one request (one group) on a batch of 4 rows, then a one-sentence request: it
+    is admitted at the first free row, not after all 12 (first come, first served made it wait)."""
+    finished: list[str] = []
+
+    async def main() -> None:
+        async with running(slow_model, max_batch_rows=4) as scheduler:
+
+            async def translate(name: str, source: list[int], group: int | None) -> None:
+                await scheduler.submit(request(source, max_length=6, group=group))
+                finished.append(name)
+
+            big = [asyncio.create_task(translate(f"big{i}", [5 + i, 6, 7], group=7)) for i in range(12)]
+            await wait_until(lambda: len(slow_model.step_rows) >= 2)
+            assert slow_model.step_rows[-1] == 4  # alone, the big request fills the whole batch
+            await translate("lone", [9, 10, 11], group=None)
+            await asyncio.gather(*big)
+
+    run(main())
+    assert len(finished) == 13
+    assert finished.index("lone") < 8, finished  # in the second wave of rows, not after all 12
+
+
+def test_fair_admission_keeps_first_come_first_served_among_single_requests(slow_model) -> None:
+    order: list[int] = []
+
+    async def main() -> None:
+        async with running(slow_model, max_batch_rows=2) as scheduler:
+
+            async def translate(index: int) -> None:
+                await scheduler.submit(request([5, 6, 7], max_length=4))
+                order.append(index)
+
+            tasks = []
+            for index in range(8):
+                tasks.append(asyncio.create_task(translate(index)))
+                await asyncio.sleep(0)  # queued in this order
+            await asyncio.gather(*tasks)
+            assert scheduler.snapshot().active_rows == 0
+
+    run(main())
+    # same length, so admitted two at a time in queue order and finished in that order (pairwise)
+    assert [sorted(order[i:i + 2]) for i in range(0, 8, 2)] == [[0, 1], [2, 3], [4, 5], [6, 7]]
