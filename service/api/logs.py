@@ -13,6 +13,10 @@ import time
 from contextvars import ContextVar
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# Set (and never reset) in a request's task once the edge saw its client go away before its answer
+# could be written: what uvicorn then says about that request's unfinished response is no error.
+client_gone_var: ContextVar[bool] = ContextVar("client_gone", default=False)
+UNFINISHED_RESPONSE = "ASGI callable returned without completing response"
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field.
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -42,6 +46,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class ClientGoneFilter(logging.Filter):
+    """uvicorn logs an unfinished response at ERROR, also for a request pipelined behind a connection
+    the client closed (it marks only the request in progress as disconnected). When the edge saw that
+    client go, the record is a WARNING: the client's doing, not the service's fault."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and client_gone_var.get() and UNFINISHED_RESPONSE in record.getMessage():
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure_logging(level: str) -> None:
     """One JSON handler on stderr for our loggers and uvicorn's; uvicorn's access log is replaced by ours."""
     handler = logging.StreamHandler(sys.stderr)
@@ -53,4 +68,7 @@ def configure_logging(level: str) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    if not any(isinstance(existing, ClientGoneFilter) for existing in uvicorn_errors.filters):
+        uvicorn_errors.addFilter(ClientGoneFilter())
     logging.getLogger("uvicorn.access").disabled = True

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.api.admission import AdmissionGate
 from service.api.deps import ServiceState
 from service.api.errors import BodyTimeout, Overloaded, PayloadTooLarge, response_for
-from service.api.logs import request_id_var
+from service.api.logs import client_gone_var, request_id_var
 
 REQUEST_ID_HEADER = "x-request-id"
 # Key in the request's state (scope["state"]) under which a route leaves a Server-Timing value (W3C):
@@ -102,6 +102,7 @@ class EdgeMiddleware:
                 # The client closed the connection before this answer could be written (requests it
                 # pipelined behind one it then abandoned): its loss, not a server failure.
                 client_gone = True
+                client_gone_var.set(True)  # for uvicorn's word on this response (logs.ClientGoneFilter)
                 status = CLIENT_CLOSED_STATUS
 
         admitted = counted = False

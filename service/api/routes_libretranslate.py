@@ -59,7 +59,9 @@ async def _read_fields(request: Request) -> Any:
             return json.loads(await request.body())
         except RecursionError:
             raise InvalidInput("the body's JSON nests too deeply") from None
-        except ValueError as exc:  # also JSONDecodeError, UnicodeDecodeError and integers over 4300 digits
+        except ValueError as exc:  # also JSONDecodeError and UnicodeDecodeError
+            if "integer string conversion" in str(exc):  # Python's guard against 4,300+ digit integers
+                raise InvalidInput("the body's JSON has an integer with too many digits") from None
             raise InvalidInput(f"the body is not valid JSON: {exc}") from None
     if media_type in FORM_TYPES:
         form = await request.form()

@@ -407,7 +407,8 @@ def test_malformed_json_and_wrong_content_type_are_4xx(client: TestClient) -> No
     for body in (b"[" * 5000 + b"]" * 5000, b'{"q": "hi", "target": "de", "beam_size": 1' + b"0" * 5000 + b"}"):
         for path in ("/translate", "/v1/translate"):
             response = client.post(path, content=body, headers={"content-type": "application/json"})
-            assert_error(response, 422, "invalid_request")
+            message = assert_error(response, 422, "invalid_request")["error"]["message"]
+            assert "sys.set_int_max_str_digits" not in message  # Python's advice is not the client's
 
 
 def test_what_is_wrong_with_the_body_as_a_whole_is_said_in_words(client: TestClient) -> None:
