@@ -4,7 +4,7 @@ LibreTranslate form posts, drawn from the held-out test sentences; every answer 
 Run by loadtest/run_loadtest.py (which starts the server as a separate process: importing locust
 monkey-patches this process with gevent). Must not import service, onnxruntime or torch.
 Environment: LOADTEST_SENTENCES (file), LOADTEST_BATCH_TEXTS (texts per batch request, default 4),
-LOADTEST_USER_RPS (requests/s each user offers, default 1; 0 = no pause), LOADTEST_LENGTHS
+LOADTEST_USER_RPS (requests/s each user offers, as a Poisson process; default 1, 0 = no pause), LOADTEST_LENGTHS
 (`model` default, or `reference`: send max_length = the reference length, for untrained stand-ins),
 LOADTEST_API_KEY, LOADTEST_WEIGHTS (e.g. "single=6,batch=2,attention=1,libre=2").
 """
@@ -14,15 +14,18 @@ from __future__ import annotations
 import os
 import random
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from locust import constant, constant_throughput, task
+import gevent
+from locust import constant, task
 from locust.contrib.fasthttp import FastHttpUser
 
 # `locust -f loadtest/locustfile.py` puts loadtest/ (not the repo root) on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from loadtest.answers import attention_problem, libre_problem, translation_problem
+from loadtest.pacing import poisson_pacing
 from loadtest.sentences import Sentence, forced_length_tokens, load_sentences
 
 SENTENCES_PATH = os.environ.get("LOADTEST_SENTENCES")
@@ -58,11 +61,14 @@ def forced_max_length(sentence: Sentence) -> int | None:
 
 
 class TranslatorUser(FastHttpUser):
-    wait_time = constant_throughput(USER_RPS) if USER_RPS > 0 else constant(0)
+    wait_time = poisson_pacing(USER_RPS) if USER_RPS > 0 else constant(0)
 
     def on_start(self) -> None:
         self.random = random.Random()
         self.headers = {"Authorization": f"Bearer {API_KEY}"} if API_KEY else {}
+        if USER_RPS > 0:  # users spawned together start at random moments, not in one burst
+            gevent.sleep(self.random.uniform(0, 1 / USER_RPS))
+        self.next_request_at = time.monotonic()  # the first request's start
 
     def _pick(self) -> Sentence:
         return self.random.choice(SENTENCES)

@@ -190,13 +190,14 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
     weights = args.weights or "single=6,batch=2,attention=1,libre=2"
+    pacing = "closed loop" if args.user_rps <= 0 else f"{args.user_rps:g} request/s per user (Poisson)"
     document = {
         "kind": "loadtest",
         "quick": args.quick,
         "command": "python -m loadtest.run_loadtest " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "machine": machine,
         "wall_s": time.monotonic() - started,
-        "traffic": (f"Locust {'closed loop' if args.user_rps <= 0 else f'{args.user_rps:g} request/s per user'}, "
+        "traffic": (f"Locust {pacing}, "
                     f"{step_s:g} s per step; task weights {weights} (batch = {args.batch_texts} texts); "
                     f"output lengths: {args.lengths}"),
         "model": describe_served_models(args.store, args.models) if not args.url else {"url": args.url},

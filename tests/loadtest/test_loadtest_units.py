@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import statistics
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,6 +18,7 @@ from loadtest.answers import attention_problem, libre_problem, translation_probl
 from loadtest.bench import slowest_phases_ms
 from loadtest.client import Outcome, parse_server_timing
 from loadtest.engine_bench import lstm_flops, model_flops
+from loadtest.pacing import poisson_pacing
 from loadtest.sentences import (
     SAMPLE_FILE,
     Sentence,
@@ -190,3 +194,21 @@ def test_report_renders_the_overload_and_profile_results(tmp_path: Path) -> None
     assert "## Where the time goes (py-spy)" in text
     assert "| MainThread | 60% | Scheduler._run (scheduler.py:235) 40% |" in text
     assert "| idle |" not in text  # threads that never ran are left out
+
+
+def test_poisson_pacing_makes_exponential_gaps_and_never_catches_up_in_a_burst() -> None:
+    now = [0.0]
+    user = SimpleNamespace(random=random.Random(0), next_request_at=0.0)
+    wait_time = poisson_pacing(4.0, clock=lambda: now[0])
+    gaps = []
+    for _ in range(20_000):
+        wait = wait_time(user)
+        assert wait >= 0
+        now[0] += wait  # the request starts when the pause ends (an instant answer)
+        gaps.append(wait)
+    mean = statistics.fmean(gaps)
+    assert mean == pytest.approx(0.25, rel=0.03)  # 4 requests/s
+    assert statistics.pstdev(gaps) / mean == pytest.approx(1.0, rel=0.05)  # exponential, not constant
+    now[0] += 10.0  # a slow answer: the user is 10 s behind its schedule
+    assert wait_time(user) == 0.0
+    assert sum(wait_time(user) == 0.0 for _ in range(50)) < 5  # no burst of catch-up requests
