@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -185,17 +185,24 @@ def bench_unloaded(name: str, server: ServerProcess, sentences: list[Sentence], 
     }
 
 
-def closed_loop_run(server: ServerProcess, sentences: list[Sentence], codec: Codec, plan: Plan,
-                    force_lengths: bool, repeat: int, clock_zero: float) -> dict[str, Any]:
-    """One closed-loop run: `plan.concurrency` clients, each sending its next sentence on an answer."""
+def measured_run(server: ServerProcess, codec: Codec, clock_zero: float,
+                 load: Callable[[str], Coroutine[Any, Any, client.RunRecord]]) -> dict[str, Any]:
+    """`load(url)` against the server, summarised: the client's answers and latencies, the server's
+    counters and CPU time over the run, and when it started (seconds after `clock_zero`)."""
     url = server.base_url
     before = scrape_counters(url)
     started_s = time.monotonic() - clock_zero
     cpu_before = server.cpu_seconds()
-    record = client.run(functools.partial(
-        client.closed_loop, url, sentences, plan.concurrency, plan.duration_s, force_lengths, repeat * 997))
+    record = client.run(functools.partial(load, url))
     return (summarize_run(record, codec, before, scrape_counters(url))
             | {"started_s": started_s} | server_cpu(cpu_before, server.cpu_seconds(), len(record.ok)))
+
+
+def closed_loop_run(server: ServerProcess, sentences: list[Sentence], codec: Codec, plan: Plan,
+                    force_lengths: bool, repeat: int, clock_zero: float) -> dict[str, Any]:
+    """One closed-loop run: `plan.concurrency` clients, each sending its next sentence on an answer."""
+    return measured_run(server, codec, clock_zero, lambda url: client.closed_loop(
+        url, sentences, plan.concurrency, plan.duration_s, force_lengths, repeat * 997))
 
 
 def bench_closed_interleaved(servers: dict[str, ServerProcess], sentences: list[Sentence], codec: Codec,
@@ -217,14 +224,8 @@ def bench_closed_interleaved(servers: dict[str, ServerProcess], sentences: list[
 def open_loop_run(server: ServerProcess, sentences: list[Sentence], codec: Codec, plan: Plan,
                   force_lengths: bool, rate_per_s: float, repeat: int, clock_zero: float) -> dict[str, Any]:
     """One open-loop run at `rate_per_s` on the repeat's Poisson schedule (the same for every config)."""
-    url = server.base_url
-    before = scrape_counters(url)
-    started_s = time.monotonic() - clock_zero
-    cpu_before = server.cpu_seconds()
-    record = client.run(functools.partial(
-        client.open_loop, url, sentences, rate_per_s, plan.open_duration_s, force_lengths, plan.seed + repeat))
-    return (summarize_run(record, codec, before, scrape_counters(url))
-            | {"started_s": started_s} | server_cpu(cpu_before, server.cpu_seconds(), len(record.ok)))
+    return measured_run(server, codec, clock_zero, lambda url: client.open_loop(
+        url, sentences, rate_per_s, plan.open_duration_s, force_lengths, plan.seed + repeat))
 
 
 def interleaved_order(names: list[str], repeat: int) -> list[str]:

@@ -280,29 +280,26 @@ class Scheduler:
         group_rows = self._group_rows
         admitted: list[Ticket] = []
         for fair in (True, False):
-            kept: deque[Ticket] = deque()
-            blocked = False
-            while self._waiting:
-                if blocked or free_rows <= 0 or len(admitted) >= max_requests:
-                    kept.extend(self._waiting)
-                    self._waiting.clear()
-                    break
+            passed_over: list[Ticket] = []  # left in the queue by this pass, in queue order
+            blocked = over_share = False
+            while self._waiting and not blocked and free_rows > 0 and len(admitted) < max_requests:
                 ticket = self._waiting.popleft()
                 if ticket.future.done():  # expired (counted by _expire) or cancelled while queued
                     if ticket.future.cancelled():  # before its submit() could take it out and count it
                         self._counters.cancelled += 1
                     continue
                 if fair and group_rows.get(ticket.group, 0) >= share:
-                    kept.append(ticket)  # its group has its share: others first
+                    passed_over.append(ticket)  # its group has its share: others first
+                    over_share = True
                 elif ticket.rows > free_rows:
-                    kept.append(ticket)
+                    passed_over.append(ticket)
                     blocked = True  # first come, first served: a wide beam request is not overtaken forever
                 else:
                     admitted.append(ticket)
                     free_rows -= ticket.rows
                     group_rows[ticket.group] = group_rows.get(ticket.group, 0) + ticket.rows
-            self._waiting = kept
-            if blocked:
+            self._waiting.extendleft(reversed(passed_over))  # back at the front, in their order
+            if blocked or not over_share:  # nothing a second pass could admit
                 break
         return admitted
 
