@@ -150,6 +150,19 @@ def _readable(message: str) -> str:
     return message.removeprefix("Value error, ")  # our own validators' messages, without pydantic's label
 
 
+def unreadable_body(exc: BaseException) -> str:
+    """Why the body's bytes could not be read as JSON or a form, in words: what Python's json module
+    refuses beyond syntax (nesting, 4,300+ digit integers) and bytes that are not UTF-8, rather than
+    Python's own message (which advises calling sys.set_int_max_str_digits)."""
+    if isinstance(exc, RecursionError):
+        return "the body's JSON nests too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"the body is not valid UTF-8: byte 0x{exc.object[exc.start]:02x} at position {exc.start}"
+    if "integer string conversion" in str(exc):  # Python's guard against 4,300+ digit integers
+        return "the body's JSON has an integer with too many digits"
+    return f"the body is not valid JSON: {exc}"
+
+
 def _body_problem(item: Mapping[str, Any]) -> str | None:
     """What is wrong with the body as a whole, in words (pydantic names the JSON parser's character
     position as if it were a field, and says "Field required" of a missing body)."""
@@ -199,7 +212,10 @@ def response_for(exc: BaseException) -> tuple[ErrorSpec, JSONResponse]:
     if isinstance(exc, RequestValidationError):
         message = _validation_message(exc)
     elif isinstance(exc, StarletteHTTPException):
-        message = str(exc.detail)
+        # FastAPI's 400 "There was an error parsing the body" keeps the reason as its cause.
+        parse_error = exc.__cause__ if exc.status_code == 400 else None
+        message = unreadable_body(parse_error) if isinstance(parse_error, (ValueError, RecursionError)) else str(
+            exc.detail)
         headers.update(exc.headers or {})
     elif spec is INTERNAL:
         message = "internal server error"  # details go to the log, not to the client

@@ -7,7 +7,9 @@ HTTP edge only: must not import onnxruntime.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,7 +17,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from service.api.deps import RegistryDep, Serving, StateDep
-from service.api.errors import InvalidInput, UnsupportedMediaType, error_responses
+from service.api.errors import InvalidInput, UnsupportedMediaType, error_responses, unreadable_body
 from service.api.routes_translate import TRANSLATION_ERRORS
 from service.api.schemas import Language, LibreTranslateRequest, LibreTranslateResponse
 from service.api.security import check_api_key, key_from_headers
@@ -50,6 +52,7 @@ LANGUAGE_NAMES = {
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _BODY_SCHEMA = LibreTranslateRequest.model_json_schema()
 _SINGLE_FIELDS = frozenset(LibreTranslateRequest.model_fields) - {"q"}
+MAX_FORM_FIELDS = 1000  # as Starlette's form parser allows
 
 
 async def _read_fields(request: Request) -> Any:
@@ -57,26 +60,46 @@ async def _read_fields(request: Request) -> Any:
     if media_type == "application/json":
         try:
             return json.loads(await request.body())
-        except RecursionError:
-            raise InvalidInput("the body's JSON nests too deeply") from None
-        except ValueError as exc:  # also JSONDecodeError and UnicodeDecodeError
-            if "integer string conversion" in str(exc):  # Python's guard against 4,300+ digit integers
-                raise InvalidInput("the body's JSON has an integer with too many digits") from None
-            raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # ValueError: also JSONDecodeError and UnicodeDecodeError
+            raise InvalidInput(unreadable_body(exc)) from None
+    if media_type == FORM_TYPES[0]:
+        return _url_encoded_fields(await request.body())
     if media_type in FORM_TYPES:
-        form = await request.form()
-        fields: dict[str, Any] = {}
-        for key in form:
-            values = form.getlist(key)
-            if any(isinstance(value, UploadFile) for value in values):
-                raise InvalidInput(f"field {key!r} must be text, not a file")
-            # A repeated `q` is a list of texts, as LibreTranslate reads it; the other fields once
-            # (unknown ones are ignored, as in JSON).
-            if len(values) > 1 and key in _SINGLE_FIELDS:
-                raise InvalidInput(f"field {key!r} is given {len(values)} times; only q may repeat")
-            fields[key] = values if len(values) > 1 else values[0]
-        return fields
+        form = await request.form()  # multipart/form-data
+        return _fields(form.multi_items())
     raise UnsupportedMediaType(f"send application/json or {FORM_TYPES[0]}, not {media_type or 'no content type'!r}")
+
+
+def _url_encoded_fields(body: bytes) -> dict[str, Any]:
+    """An application/x-www-form-urlencoded body's fields, strictly UTF-8: Starlette's form parser
+    turns bytes that are not UTF-8 into U+FFFD, and the text would be translated without them."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(unreadable_body(exc)) from None
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict",
+                          max_num_fields=MAX_FORM_FIELDS)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"a form value is not valid UTF-8: percent-encoded byte 0x{exc.object[exc.start]:02x} "
+                           f"at position {exc.start} of the value") from None
+    except ValueError:  # parse_qsl's "Max number of fields exceeded"
+        raise InvalidInput(f"the form has more than {MAX_FORM_FIELDS} fields") from None
+    return _fields(pairs)
+
+
+def _fields(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    fields: dict[str, list[Any]] = {}
+    for key, value in items:
+        fields.setdefault(key, []).append(value)
+    for key, values in fields.items():
+        if any(isinstance(value, UploadFile) for value in values):
+            raise InvalidInput(f"field {key!r} must be text, not a file")
+        # A repeated `q` is a list of texts, as LibreTranslate reads it; the other fields once
+        # (unknown ones are ignored, as in JSON).
+        if len(values) > 1 and key in _SINGLE_FIELDS:
+            raise InvalidInput(f"field {key!r} is given {len(values)} times; only q may repeat")
+    return {key: values if len(values) > 1 else values[0] for key, values in fields.items()}
 
 
 @router.post(

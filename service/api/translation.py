@@ -148,6 +148,14 @@ def _joined(translations: list[str], pieces: list[_Piece]) -> str:
     return "".join(parts).rstrip()
 
 
+def _in_layout_of(text: str, translation: str) -> str:
+    """`translation` with `text`'s own leading and trailing whitespace (an indent, a final line
+    break), so that a document translated in chunks keeps its layout."""
+    if not translation:
+        return ""
+    return text[: len(text) - len(text.lstrip())] + translation + text[len(text.rstrip()):]
+
+
 async def _submit_all(state: ServiceState, http_request: Request, loaded: LoadedModel,
                       requests: list[TranslationRequest]) -> list[TranslationResult]:
     """Submit concurrently; if one fails, cancel the others (their rows are freed) and raise; on
@@ -307,8 +315,9 @@ async def translate_texts(
         ]
         results = iter(await _submit_all(state, request, model, requests))
         return model, [
-            _joined([_decode(model, p.sentence.text, next(results)) if not p.empty else "" for p in pieces], pieces)
-            for pieces in layout
+            _in_layout_of(text, _joined([_decode(model, p.sentence.text, next(results)) if not p.empty else ""
+                                         for p in pieces], pieces))
+            for text, pieces in zip(texts, layout, strict=True)
         ]
 
     return await cancel_on_disconnect(request, state.registry.run(loaded, work))
