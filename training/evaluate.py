@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 
+from training.length_gap import gap_by_length
+
 TranslateFn = Callable[[list[str]], list[str]]
 TestSets = dict[str, list[tuple[str, str]]]  # name -> [(source, reference)]
 Heatmap = tuple[list[str], list[str], np.ndarray]  # source tokens, target tokens, weights [T, S]
@@ -26,6 +28,9 @@ LENGTH_BUCKETS: tuple[tuple[int, int | None, str], ...] = (
 )
 TEST_SET_FILES = {"everyday": "test_everyday.tsv", "technical": "test_technical.tsv"}
 EXAMPLES_PER_SET = 5
+# Key of a test set's report holding its segments (sources, references, hypotheses) for the length-gap
+# intervals; kept in memory only: evaluation.json would grow by ~0.3 MB per model and decoding.
+SEGMENTS = "segments"
 
 
 def length_bucket(source: str) -> str:
@@ -59,7 +64,7 @@ def score_translations(sources: Sequence[str], hypotheses: Sequence[str], refere
 
 def evaluate_model(translate_fn: TranslateFn, test_sets: TestSets) -> dict[str, dict[str, Any]]:
     """-> {test set: {bleu, chrf, bleu_signature, chrf_signature, sentences, seconds,
-    sentences_per_second, by_length: {bucket: {bleu, sentences}}, examples}}."""
+    sentences_per_second, by_length: {bucket: {bleu, sentences}}, examples, segments}}."""
     report: dict[str, dict[str, Any]] = {}
     for name, pairs in test_sets.items():
         sources = [source for source, _ in pairs]
@@ -78,6 +83,7 @@ def evaluate_model(translate_fn: TranslateFn, test_sets: TestSets) -> dict[str, 
             {"source": s, "reference": r, "hypothesis": h}
             for s, r, h in list(zip(sources, references, hypotheses, strict=True))[:EXAMPLES_PER_SET]
         ]
+        scores[SEGMENTS] = {"sources": sources, "references": references, "hypotheses": list(hypotheses)}
         report[name] = scores
     return report
 
@@ -98,6 +104,38 @@ def _format(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
+def length_gaps(results: dict[str, dict[str, dict]]) -> dict[str, dict[str, Any]]:
+    """{test set: length_gap.gap_by_length of the first two models (first minus second), headline
+    decoding}; {} with fewer than two models or without their segments (a report read back from JSON)."""
+    labels = list(results)
+    if len(labels) < 2:
+        return {}
+    headline = _headline_decoding(results)
+    first, second = results[labels[0]][headline], results[labels[1]][headline]
+    gaps = {}
+    for name in first:
+        if SEGMENTS not in first[name] or SEGMENTS not in second[name]:
+            return {}
+        segments, other = first[name][SEGMENTS], second[name][SEGMENTS]
+        if segments["sources"] != other["sources"]:
+            raise ValueError(f"{name}: the two models were scored on different segments")
+        gaps[name] = gap_by_length([length_bucket(source) for source in segments["sources"]],
+                                   [label for _, _, label in LENGTH_BUCKETS], segments["references"],
+                                   segments["hypotheses"], other["hypotheses"])
+    return gaps
+
+
+def _gap_cell(entry: dict[str, Any] | None) -> str:
+    return "–" if entry is None else f"{entry['gap']:+.1f} ({entry['low']:+.1f} to {entry['high']:+.1f})"
+
+
+def _without_segments(results: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
+    return {label: {decoding: {name: {key: value for key, value in scores.items() if key != SEGMENTS}
+                               for name, scores in report.items()}
+                    for decoding, report in by_decoding.items()}
+            for label, by_decoding in results.items()}
+
+
 def _joined(tokens: Sequence[str]) -> str:
     """SentencePiece pieces back to text, for captions (special tokens dropped)."""
     text = "".join(token for token in tokens if not (token.startswith("<") and token.endswith(">")))
@@ -105,7 +143,7 @@ def _joined(tokens: Sequence[str]) -> str:
 
 
 def _markdown(results: dict[str, dict[str, dict]], heatmap_files: list[tuple[str, Heatmap]],
-              notes: dict[str, Any]) -> str:
+              notes: dict[str, Any], gaps: dict[str, dict[str, Any]]) -> str:
     labels = list(results)
     test_names = list(next(iter(next(iter(results.values())).values())))
     headline = _headline_decoding(results)
@@ -130,6 +168,11 @@ def _markdown(results: dict[str, dict[str, dict]], heatmap_files: list[tuple[str
 
     lines += [f"## BLEU by source length ({headline})", ""]
     gap = len(labels) >= 2
+    if gaps:
+        resamples = next(iter(gaps.values()))["resamples"]
+        lines += [f"The gap's 95% interval in brackets: {resamples} paired bootstrap resamples of each bucket's "
+                  "segments (training/length_gap.py); growth compares the longest bucket of at least "
+                  "30 segments with the shortest.", ""]
     for name in test_names:
         header = ["source words", "sentences"] + labels + ([f"{labels[0]} − {labels[1]}"] if gap else [])
         lines += [f"### {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -137,11 +180,16 @@ def _markdown(results: dict[str, dict[str, dict]], heatmap_files: list[tuple[str
             values = [results[label][headline][name]["by_length"][bucket]["bleu"] for label in labels]
             cells = [bucket, str(results[labels[0]][headline][name]["by_length"][bucket]["sentences"])]
             cells += [_format(value) for value in values]
-            if gap:
+            if gap and name in gaps:
+                cells.append(_gap_cell(gaps[name]["buckets"][bucket]))
+            elif gap:
                 first, second = values[0], values[1]
                 cells.append("–" if first is None or second is None else f"{first - second:+.1f}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        if (growth := gaps.get(name, {}).get("growth")) is not None:
+            lines += [f"Gap growth from {growth['from']} to {growth['to']} words: {growth['gap']:+.1f} BLEU "
+                      f"({growth['low']:+.1f} to {growth['high']:+.1f}): **{growth['verdict']}**.", ""]
     lines += ["![BLEU by source length](bleu_by_length.png)", ""]
 
     if heatmap_files:
@@ -232,12 +280,14 @@ def write_report(
         plot_attention(heatmap, path)
         heatmap_files.append((path.name, heatmap))
         written.append(path)
+    gaps = length_gaps(results)
     markdown = out_dir / "evaluation.md"
-    markdown.write_text(_markdown(results, heatmap_files, notes) + "\n", encoding="utf-8")
+    markdown.write_text(_markdown(results, heatmap_files, notes, gaps) + "\n", encoding="utf-8")
     document = {
         "notes": notes,
         "headline_decoding": _headline_decoding(results),
-        "results": results,
+        "results": _without_segments(results),
+        "length_gap": gaps,
         "heatmaps": [
             {"file": name, "source_tokens": source, "target_tokens": target,
              "weights": np.round(np.asarray(weights, dtype=np.float64), 4).tolist()}

@@ -49,6 +49,14 @@ def _scores(report: dict[str, dict[str, Any]], suffix: str = "") -> dict[str, di
             for test_set, r in report.items()}
 
 
+def _growth(length_gap: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The attention - none gap's growth from short to long sources, BLEU points with its 95% interval
+    (evaluate.length_gaps), per test set where one was measured."""
+    return {test_set: {"gap_growth_with_length": gap["growth"]["gap"], "gap_growth_low": gap["growth"]["low"],
+                       "gap_growth_high": gap["growth"]["high"]}
+            for test_set, gap in length_gap.items() if gap.get("growth") is not None}
+
+
 def _merge(*parts: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     merged: dict[str, dict[str, float]] = {}
     for part in parts:
@@ -83,7 +91,8 @@ def publish(
         if none_checkpoint is not None:
             argv += ["--none-checkpoint", str(none_checkpoint)]
         evaluate.main(argv)
-        results = json.loads((report_dir / "evaluation.json").read_text(encoding="utf-8"))["results"]
+        report = json.loads((report_dir / "evaluation.json").read_text(encoding="utf-8"))
+        results = report["results"]
 
         model, _, info = load_checkpoint(checkpoint)
         tokenizer = resolve_tokenizer(checkpoint, info["tokenizer_model"])
@@ -94,7 +103,7 @@ def publish(
         if "none" in results:
             none = results["none"]
             evaluation["none_fp32"] = _merge(_scores(none.get(beam, none["greedy"])),
-                                             _scores(none["greedy"], "_greedy"))
+                                             _scores(none["greedy"], "_greedy"), _growth(report["length_gap"]))
         train_state = info.get("train_state", {})
         training_info = {
             "trained_on": trained_on or _machine(),

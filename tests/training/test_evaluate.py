@@ -145,11 +145,35 @@ def test_write_report_writes_markdown_json_and_valid_pngs(tmp_path):
     assert "![attention](attention_1.png)" in markdown
     assert "- device: cpu" in markdown
 
+    assert "paired bootstrap" in markdown
+    assert "| 1-4 | 2 | 100.0 | 0.0 | +100.0 (+100.0 to +100.0) |" in markdown  # both segments always wrong
+
     document = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
     assert document["headline_decoding"] == "beam5"
+    assert document["length_gap"]["everyday"]["buckets"]["1-4"]["gap"] == pytest.approx(100.0)
+    assert document["length_gap"]["technical"]["growth"] is None  # no bucket has 30 segments
+    assert "segments" not in document["results"]["attention"]["beam5"]["everyday"]  # in memory only
     assert document["results"]["attention"]["beam5"]["everyday"]["bleu"] == pytest.approx(100.0)
     assert document["results"]["none"]["greedy"]["technical"]["bleu"] < 50.0
     assert np.array(document["heatmaps"][0]["weights"]).shape == (5, 6)
+
+
+def test_report_says_whether_the_gap_grows_with_length(tmp_path):
+    """Thirty copies of each everyday pair: 60 segments each of 1-4, 5-9 and 10-14 words. The
+    second model is right on sources of up to 5 words and wrong beyond: the gap grows."""
+    test_sets = {"everyday": EVERYDAY * 30}
+    lookup = reference_translator(test_sets)
+    results = {
+        "attention": {"beam5": evaluate_model(lookup, test_sets)},
+        "none": {"beam5": evaluate_model(
+            lambda sources: [reference if len(source.split()) <= 5 else "Nein." for source, reference
+                             in zip(sources, lookup(sources), strict=True)], test_sets)},
+    }
+    write_report(tmp_path, results, [])
+    markdown = (tmp_path / "evaluation.md").read_text(encoding="utf-8")
+    assert "Gap growth from 1-4 to 10-14 words: +100.0 BLEU (+100.0 to +100.0): **grows**." in markdown
+    document = json.loads((tmp_path / "evaluation.json").read_text(encoding="utf-8"))
+    assert document["length_gap"]["everyday"]["growth"]["verdict"] == "grows"
 
 
 def test_report_with_one_model_and_greedy_only(tmp_path):

@@ -15,8 +15,9 @@ def test_publish_writes_a_verified_artifact_with_scores(number_model, tmp_path: 
     for test_set in ("test_everyday.tsv", "test_technical.tsv"):
         shutil.copyfile(number_model.corpus_dir / "test.tsv", corpus / test_set)
     shutil.copyfile(number_model.corpus_dir / "valid.tsv", corpus / "valid.tsv")  # the length penalty is tuned on it
-    artifact = publish(number_model.checkpoint, None, corpus, tmp_path / "store", "en-de", "7",
-                       beam_size=3, limit=40, threads=1)
+    # The same checkpoint stands in for the attention-free twin: the comparison's path end to end.
+    artifact = publish(number_model.checkpoint, number_model.checkpoint, corpus, tmp_path / "store", "en-de", "7",
+                       beam_size=3, limit=80, threads=1)  # 80: both length buckets hold 30 segments
     assert artifact == tmp_path / "store" / "en-de" / "7"
     manifest = verify_artifact(artifact)
     for test_set in ("everyday", "technical"):
@@ -24,6 +25,9 @@ def test_publish_writes_a_verified_artifact_with_scores(number_model, tmp_path: 
         assert {"bleu", "chrf", "bleu_greedy", "bleu_onnx_greedy", "chrf_onnx_greedy"} <= fp32.keys()
         # German numbers are one word each, so sentence BLEU's 4-grams are empty: judge by chrF.
         assert fp32["chrf_onnx_greedy"] > 60  # the number model translates most numbers exactly
+        twin = manifest.evaluation["none_fp32"][test_set]
+        assert (twin["bleu"], twin["chrf"]) == (fp32["bleu"], fp32["chrf"])
+        assert twin["gap_growth_with_length"] == twin["gap_growth_low"] == twin["gap_growth_high"] == 0.0
         drop = manifest.evaluation["int8"][test_set]["bleu_drop_vs_fp32"]
         assert ("int8" in manifest.variants) == (max(
             manifest.evaluation["int8"][s]["bleu_drop_vs_fp32"] for s in ("everyday", "technical")
