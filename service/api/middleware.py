@@ -78,7 +78,11 @@ class EdgeMiddleware:
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
         offered_id = headers.get(REQUEST_ID_HEADER, "")
         request_id = offered_id if _REQUEST_ID_OK.match(offered_id) else self.request_ids.next()
-        token = request_id_var.set(request_id)
+        # Set, never reset: the request's task ends with it, and what uvicorn logs about this request
+        # after the app returned (an unfinished response) must carry this id, not the one of the
+        # request whose task created this one (uvicorn starts a pipelined request from inside the
+        # previous request's send, so its task begins with that request's context).
+        request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
         client_gone = False
@@ -146,7 +150,6 @@ class EdgeMiddleware:
                     "duration_ms": round(duration_s * 1e3, 2),
                 },
             )
-            request_id_var.reset(token)
 
     async def _refuse(
         self, exc: Overloaded | PayloadTooLarge | BodyTimeout, scope: Scope, receive: Receive, send: Send

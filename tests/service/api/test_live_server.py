@@ -7,6 +7,7 @@ client disconnects, model reload and the SIGTERM drain.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import signal
 import socket
@@ -329,6 +330,11 @@ def test_a_client_that_leaves_pipelined_requests_behind_is_not_a_server_failure(
     # the pipelined requests' unfinished responses is a warning once the edge saw their client go.
     assert "unhandled error" not in log and "Exception in ASGI application" not in log
     assert '"level": "ERROR"' not in log, log[-3000:]
+    # ... and that warning names the request it is about (it had the id of the request before it).
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    abandoned = {r.get("request_id") for r in records if r.get("message") == "request" and r.get("status") == 499}
+    warnings = [r for r in records if "without completing response" in r["message"]]
+    assert warnings and all(r.get("request_id") in abandoned for r in warnings), (warnings, abandoned)
     assert httpx.post(url + "/v1/translate", json={"text": "seven"}).status_code == 200
 
 
