@@ -41,6 +41,23 @@ def save_checkpoint(
     partial.replace(path)
 
 
+def slim_checkpoint(source: Path, target: Path) -> Path:
+    """A copy of `source` to evaluate and export from, at under half its size: without the optimizer's
+    state (no resuming from it) and with the weights in fp16, the precision the exported graphs store
+    their large weights in anyway (`training/export.py`). What a GPU machine brings back within its per-file limit."""
+    with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+        raw = torch.load(source, map_location="cpu", weights_only=True)
+    raw.pop("optimizer_state", None)
+    raw["model_state"] = {name: tensor.half() if tensor.is_floating_point() else tensor
+                          for name, tensor in raw["model_state"].items()}
+    raw["slimmed_from"] = str(source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    torch.save(raw, partial)
+    partial.replace(target)
+    return target
+
+
 def resolve_tokenizer(checkpoint_path: Path, tokenizer_model: str) -> Path:
     """The tokenizer as recorded (absolute or relative to the working directory), else the file of that
     name next to the checkpoint, so a run directory that was moved still loads."""

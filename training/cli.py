@@ -81,6 +81,14 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _slim(args: argparse.Namespace) -> int:
+    from training.checkpoint import slim_checkpoint
+
+    target = slim_checkpoint(Path(args.checkpoint), Path(args.out))
+    print(f"{target} ({target.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="translator-train", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     export_parser.add_argument("--threads", type=int)
     export_parser.add_argument("--trained-on", help="where training ran, if not this machine")
     export_parser.set_defaults(handler=_export)
+
+    slim_parser = commands.add_parser("slim", help="fp16 weights, no optimizer state: a checkpoint to export from")
+    slim_parser.add_argument("checkpoint")
+    slim_parser.add_argument("out")
+    slim_parser.set_defaults(handler=_slim)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 
