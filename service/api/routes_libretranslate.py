@@ -81,8 +81,8 @@ def _url_encoded_fields(body: bytes) -> dict[str, Any]:
         pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict",
                           max_num_fields=MAX_FORM_FIELDS)
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"a form value is not valid UTF-8: percent-encoded byte 0x{exc.object[exc.start]:02x} "
-                           f"at position {exc.start} of the value") from None
+        raise InvalidInput(f"a form field is not valid UTF-8: percent-encoded byte 0x{exc.object[exc.start]:02x} "
+                           f"at position {exc.start} of the field") from None
     except ValueError:  # parse_qsl's "Max number of fields exceeded"
         raise InvalidInput(f"the form has more than {MAX_FORM_FIELDS} fields") from None
     return _fields(pairs)
