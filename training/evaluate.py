@@ -372,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beam", type=int, default=5, help="beam size; 1 = greedy only")
     parser.add_argument("--alpha", type=float, default=DEFAULT_LENGTH_PENALTY_ALPHA,
                         help="GNMT length penalty")
+    parser.add_argument("--none-alpha", type=float,
+                        help="the `none` model's own length penalty (each tuned on the valid split); default --alpha")
     parser.add_argument("--max-length-cap", type=int, default=DEFAULT_MAX_LENGTH_CAP)
     parser.add_argument("--limit", type=int, default=0, help="first N sentences per test set (0 = all)")
     parser.add_argument("--direction", choices=("en-de", "de-en"), default="en-de")
@@ -387,8 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     test_sets = read_test_sets(args.corpus, direction=args.direction, limit=args.limit)
     decodings = {"greedy": 1} | ({f"beam{args.beam}": args.beam} if args.beam > 1 else {})
     checkpoints = {"attention": args.checkpoint}
+    alphas = {"attention": args.alpha}
     if args.none_checkpoint:
         checkpoints["none"] = args.none_checkpoint
+        alphas["none"] = args.alpha if args.none_alpha is None else args.none_alpha
 
     results: dict[str, dict[str, dict]] = {}
     heatmaps: list[Heatmap] = []
@@ -396,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         model, codec, _ = load_checkpoint(checkpoint, device)
         results[label] = {}
         for decoding, beam_size in decodings.items():
-            translate = make_translate_fn(model, codec, beam_size=beam_size, length_penalty_alpha=args.alpha,
+            translate = make_translate_fn(model, codec, beam_size=beam_size, length_penalty_alpha=alphas[label],
                                           max_length_cap=args.max_length_cap)
             results[label][decoding] = evaluate_model(translate, test_sets)
             summary = ", ".join(
@@ -422,8 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     notes = {
         "checkpoints": ", ".join(f"{label}: {path}" for label, path in checkpoints.items()),
         "test sets": ", ".join(f"{name} ({len(pairs)} sentences)" for name, pairs in test_sets.items()),
-        "decoding": f"greedy and beam {args.beam} (GNMT length penalty alpha {args.alpha}), "
-                    f"max length min(2 * source + 10, {args.max_length_cap})",
+        "decoding": f"greedy and beam {args.beam} (GNMT length penalty alpha "
+                    + (", ".join(f"{label} {alpha}" for label, alpha in alphas.items())
+                       if len(set(alphas.values())) > 1 else f"{args.alpha}")
+                    + f"), max length min(2 * source + 10, {args.max_length_cap})",
         "device": str(device) if device.type != "cpu" else f"cpu (torch threads: {torch.get_num_threads()})",
     }
     for path in write_report(args.out, results, heatmaps, notes):

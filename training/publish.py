@@ -65,23 +65,33 @@ def _merge(*parts: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     return merged
 
 
+def _tune_length_penalty(checkpoint: Path, corpus_dir: Path, beam_size: int, limit: int) -> tuple[float, dict]:
+    model, codec, _ = load_checkpoint(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+    alpha, valid_bleu = evaluate.tune_length_penalty(
+        lambda alpha: make_translate_fn(model, codec, beam_size=beam_size, length_penalty_alpha=alpha),
+        corpus_dir, limit=limit)
+    print(f"{checkpoint}: length penalty tuned on the valid split: alpha {alpha} ({valid_bleu})", flush=True)
+    return alpha, valid_bleu
+
+
 def publish(
     checkpoint: Path, none_checkpoint: Path | None, corpus_dir: Path, store: Path, name: str, version: str,
     beam_size: int = 5, limit: int = 0, threads: int = 0, trained_on: str | None = None,
     length_penalty_alpha: float | None = None,
 ) -> Path:
-    """length_penalty_alpha None: tune it on the validation split (evaluate.tune_length_penalty)."""
+    """length_penalty_alpha None: tune it on the validation split (evaluate.tune_length_penalty), for
+    the attention model and its `none` twin each (the comparison gives each model its best decoding)."""
     if threads > 0:
         torch.set_num_threads(threads)
     tuning: dict[str, Any] = {}
+    none_tuning: dict[str, Any] = {}
+    none_alpha = length_penalty_alpha
     if length_penalty_alpha is None:
-        model, codec, _ = load_checkpoint(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
-        length_penalty_alpha, valid_bleu = evaluate.tune_length_penalty(
-            lambda alpha: make_translate_fn(model, codec, beam_size=beam_size, length_penalty_alpha=alpha),
-            corpus_dir, limit=limit)
+        length_penalty_alpha, valid_bleu = _tune_length_penalty(checkpoint, corpus_dir, beam_size, limit)
         tuning = {"length_penalty_alpha_valid_bleu": valid_bleu}
-        print(f"length penalty tuned on the valid split: alpha {length_penalty_alpha} ({valid_bleu})", flush=True)
-        del model
+        if none_checkpoint is not None:
+            none_alpha, none_valid_bleu = _tune_length_penalty(none_checkpoint, corpus_dir, beam_size, limit)
+            none_tuning = {"length_penalty_alpha": none_alpha, "length_penalty_alpha_valid_bleu": none_valid_bleu}
     work = Path(tempfile.mkdtemp(prefix="publish-"))
     try:
         report_dir = work / REPORT_DIR
@@ -89,7 +99,7 @@ def publish(
                 "--beam", str(beam_size), "--alpha", str(length_penalty_alpha), "--limit", str(limit),
                 "--threads", str(threads)]
         if none_checkpoint is not None:
-            argv += ["--none-checkpoint", str(none_checkpoint)]
+            argv += ["--none-checkpoint", str(none_checkpoint), "--none-alpha", str(none_alpha)]
         evaluate.main(argv)
         report = json.loads((report_dir / "evaluation.json").read_text(encoding="utf-8"))
         results = report["results"]
@@ -123,7 +133,7 @@ def publish(
             _, _, none_info = load_checkpoint(none_checkpoint)
             none_state = none_info.get("train_state", {})
             training_info["none_baseline"] = {"steps": none_state.get("step"),
-                                              "training_seconds": none_state.get("elapsed_seconds")}
+                                              "training_seconds": none_state.get("elapsed_seconds"), **none_tuning}
         stats_path = corpus_dir / "stats.json"
         data_info = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
         data_info["licences"] = {"ding (trans-de-en)": "GPL-2.0-or-later", "libreoffice help/ui": "MPL-2.0"}

@@ -199,7 +199,8 @@ def test_heatmap_sources_alternate_between_test_sets():
     assert chosen == [EVERYDAY[1][0], TECHNICAL[0][0], EVERYDAY[2][0], TECHNICAL[2][0]]
 
 
-def test_cli_scores_checkpoints_and_writes_the_report(tmp_path):
+def test_cli_scores_checkpoints_and_writes_the_report(tmp_path, monkeypatch):
+    import training.decode
     from training.checkpoint import save_checkpoint
     from training.config import ModelConfig, TrainConfig
     from training.model import Seq2Seq
@@ -221,6 +222,16 @@ def test_cli_scores_checkpoints_and_writes_the_report(tmp_path):
         model = Seq2Seq(config)
         save_checkpoint(tmp_path / name / "best.pt", model, TrainConfig(), tokenizer)
 
+    beam_alphas = {}  # each model's beam decoding and the length penalty it was given
+    real_make_translate_fn = training.decode.make_translate_fn
+
+    def recording_make_translate_fn(model, codec, *, beam_size, length_penalty_alpha, **kwargs):
+        if beam_size > 1:
+            beam_alphas[model.config.attention] = length_penalty_alpha
+        return real_make_translate_fn(model, codec, beam_size=beam_size, length_penalty_alpha=length_penalty_alpha,
+                                      **kwargs)
+
+    monkeypatch.setattr(training.decode, "make_translate_fn", recording_make_translate_fn)
     previous_threads = torch.get_num_threads()
     try:
         code = main([
@@ -228,10 +239,12 @@ def test_cli_scores_checkpoints_and_writes_the_report(tmp_path):
             "--none-checkpoint", str(tmp_path / "none" / "best.pt"),
             "--corpus", str(corpus), "--out", str(tmp_path / "eval"), "--beam", "2", "--limit", "4",
             "--max-length-cap", "12", "--heatmaps", "2", "--threads", "1", "--device", "cpu",
+            "--alpha", "1.4", "--none-alpha", "0.6",
         ])
     finally:
         torch.set_num_threads(previous_threads)
     assert code == 0
+    assert beam_alphas == {"luong_general": 1.4, "none": 0.6}
     out = tmp_path / "eval"
     document = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
     assert set(document["results"]) == {"attention", "none"}
@@ -245,4 +258,6 @@ def test_cli_scores_checkpoints_and_writes_the_report(tmp_path):
         np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-3)
         assert is_png(out / heatmap["file"])
     assert is_png(out / "bleu_by_length.png")
-    assert "| none | beam2 |" in (out / "evaluation.md").read_text(encoding="utf-8")
+    markdown = (out / "evaluation.md").read_text(encoding="utf-8")
+    assert "| none | beam2 |" in markdown
+    assert "GNMT length penalty alpha attention 1.4, none 0.6" in markdown

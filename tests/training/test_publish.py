@@ -39,3 +39,6 @@ def test_publish_writes_a_verified_artifact_with_scores(number_model, tmp_path: 
     tuned = manifest.training["length_penalty_alpha_valid_bleu"]  # {alpha: valid BLEU}
     assert str(manifest.training["length_penalty_alpha"]) in tuned
     assert tuned[str(manifest.training["length_penalty_alpha"])] == max(tuned.values())
+    twin = manifest.training["none_baseline"]  # the twin's own length penalty, tuned the same way
+    assert twin["length_penalty_alpha_valid_bleu"][str(twin["length_penalty_alpha"])] == max(
+        twin["length_penalty_alpha_valid_bleu"].values())
