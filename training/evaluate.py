@@ -170,7 +170,7 @@ def _markdown(results: dict[str, dict[str, dict]], heatmap_files: list[tuple[str
     gap = len(labels) >= 2
     if gaps:
         resamples = next(iter(gaps.values()))["resamples"]
-        lines += [f"The gap's 95% interval in brackets: {resamples} paired bootstrap resamples of each bucket's "
+        lines += [f"The gap's 95% interval in parentheses: {resamples} paired bootstrap resamples of each bucket's "
                   "segments (training/length_gap.py); growth compares the longest bucket of at least "
                   "30 segments with the shortest.", ""]
     for name in test_names:
