@@ -91,6 +91,12 @@ class ServiceMetrics:
             "Target tokens generated for finished requests.",
             registry=r,
         )
+        self.truncated = Counter(
+            "translator_truncated_sentences",
+            "Sentences whose translation was stopped at its length limit where the model would have gone "
+            "on (a max_length set too low, or a model looping).",
+            registry=r,
+        )
         self.padding_waste = Gauge(
             "translator_padding_waste_ratio",
             "Fraction of source positions (encoder and decoder steps) that were padding, since start.",
@@ -163,11 +169,13 @@ class ServiceMetrics:
             self.decoder_steps.inc(len(stats.step_rows))
             for rows in stats.step_rows:
                 self.batch_rows.observe(rows)
-        for queue_wait_seconds, encode_seconds, decode_seconds, generated_tokens in stats.finished:
+        for queue_wait_seconds, encode_seconds, decode_seconds, generated_tokens, truncated in stats.finished:
             self.queue_wait.observe(queue_wait_seconds)
             self.encode_duration.observe(encode_seconds)
             self.decode_duration.observe(decode_seconds)
             self.generated_tokens.inc(generated_tokens)
+            if truncated:
+                self.truncated.inc()
         # Padding of the encoder batch and of the memory every decoder step attends over.
         padded = stats.padded_source_positions + stats.decoder_padded_source_positions
         positions = stats.total_source_positions + stats.decoder_total_source_positions

@@ -58,6 +58,7 @@ async def attention(body: AttentionRequest, request: Request) -> AttentionRespon
     return AttentionResponse(
         model=ModelRef(name=result.model.name, version=result.model.version),
         translation=result.translation,
+        truncated=result.truncated,
         source_tokens=result.source_tokens,
         target_tokens=result.target_tokens,
         weights=weights,

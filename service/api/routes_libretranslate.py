@@ -129,7 +129,9 @@ async def libre_translate(request: Request, state: StateDep) -> LibreTranslateRe
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_input=False)) from None
     source = None if body.source == "auto" else body.source
-    _, texts = await translate_texts(state, request, body.all_texts(), Options(source=source, target=body.target))
+    options = Options(source=source, target=body.target)
+    _, translations = await translate_texts(state, request, body.all_texts(), options)
+    texts = [translation.text for translation in translations]
     return LibreTranslateResponse(translatedText=texts[0] if isinstance(body.q, str) else texts)
 
 

@@ -62,5 +62,5 @@ async def translate(body: TranslateRequest, request: Request) -> TranslateRespon
     model, texts = await translate_texts(state, request, body.all_texts(), options)
     return TranslateResponse(
         model=ModelRef(name=model.name, version=model.version),
-        translations=[Translation(text=text) for text in texts],
+        translations=[Translation(text=text.text, truncated=text.truncated) for text in texts],
     )

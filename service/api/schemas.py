@@ -96,8 +96,14 @@ class ModelRef(BaseModel):
     version: str
 
 
+TRUNCATED_DESCRIPTION = ("True when a sentence of the text was stopped at its length limit (`max_length`, or "
+                         "by default 2 x its source tokens + 10) where the model would have gone on: the "
+                         "translation is cut short.")
+
+
 class Translation(BaseModel):
     text: str
+    truncated: bool = Field(description=TRUNCATED_DESCRIPTION)
 
 
 class TranslateResponse(BaseModel):
@@ -106,7 +112,7 @@ class TranslateResponse(BaseModel):
             "examples": [
                 {
                     "model": {"name": "en-de", "version": "1"},
-                    "translations": [{"text": "Das Haus ist klein."}],
+                    "translations": [{"text": "Das Haus ist klein.", "truncated": False}],
                 }
             ]
         }
@@ -134,6 +140,7 @@ class AttentionResponse(BaseModel):
                 {
                     "model": {"name": "en-de", "version": "1"},
                     "translation": "Hallo Welt",
+                    "truncated": False,
                     "source_tokens": ["▁Hello", "▁world", "</s>"],
                     "target_tokens": ["▁Hallo", "▁Welt", "</s>"],
                     "weights": [[0.9, 0.08, 0.02], [0.05, 0.9, 0.05], [0.1, 0.1, 0.8]],
@@ -146,6 +153,7 @@ class AttentionResponse(BaseModel):
 
     model: ModelRef
     translation: str = Field(description="The translation, with <unk> replaced by the most-attended source word.")
+    truncated: bool = Field(description=TRUNCATED_DESCRIPTION)
     source_tokens: list[str] = Field(description="Source pieces, then the end-of-sentence token.")
     target_tokens: list[str] = Field(description="Generated pieces, then the end-of-sentence token.")
     weights: list[list[float]] = Field(

@@ -55,9 +55,16 @@ class Options:
 
 
 @dataclass(frozen=True)
+class TextTranslation:
+    text: str
+    truncated: bool  # a sentence of it stopped at its length limit, not at an end the model chose
+
+
+@dataclass(frozen=True)
 class Attended:
     model: LoadedModel
     translation: str
+    truncated: bool  # as in TextTranslation
     source_tokens: list[str]
     target_tokens: list[str]
     weights: np.ndarray  # [len(target_tokens), len(source_tokens)], rows sum to 1
@@ -280,6 +287,7 @@ def _attended(model: LoadedModel, pieces: list[_Piece], results: list[Translatio
     return Attended(
         model=model,
         translation=_joined(translations, pieces),
+        truncated=any(result.cut_at_max_length for result in results),
         source_tokens=source_tokens,
         target_tokens=target_tokens,
         weights=matrix,
@@ -295,14 +303,14 @@ def _log_texts(state: ServiceState, texts: list[str]) -> None:
 
 async def translate_texts(
     state: ServiceState, request: Request, texts: list[str], options: Options
-) -> tuple[LoadedModel, list[str]]:
+) -> tuple[LoadedModel, list[TextTranslation]]:
     """Translations of `texts`, in order, and the model version that made them."""
     loaded = check_limits(state, texts, options)
     max_sentences = sentences_per_text(state, len(texts), options.beam_size)
     texts = [_CONTROL_CHARACTERS.sub("", text) for text in texts]
     _log_texts(state, texts)
 
-    async def work(model: LoadedModel) -> tuple[LoadedModel, list[str]]:
+    async def work(model: LoadedModel) -> tuple[LoadedModel, list[TextTranslation]]:
         deadline = time.monotonic() + state.settings.request_timeout_s
         layout = [_pieces(state, model, position, text, max_sentences) for position, text in enumerate(texts)]
         group = next(_request_groups)
@@ -314,11 +322,15 @@ async def translate_texts(
             for pieces in layout for piece in pieces if not piece.empty
         ]
         results = iter(await _submit_all(state, request, model, requests))
-        return model, [
-            _in_layout_of(text, _joined([_decode(model, p.sentence.text, next(results)) if not p.empty else ""
-                                         for p in pieces], pieces))
-            for text, pieces in zip(texts, layout, strict=True)
-        ]
+        translations = []
+        for text, pieces in zip(texts, layout, strict=True):
+            own = [None if piece.empty else next(results) for piece in pieces]
+            sentences = ["" if result is None else _decode(model, piece.sentence.text, result)
+                         for piece, result in zip(pieces, own, strict=True)]
+            translations.append(TextTranslation(
+                text=_in_layout_of(text, _joined(sentences, pieces)),
+                truncated=any(result is not None and result.cut_at_max_length for result in own)))
+        return model, translations
 
     return await cancel_on_disconnect(request, state.registry.run(loaded, work))
 
@@ -335,7 +347,7 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
             raise AttentionUnavailable(f"model {model.name} version {model.version} has no attention")
         pieces = [piece for piece in _pieces(state, model, 0, text, max_sentences) if not piece.empty]
         if not pieces:
-            return Attended(model, "", [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
+            return Attended(model, "", False, [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
         deadline = time.monotonic() + state.settings.request_timeout_s
         group = next(_request_groups)
         requests = [_request(model, options, piece, deadline, want_attention=True, group=group) for piece in pieces]

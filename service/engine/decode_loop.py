@@ -276,6 +276,7 @@ class DecodeLoop:
             queue_wait_seconds=ticket.admitted_at - ticket.submitted_at,
             encode_seconds=ticket.encoded_at - ticket.admitted_at,
             decode_seconds=now - ticket.encoded_at,
+            cut_at_max_length=best.cut_short,
         )
 
     def _drop_abandoned(self, batch: DecodeBatch) -> None:

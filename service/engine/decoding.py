@@ -32,6 +32,8 @@ class Hypothesis:
     target_ids: list[int]  # without bos/eos
     score: float  # total log-probability, eos included when generated
     attention: np.ndarray | None  # [steps, src_len] float32, one row per generated token incl. eos
+    # eos was forced at max_length while the model preferred another token: the translation is cut short.
+    cut_short: bool
 
 
 class Search(Protocol):
@@ -79,6 +81,7 @@ class GreedySearch:
         self._tokens: list[int] = []
         self._attention: list[np.ndarray] = []
         self._score = 0.0
+        self._cut_short = False
 
     def advance(self, log_probs: np.ndarray, attention: np.ndarray | None, argmax: int | None = None) -> Advance:
         token = self.next_token(int(np.argmax(log_probs[0])) if argmax is None else argmax)
@@ -95,6 +98,7 @@ class GreedySearch:
         """The token this step takes when the row's best token is `argmax`; None when the model
         prefers pad or bos, which are never outputs (the whole row is needed to choose)."""
         if len(self._tokens) >= self._max_length:
+            self._cut_short = argmax != self._special.eos_id
             return self._special.eos_id
         if argmax == self._special.pad_id or argmax == self._special.bos_id:
             return None
@@ -112,7 +116,7 @@ class GreedySearch:
 
     def best(self) -> Hypothesis:
         attention = np.stack(self._attention) if self._want_attention and self._attention else None
-        return Hypothesis(list(self._tokens), self._score, attention)
+        return Hypothesis(list(self._tokens), self._score, attention, self._cut_short)
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,7 @@ class _Finished:
     score: float
     step: int  # the step that generated eos
     parent: int  # the live row (of step - 1) it continued
+    cut_short: bool  # eos was forced at max_length; the row's own best token was another
 
 
 class BeamSearch:
@@ -160,7 +165,8 @@ class BeamSearch:
         del argmax  # beams rank every row's tokens themselves
         step = len(self._tokens)
         vocab = log_probs.shape[1]
-        allowed = _allowed_log_probs(log_probs, self._special, step >= self._max_length)
+        forced = step >= self._max_length
+        allowed = _allowed_log_probs(log_probs, self._special, forced)
         totals = self._scores[:, None] + allowed  # [rows, vocab]
         # Rank on totals shifted by the best row's score: with one row this is exactly the row's
         # log-probs, so beam 1 breaks ties like argmax and equals greedy bit for bit.
@@ -184,7 +190,8 @@ class BeamSearch:
             if token == self._special.eos_id:
                 if rank < self._k:
                     normalized = total / length_penalty(step + 1, self._alpha)
-                    self._finished.append(_Finished(normalized, total, step, parent))
+                    cut_short = forced and int(np.argmax(log_probs[parent])) != self._special.eos_id
+                    self._finished.append(_Finished(normalized, total, step, parent, cut_short))
                     ended += 1
                     top_ended = top_ended or rank == 0
                 continue
@@ -233,15 +240,15 @@ class BeamSearch:
             tokens, rows = self._trace(chosen.step - 1, chosen.parent)
             if self._attention:
                 rows.append(self._attention[chosen.step][chosen.parent])
-            score = chosen.score
+            score, cut_short = chosen.score, chosen.cut_short
         elif self.rows > 0:  # unreachable unless the model gave eos -inf forever
             row = int(np.argmax(self._scores))
             tokens, rows = self._trace(len(self._tokens) - 1, row)
-            score = float(self._scores[row])
+            score, cut_short = float(self._scores[row]), True
         else:
-            tokens, rows, score = [], [], -math.inf
+            tokens, rows, score, cut_short = [], [], -math.inf, False
         attention = np.stack(rows) if self._want_attention and rows else None
-        return Hypothesis(tokens, score, attention)
+        return Hypothesis(tokens, score, attention, cut_short)
 
 
 def make_search(request: TranslationRequest, special: SpecialIds, max_length: int) -> Search:

@@ -385,7 +385,8 @@ class Scheduler:
                 elif not ticket.future.done():
                     ticket.future.set_result(result)
                 counters.finished.append(FinishedRequest(result.queue_wait_seconds, result.encode_seconds,
-                                                         result.decode_seconds, len(result.target_ids) + 1))
+                                                         result.decode_seconds, len(result.target_ids) + 1,
+                                                         result.cut_at_max_length))
                 self._completions.record(now)
         for ticket, error in report.failed:
             if self._forget(ticket) and self._fail(ticket, error):

@@ -49,6 +49,9 @@ class TranslationResult:
     queue_wait_seconds: float  # submitted -> admitted (its encoding began)
     encode_seconds: float  # admitted -> handed to its decoder lane (its encoder call and any before it in the hand-off)
     decode_seconds: float  # handed to its decoder lane -> its last row ended
+    # The translation stopped at its length limit (request.max_length, or the default from the
+    # source's length) where the model would have gone on: cut short, or a model looping.
+    cut_at_max_length: bool
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class FinishedRequest(NamedTuple):
     encode_seconds: float
     decode_seconds: float
     generated_tokens: int  # of the returned translation, eos included
+    cut_at_max_length: bool  # see TranslationResult
 
 
 @dataclass(frozen=True)

@@ -253,14 +253,15 @@
       const data = await callApi(withAttention ? "v1/attention" : "v1/translate", body);
       const elapsedMs = Math.round(performance.now() - started);
       if (withAttention) {
-        showTranslation(data.translation, data.model, model, body.beam_size, elapsedMs);
+        showTranslation(data.translation, data.model, model, body.beam_size, elapsedMs, data.truncated);
         current = data;
         renderHeatmap(data);
         renderAlignment(data);
         ui.moses.textContent = data.moses || "(none)";
       } else {
         clearResults();
-        showTranslation(data.translations[0].text, data.model, model, body.beam_size, elapsedMs);
+        const translation = data.translations[0];
+        showTranslation(translation.text, data.model, model, body.beam_size, elapsedMs, translation.truncated);
         ui.modelInfo.textContent += " \u00b7 this model has no attention to show";
       }
       ui.status.textContent = `Done in ${elapsedMs} ms.`;
@@ -274,11 +275,13 @@
     }
   }
 
-  function showTranslation(text, modelRef, model, beamSize, elapsedMs) {
+  function showTranslation(text, modelRef, model, beamSize, elapsedMs, truncated) {
     ui.translation.textContent = text;
     ui.translation.lang = model ? model.target_language : "";
     const search = beamSize > 1 ? `beam search (${beamSize})` : "greedy search";
-    ui.modelInfo.textContent = `${modelRef.name} v${modelRef.version} \u00b7 ${search} \u00b7 ${elapsedMs} ms`;
+    // The service stopped a sentence at its length limit while the model would have gone on.
+    const cut = truncated ? " \u00b7 cut short at its length limit" : "";
+    ui.modelInfo.textContent = `${modelRef.name} v${modelRef.version} \u00b7 ${search} \u00b7 ${elapsedMs} ms${cut}`;
     ui.result.hidden = false;
   }
 

@@ -75,6 +75,8 @@ translator_model_info{name="en-de",version="1",variant="fp32",provider="cpu"} 1
 translator_ready 1
 # TYPE translator_model_load_failures_total counter
 translator_model_load_failures_total 0
+# TYPE translator_truncated_sentences_total counter
+translator_truncated_sentences_total 0
 """
 
 

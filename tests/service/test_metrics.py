@@ -34,7 +34,7 @@ def stats(**overrides: object) -> StepStats:
         decoder_padded_source_positions=3,
         decoder_total_source_positions=10,
         generated_tokens=5,
-        finished=(FinishedRequest(0.25, 0.125, 0.5, 7),),
+        finished=(FinishedRequest(0.25, 0.125, 0.5, 7, True), FinishedRequest(0.25, 0.125, 0.5, 3, False)),
         failed=0,
         expired=0,
         cancelled=0,
@@ -73,12 +73,13 @@ def test_step_stats_feed_counters_and_gauges() -> None:
     values = samples(metrics)
     assert values[("translator_encoder_calls_total", frozenset())] == 1
     assert values[("translator_decoder_steps_total", frozenset())] == 2
-    assert values[("translator_generated_tokens_total", frozenset())] == 7
-    assert values[("translator_queue_wait_seconds_count", frozenset())] == 1
-    assert values[("translator_queue_wait_seconds_sum", frozenset())] == pytest.approx(0.25)
-    assert values[("translator_encode_seconds_sum", frozenset())] == pytest.approx(0.125)
-    assert values[("translator_decode_seconds_sum", frozenset())] == pytest.approx(0.5)
-    assert values[("translator_decode_seconds_count", frozenset())] == 1
+    assert values[("translator_generated_tokens_total", frozenset())] == 10
+    assert values[("translator_truncated_sentences_total", frozenset())] == 1
+    assert values[("translator_queue_wait_seconds_count", frozenset())] == 2
+    assert values[("translator_queue_wait_seconds_sum", frozenset())] == pytest.approx(0.5)
+    assert values[("translator_encode_seconds_sum", frozenset())] == pytest.approx(0.25)
+    assert values[("translator_decode_seconds_sum", frozenset())] == pytest.approx(1.0)
+    assert values[("translator_decode_seconds_count", frozenset())] == 2
     assert values[("translator_batch_rows_count", frozenset())] == 2
     assert values[("translator_encoder_rows_sum", frozenset())] == 3
     assert values[("translator_queue_depth", frozenset())] == 0

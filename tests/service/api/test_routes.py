@@ -45,8 +45,35 @@ def test_translate_one_text(client: TestClient) -> None:
     assert response.status_code == 200
     assert response.json() == {
         "model": {"name": "en-de", "version": "1"},
-        "translations": [{"text": "the house is small"}],
+        "translations": [{"text": "the house is small", "truncated": False}],
     }
+
+
+def _truncated_sentences(client: TestClient) -> float:
+    match = re.search(r"^translator_truncated_sentences_total (\S+)$", client.get("/metrics").text, re.MULTILINE)
+    assert match, "no truncated sentence counter"
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_a_translation_cut_at_its_length_limit_says_so(client: TestClient, beam_size: int) -> None:
+    """The echo model ends a sentence after its source's pieces. With max_length at exactly that many
+    pieces the sentence ends where the model ends it; one piece less and it is cut short: the answer
+    says which texts were (and the metric counts the sentences)."""
+    pieces = len(client.post("/v1/attention", json={"text": "hello world"}).json()["target_tokens"]) - 1
+    before = _truncated_sentences(client)
+    response = client.post("/v1/translate", json={"texts": ["hello world the house", "hello world", "hello world\nbig"],
+                                                   "max_length": pieces, "beam_size": beam_size})
+    assert response.status_code == 200, response.text
+    cut, whole, lines = response.json()["translations"]
+    assert cut["truncated"] and cut["text"] != "hello world the house"
+    assert "hello world the house".startswith(cut["text"])
+    assert whole == {"text": "hello world", "truncated": False}  # ended by the model, at the limit
+    assert lines == {"text": "hello world\nbig", "truncated": False}  # each line alone is within it
+    assert _truncated_sentences(client) == before + 1
+    attention = client.post("/v1/attention", json={"text": "hello world", "max_length": pieces - 1}).json()
+    assert attention["truncated"] and len(attention["target_tokens"]) == pieces
+    assert client.post("/v1/attention", json={"text": "hello world"}).json()["truncated"] is False
 
 
 def test_translate_many_texts_keeps_order(client: TestClient) -> None:

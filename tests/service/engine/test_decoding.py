@@ -126,6 +126,21 @@ def test_max_length_forces_eos(beam_size: int) -> None:
     best = drive(search, never_ends)
     assert len(best.target_ids) == 4
     assert best.attention is not None and best.attention.shape == (5, SRC_LEN)
+    assert best.cut_short  # the model wanted to go on
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_a_sentence_the_model_ends_exactly_at_max_length_is_not_cut_short(beam_size: int) -> None:
+    def ends_after_four(step: int, previous: np.ndarray) -> np.ndarray:
+        rows = np.full((len(previous), 12), -20.0, dtype=np.float32)
+        rows[:, SPECIAL.eos_id if step >= 4 else 5 + step % 3] = -0.01
+        return rows
+
+    for max_length, cut in ((4, False), (3, True), (6, False)):
+        search = (BeamSearch(SPECIAL, beam_size, max_length, 1.0, False) if beam_size > 1
+                  else GreedySearch(SPECIAL, max_length, False))
+        best = drive(search, ends_after_four)
+        assert (len(best.target_ids), best.cut_short) == (min(4, max_length), cut), max_length
 
 
 def test_pad_and_bos_are_never_generated() -> None:
