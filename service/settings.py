@@ -58,8 +58,8 @@ class Settings(BaseSettings):
     providers: Literal["cpu", "cuda"] = "cpu"
     batching: Literal["continuous", "static", "off"] = "continuous"
     max_batch_rows: int = Field(default=64, ge=1, le=4096)
-    # Sentences waiting for the engine. One request may bring max_rows_per_request sentences (256 by
-    # default) at once; single-sentence traffic is already bounded by max_inflight_requests.
+    # Sentences waiting for the engine. One request keeps at most max_batch_rows of its sentences in
+    # the engine at once; single-sentence traffic is already bounded by max_inflight_requests.
     max_queue_requests: int = Field(default=1024, ge=1, le=1_000_000)
     # Translation requests inside the service at once (HTTP edge); more get 429 before any work.
     max_inflight_requests: int = Field(default=256, ge=1, le=1_000_000)
@@ -96,14 +96,13 @@ class Settings(BaseSettings):
     max_texts_per_request: int = Field(default=32, ge=1, le=10_000)
     # A text's sentences (and lines) are decoded side by side, each as a row of its own: a paragraph
     # takes as many decoder steps as its longest sentence rather than all of them, and its line breaks
-    # come back where they were. A text with more sentences than it may have rows has adjacent ones
-    # grouped (their line breaks become spaces). 1: texts are not split.
-    max_sentences_per_text: int = Field(default=64, ge=1, le=1024)
-    # Decoder rows one request may hold: its sentences x beam_size. The request's texts share them
-    # (32 texts: 8 sentences each at beam 1, one each at beam 8), so a big request's work stays
-    # bounded: at most as many rows as 32 texts of 8 sentences, a few seconds of the engine here, where
-    # 32 long texts at beam 8 (2,048 rows) ran past the request timeout and held up everyone else.
-    max_rows_per_request: int = Field(default=256, ge=1, le=100_000)
+    # come back where they were. A text with more sentences is refused (413), never grouped to fit
+    # (grouped lines came back as one line). 1: texts are not split (each is decoded whole).
+    max_sentences_per_text: int = Field(default=256, ge=1, le=100_000)
+    # Decoder rows one request may bring in all: its sentences x beam_size, refused (413) beyond, so a
+    # big request's work stays bounded (1,024 sentences are a few seconds of the engine here, where 32
+    # long texts at beam 8, 2,048 rows of ~60 tokens, ran past the request timeout).
+    max_rows_per_request: int = Field(default=1024, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
     # A body that has not fully arrived by then is refused (408): a stalled client must not hold an
     # in-flight slot for ever (uvicorn itself waits for a body indefinitely).

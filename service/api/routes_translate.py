@@ -51,11 +51,10 @@ async def translate(body: TranslateRequest, request: Request) -> TranslateRespon
     """Texts of one request are scheduled concurrently and answered in input order.
 
     Limits (413): TRANSLATOR_MAX_TEXTS_PER_REQUEST texts, TRANSLATOR_MAX_TEXT_CHARS characters and
-    TRANSLATOR_MAX_SOURCE_TOKENS tokens per sentence, TRANSLATOR_MAX_BODY_BYTES per body, and no more
-    sentences in all than TRANSLATOR_MAX_QUEUE_REQUESTS. Each text's sentences are decoded side by
-    side, up to TRANSLATOR_MAX_SENTENCES_PER_TEXT and the text's share of
-    TRANSLATOR_MAX_ROWS_PER_REQUEST (sentences x beam_size over the request); beyond that adjacent
-    sentences are grouped. Line breaks between the pieces are kept.
+    TRANSLATOR_MAX_SOURCE_TOKENS tokens per sentence, TRANSLATOR_MAX_BODY_BYTES per body,
+    TRANSLATOR_MAX_SENTENCES_PER_TEXT sentences and lines per text and TRANSLATOR_MAX_ROWS_PER_REQUEST
+    decoder rows (sentences x beam_size) in all. Each text's sentences and lines are decoded side by
+    side, each as a row of its own, and come back where they were.
     """
     state = service_state(request)
     options = Options(body.source, body.target, body.beam_size, body.max_length)

@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import numpy as np
@@ -104,22 +104,34 @@ class _Piece:
         return len(self.ids) < 2
 
 
-def sentences_per_text(state: ServiceState, texts: int, beam_size: int) -> int:
-    """How many pieces each of a request's `texts` may be cut into: TRANSLATOR_MAX_ROWS_PER_REQUEST
-    shared among the texts' beams, at most TRANSLATOR_MAX_SENTENCES_PER_TEXT. 413 when not even one
-    row per text and beam fits."""
+def split_texts(state: ServiceState, texts: list[str], beam_size: int) -> list[list[Sentence]]:
+    """Each text cut into its sentences and lines, each decoded as a row of its own (whole when
+    TRANSLATOR_MAX_SENTENCES_PER_TEXT is 1). Never grouped to fit a limit (grouped lines lost their
+    line breaks, and content): a text with more sentences than TRANSLATOR_MAX_SENTENCES_PER_TEXT, or
+    a request with more decoder rows in all (sentences x beam_size) than
+    TRANSLATOR_MAX_ROWS_PER_REQUEST, is refused (413) before any work."""
     settings = state.settings
-    rows = texts * beam_size
+    per_text = settings.max_sentences_per_text
+    layout = []
+    for position, text in enumerate(texts):
+        # A text has fewer sentences than characters: that bound never groups any.
+        sentences = split_sentences(text, 1 if per_text == 1 else len(text) + 1)
+        if len(sentences) > per_text:
+            raise PayloadTooLarge(f"text {position} has {len(sentences)} sentences and lines; at most {per_text} "
+                                  "per text: send it in parts")
+        layout.append(sentences)
+    count = sum(len(sentences) for sentences in layout)
+    rows = count * beam_size
     if rows > settings.max_rows_per_request:
-        raise PayloadTooLarge(f"{texts} texts at beam_size {beam_size} need {rows} decoder rows; at most "
-                              f"{settings.max_rows_per_request} per request: send fewer texts or a smaller beam")
-    return max(1, min(settings.max_sentences_per_text, settings.max_rows_per_request // rows))
+        raise PayloadTooLarge(f"{count} sentences and lines at beam_size {beam_size} need {rows} decoder rows; at "
+                              f"most {settings.max_rows_per_request} per request: send fewer or shorter texts, "
+                              "or a smaller beam")
+    return layout
 
 
-def _pieces(state: ServiceState, loaded: LoadedModel, position: int, text: str, max_sentences: int) -> list[_Piece]:
-    """The sentences of text `position` (at most `max_sentences`) with their ids;
-    TRANSLATOR_MAX_SOURCE_TOKENS applies to each, since each is decoded as a row of its own."""
-    sentences = split_sentences(text, max_sentences)
+def _pieces(state: ServiceState, loaded: LoadedModel, position: int, sentences: list[Sentence]) -> list[_Piece]:
+    """The sentences of text `position` with their ids; TRANSLATOR_MAX_SOURCE_TOKENS applies to
+    each, since each is decoded as a row of its own."""
     limit = state.settings.max_source_tokens
     pieces = []
     for sentence in sentences:
@@ -166,16 +178,23 @@ def _in_layout_of(text: str, translation: str) -> str:
 async def _submit_all(state: ServiceState, http_request: Request, loaded: LoadedModel,
                       requests: list[TranslationRequest]) -> list[TranslationResult]:
     """Submit concurrently; if one fails, cancel the others (their rows are freed) and raise; on
-    success, note the engine's timing for the response's Server-Timing header. A request's sentences
-    are queued at once, so more than the queue holds could never be served: that is refused as too
-    large (413), not shed as a retryable 429."""
-    capacity = state.settings.max_queue_requests
-    if len(requests) > capacity:
-        raise PayloadTooLarge(f"{len(requests)} sentences in one request; the engine's queue holds at most {capacity}")
+    success, note the engine's timing for the response's Server-Timing header. At most a batch's
+    worth of a request's sentences (TRANSLATOR_MAX_BATCH_ROWS) are in the engine at once, the next
+    submitted as one ends, so that a long document neither fills the engine's queue (other clients
+    would be refused with 429) nor needs to fit in it."""
     if len(requests) == 1:  # the usual request: no task of its own
         results = [await loaded.scheduler.submit(requests[0])]
     else:
-        tasks = [asyncio.ensure_future(loaded.scheduler.submit(request)) for request in requests]
+        window = asyncio.Semaphore(max(1, min(state.settings.max_batch_rows, state.settings.max_queue_requests)))
+
+        async def submit(request: TranslationRequest) -> TranslationResult:
+            arrived = time.monotonic()
+            async with window:
+                waited = time.monotonic() - arrived  # for its turn in the window: queueing too (Server-Timing)
+                result = await loaded.scheduler.submit(request)
+            return replace(result, queue_wait_seconds=result.queue_wait_seconds + waited)
+
+        tasks = [asyncio.ensure_future(submit(request)) for request in requests]
         try:
             results = list(await asyncio.gather(*tasks))
         except BaseException:
@@ -306,13 +325,13 @@ async def translate_texts(
 ) -> tuple[LoadedModel, list[TextTranslation]]:
     """Translations of `texts`, in order, and the model version that made them."""
     loaded = check_limits(state, texts, options)
-    max_sentences = sentences_per_text(state, len(texts), options.beam_size)
     texts = [_CONTROL_CHARACTERS.sub("", text) for text in texts]
+    sentences_by_text = split_texts(state, texts, options.beam_size)
     _log_texts(state, texts)
 
     async def work(model: LoadedModel) -> tuple[LoadedModel, list[TextTranslation]]:
         deadline = time.monotonic() + state.settings.request_timeout_s
-        layout = [_pieces(state, model, position, text, max_sentences) for position, text in enumerate(texts)]
+        layout = [_pieces(state, model, position, sentences) for position, sentences in enumerate(sentences_by_text)]
         group = next(_request_groups)
         requests = [
             # attention is only kept when an <unk> in the source may be copied into the output
@@ -338,14 +357,14 @@ async def translate_texts(
 async def attend(state: ServiceState, request: Request, text: str, options: Options) -> Attended:
     """Translation of one text with its attention matrix and word alignment."""
     loaded = check_limits(state, [text], options)
-    max_sentences = sentences_per_text(state, 1, options.beam_size)
     text = _CONTROL_CHARACTERS.sub("", text)
+    (sentences,) = split_texts(state, [text], options.beam_size)
     _log_texts(state, [text])
 
     async def work(model: LoadedModel) -> Attended:
         if model.manifest.attention == "none":
             raise AttentionUnavailable(f"model {model.name} version {model.version} has no attention")
-        pieces = [piece for piece in _pieces(state, model, 0, text, max_sentences) if not piece.empty]
+        pieces = [piece for piece in _pieces(state, model, 0, sentences) if not piece.empty]
         if not pieces:
             return Attended(model, "", False, [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
         deadline = time.monotonic() + state.settings.request_timeout_s

@@ -25,7 +25,10 @@ def quick_bench(tiny_store: Path, number_model, number_sentences: Path,  # type:
     code = bench.main(["--quick", "--store", str(tiny_store), "--checkpoint", str(number_model.checkpoint),
                        "--sentences", str(number_sentences), "--unloaded-text", "three thousand and forty-two",
                        "--out", str(out), "--docs", str(docs)])
-    assert code == 0, (out / "raw" / "bench").glob("*.log")
+    if code != 0:
+        written = out / "bench.json"
+        configs = json.loads(written.read_text(encoding="utf-8"))["configs"] if written.is_file() else {}
+        pytest.fail(f"bench exited {code}: {({name: result.get('error') for name, result in configs.items()})}")
     return json.loads((out / "bench.json").read_text(encoding="utf-8")), out, docs
 
 

@@ -155,20 +155,35 @@ def test_every_line_of_a_long_text_comes_back_on_its_own_line(client: TestClient
     assert response.json()["translations"][0]["text"].split("\n") == [alone[line] for line in lines]
 
 
-def test_a_request_shares_its_decoder_rows_among_its_texts_and_beams(make_client: ClientFactory) -> None:
-    client = make_client(max_rows_per_request=4, step_delay_s=0.001)
+def test_a_requests_sentences_times_beam_are_bounded_never_grouped(make_client: ClientFactory) -> None:
+    """Every sentence and line is a row of its own; a request that would need more rows than
+    TRANSLATOR_MAX_ROWS_PER_REQUEST, or a text with more sentences than TRANSLATOR_MAX_SENTENCES_PER_TEXT,
+    is refused in words (it was grouped to fit before, and grouped lines came back as one line)."""
+    client = make_client(max_rows_per_request=6, max_sentences_per_text=3, step_delay_s=0.001)
     text = "hello world\ngood morning\nthe house"
     before = _decoder_steps(client)
-    one = client.post("/v1/translate", json={"text": text})  # 3 rows of 4: one per line
-    assert one.status_code == 200, one.text
-    assert one.json()["translations"][0]["text"].count("\n") == 2
-    two_beams = client.post("/v1/translate", json={"texts": [text, text], "beam_size": 2})  # 2 x 2 rows: 1 piece each
+    two_beams = client.post("/v1/translate", json={"texts": [text], "beam_size": 2})  # 3 x 2 rows
     assert two_beams.status_code == 200, two_beams.text
-    assert [t["text"].count("\n") for t in two_beams.json()["translations"]] == [0, 0]  # grouped: one row each
+    assert two_beams.json()["translations"][0]["text"].count("\n") == 2
     assert _decoder_steps(client) > before
-    body = assert_error(client.post("/v1/translate", json={"texts": [text] * 3, "beam_size": 2}), 413, "too_large")
-    assert "need 6 decoder rows" in body["error"]["message"] and "at most 4" in body["error"]["message"]
-    assert_error(client.post("/v1/attention", json={"text": text, "beam_size": 5}), 413, "too_large")
+    body = assert_error(client.post("/v1/translate", json={"texts": [text, text], "beam_size": 2}), 413, "too_large")
+    assert body["error"]["message"].startswith("6 sentences and lines at beam_size 2 need 12 decoder rows; at most 6")
+    assert_error(client.post("/v1/attention", json={"text": text, "beam_size": 3}), 413, "too_large")
+    four_lines = assert_error(client.post("/v1/translate", json={"text": text + "\nbig"}), 413, "too_large")
+    assert four_lines["error"]["message"].startswith("text 0 has 4 sentences and lines; at most 3 per text")
+
+
+def test_a_long_document_keeps_every_line_and_never_fills_the_queue(make_client: ClientFactory) -> None:
+    """More lines than the engine's queue holds: the request's sentences go in a batch's worth at a
+    time (2 here), so it is served whole, line for line, and nobody else finds the queue full."""
+    client = make_client(max_batch_rows=2, max_queue_requests=2)
+    lines = ["hello world", "good morning", "the house is big", "big", "the house"] * 6
+    alone = {line: client.post("/v1/translate", json={"text": line}).json()["translations"][0]["text"]
+             for line in set(lines)}
+    response = client.post("/v1/translate", json={"text": "\n".join(lines)})
+    assert response.status_code == 200, response.text
+    assert response.json()["translations"][0]["text"].split("\n") == [alone[line] for line in lines]
+    assert "queue;dur=" in response.headers["server-timing"]
 
 
 def test_a_one_sentence_request_is_not_queued_behind_all_of_a_big_one(make_client: ClientFactory) -> None:
@@ -195,14 +210,11 @@ def test_a_one_sentence_request_is_not_queued_behind_all_of_a_big_one(make_clien
     assert finished == ["small", "big"]
 
 
-@pytest.mark.parametrize("max_queue_requests", [None, 256])
-def test_the_default_queue_holds_the_largest_requests_side_by_side(
-    make_client: ClientFactory, max_queue_requests: int | None
-) -> None:
-    """32 texts x 8 sentences: every sentence takes a place in the engine's queue at once, so a queue
-    of 256 sheds the second of two such requests; the default has room for both."""
-    settings = {} if max_queue_requests is None else {"max_queue_requests": max_queue_requests}
-    client = make_client(step_delay_s=0.005, **settings)
+def test_two_of_the_largest_requests_side_by_side_fit_a_small_queue(make_client: ClientFactory) -> None:
+    """32 texts x 8 lines each, twice at once, with a queue of 128 sentences: each request keeps at
+    most a batch's worth (64) of its 256 sentences in the engine, so neither is shed (before, every
+    sentence took a place in the queue at once: the first alone was refused as too large)."""
+    client = make_client(step_delay_s=0.002, max_queue_requests=128)
     text = "\n".join(["hello world", "good morning"] * 4)
     statuses: list[int] = []
 
@@ -215,18 +227,9 @@ def test_the_default_queue_holds_the_largest_requests_side_by_side(
         time.sleep(0.05)  # the first request's sentences are queued and decoding
     for thread in threads:
         thread.join()
-    assert sorted(statuses) == ([200, 200] if max_queue_requests is None else [200, 429])
-
-
-def test_more_sentences_than_the_queue_holds_is_too_large_not_a_retry(make_client: ClientFactory) -> None:
-    client = make_client(max_queue_requests=4)
-    fits = client.post("/v1/translate", json={"texts": ["hello world. Good morning.", "the house", "big"]})
-    assert fits.status_code == 200, fits.text  # 2 + 1 + 1 sentences
-    too_many = client.post("/v1/translate", json={"texts": ["Hello world. Good morning. The house. Big."] * 2})
-    message = assert_error(too_many, 413, "too_large")["error"]["message"]
-    assert "8 sentences" in message and "at most 4" in message
-    attention = client.post("/v1/attention", json={"text": "Hello world. Good morning. The house. Big. Small."})
-    assert_error(attention, 413, "too_large")
+    assert statuses == [200, 200]
+    attention = client.post("/v1/attention", json={"text": "\n".join(["hello world"] * 150)})
+    assert attention.status_code == 200 and attention.json()["translation"].count("\n") == 149
 
 
 def test_a_sentence_limit_applies_to_each_sentence(make_client: ClientFactory) -> None:
@@ -595,19 +598,22 @@ def test_reload_under_traffic_drops_no_request(make_client: ClientFactory) -> No
 
 def test_queue_full_is_429_with_retry_after(make_client: ClientFactory) -> None:
     client = make_client(step_delay_s=0.05, max_queue_requests=2, max_batch_rows=1)
-    texts = ["hello world", "good morning"]
-    first: list = []
-    earlier = threading.Thread(target=lambda: first.append(client.post("/v1/translate", json={"texts": texts})))
-    earlier.start()
+    earlier: list = []
+    senders = [threading.Thread(target=lambda text=text: earlier.append(client.post("/v1/translate",
+                                                                                    json={"text": text})))
+               for text in ("hello world", "good morning", "the house")]
     scheduler = client.app.state.service.registry.default.scheduler  # type: ignore[attr-defined]
+    for sender in senders:
+        sender.start()
     deadline = time.monotonic() + 10
-    while scheduler.snapshot().queue_depth < 1 and time.monotonic() < deadline:
-        time.sleep(0.005)  # until its first text decodes (the one row) and its second waits
-    response = client.post("/v1/translate", json={"texts": texts})
-    earlier.join()
+    while scheduler.snapshot().queue_depth < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)  # until one decodes (the one row) and two wait
+    response = client.post("/v1/translate", json={"text": "big"})
+    for sender in senders:
+        sender.join()
     assert_error(response, 429, "overloaded")
     assert int(response.headers["retry-after"]) >= 1
-    assert first[0].status_code == 200  # the earlier request is not hurt
+    assert [answer.status_code for answer in earlier] == [200, 200, 200]  # the earlier requests are not hurt
 
 
 def test_deadline_is_504(make_client: ClientFactory) -> None:

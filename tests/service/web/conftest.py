@@ -29,7 +29,10 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1200, "height": 900}
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio event loop running in the main
+# thread while it is open, and any later test that calls asyncio.run() (the benchmarks' quick runs)
+# would fail with "cannot be called from a running event loop".
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
