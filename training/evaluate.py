@@ -208,30 +208,49 @@ def _markdown(results: dict[str, dict[str, dict]], heatmap_files: list[tuple[str
     return "\n".join(lines)
 
 
-def plot_bleu_by_length(results: dict[str, dict[str, dict]], path: Path) -> None:
-    """One panel per test set, one line per model (headline decoding): BLEU against source length."""
+def plot_bleu_by_length(results: dict[str, dict[str, dict]], path: Path,
+                        gaps: dict[str, dict[str, Any]] | None = None) -> None:
+    """One column per test set: BLEU against source length, one line per model (headline decoding);
+    with `gaps` (length_gaps), a second row with the first two models' gap and its 95% interval."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no global backend state
     from matplotlib.figure import Figure
 
     headline = _headline_decoding(results)
     test_names = list(next(iter(results.values()))[headline])
-    figure = Figure(figsize=(5.5 * len(test_names), 4.2))
+    rows = 2 if gaps else 1
+    figure = Figure(figsize=(5.5 * len(test_names), 4.2 * rows))
     FigureCanvasAgg(figure)
     buckets = [label for _, _, label in LENGTH_BUCKETS]
+    labels = list(results)
     for panel, name in enumerate(test_names):
-        axes = figure.add_subplot(1, len(test_names), panel + 1)
+        counts = next(iter(results.values()))[headline][name]["by_length"]
+        ticks = [f"{b}\n(n={counts[b]['sentences']})" for b in buckets]
+        axes = figure.add_subplot(rows, len(test_names), panel + 1)
         for label, by_decoding in results.items():
             by_length = by_decoding[headline][name]["by_length"]
             values = [np.nan if by_length[b]["bleu"] is None else by_length[b]["bleu"] for b in buckets]
             axes.plot(buckets, values, marker="o", label=f"{label} ({headline})")
-        counts = next(iter(results.values()))[headline][name]["by_length"]
-        axes.set_xticks(range(len(buckets)), [f"{b}\n(n={counts[b]['sentences']})" for b in buckets])
+        axes.set_xticks(range(len(buckets)), ticks)
         axes.set_title(name)
         axes.set_xlabel("source length (words)")
         axes.set_ylabel("BLEU")
         axes.set_ylim(bottom=0)
         axes.grid(alpha=0.3)
         axes.legend()
+        if gaps and name in gaps:
+            entries = [gaps[name]["buckets"][b] for b in buckets]
+            shown = [i for i, entry in enumerate(entries) if entry is not None]
+            values = np.array([entries[i]["gap"] for i in shown])
+            errors = np.array([[values[k] - entries[i]["low"], entries[i]["high"] - values[k]]
+                               for k, i in enumerate(shown)]).T.reshape(2, -1)
+            below = figure.add_subplot(rows, len(test_names), len(test_names) + panel + 1)
+            below.errorbar(shown, values, yerr=errors, marker="o", capsize=4, color="tab:green")
+            below.axhline(0.0, color="grey", linewidth=0.8)
+            below.set_xticks(range(len(buckets)), ticks)
+            below.set_title(f"{name}: {labels[0]} − {labels[1]}, 95% interval")
+            below.set_xlabel("source length (words)")
+            below.set_ylabel("BLEU gap")
+            below.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
 
@@ -272,15 +291,15 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     notes = dict(notes or {})
+    gaps = length_gaps(results)
     written = [out_dir / "bleu_by_length.png"]
-    plot_bleu_by_length(results, written[0])
+    plot_bleu_by_length(results, written[0], gaps)
     heatmap_files: list[tuple[str, Heatmap]] = []
     for index, heatmap in enumerate(heatmaps):
         path = out_dir / f"attention_{index}.png"
         plot_attention(heatmap, path)
         heatmap_files.append((path.name, heatmap))
         written.append(path)
-    gaps = length_gaps(results)
     markdown = out_dir / "evaluation.md"
     markdown.write_text(_markdown(results, heatmap_files, notes, gaps) + "\n", encoding="utf-8")
     document = {

@@ -174,6 +174,9 @@ def test_report_says_whether_the_gap_grows_with_length(tmp_path):
     assert "Gap growth from 1-4 to 10-14 words: +100.0 BLEU (+100.0 to +100.0): **grows**." in markdown
     document = json.loads((tmp_path / "evaluation.json").read_text(encoding="utf-8"))
     assert document["length_gap"]["everyday"]["growth"]["verdict"] == "grows"
+    from matplotlib.image import imread
+
+    assert imread(tmp_path / "bleu_by_length.png").shape[0] > 800  # BLEU above, the gap's intervals below
 
 
 def test_report_with_one_model_and_greedy_only(tmp_path):
@@ -183,6 +186,9 @@ def test_report_with_one_model_and_greedy_only(tmp_path):
     assert "## BLEU by source length (greedy)" in markdown
     assert " − " not in markdown
     assert is_png(tmp_path / "bleu_by_length.png")
+    from matplotlib.image import imread
+
+    assert imread(tmp_path / "bleu_by_length.png").shape[0] < 450  # one row: no gap to show
     assert not list(tmp_path.glob("attention_*.png"))
 
 
