@@ -49,9 +49,10 @@ def test_translate_one_text(client: TestClient) -> None:
     }
 
 
-def _truncated_sentences(client: TestClient) -> float:
-    match = re.search(r"^translator_truncated_sentences_total (\S+)$", client.get("/metrics").text, re.MULTILINE)
-    assert match, "no truncated sentence counter"
+def _counter(client: TestClient, name: str) -> float:
+    """An unlabelled counter's value from /metrics."""
+    match = re.search(rf"^{name} (\S+)$", client.get("/metrics").text, re.MULTILINE)
+    assert match, f"no {name} in /metrics"
     return float(match.group(1))
 
 
@@ -61,7 +62,7 @@ def test_a_translation_cut_at_its_length_limit_says_so(client: TestClient, beam_
     pieces the sentence ends where the model ends it; one piece less and it is cut short: the answer
     says which texts were (and the metric counts the sentences)."""
     pieces = len(client.post("/v1/attention", json={"text": "hello world"}).json()["target_tokens"]) - 1
-    before = _truncated_sentences(client)
+    before = _counter(client, "translator_truncated_sentences_total")
     response = client.post("/v1/translate", json={"texts": ["hello world the house", "hello world", "hello world\nbig"],
                                                    "max_length": pieces, "beam_size": beam_size})
     assert response.status_code == 200, response.text
@@ -70,7 +71,7 @@ def test_a_translation_cut_at_its_length_limit_says_so(client: TestClient, beam_
     assert "hello world the house".startswith(cut["text"])
     assert whole == {"text": "hello world", "truncated": False}  # ended by the model, at the limit
     assert lines == {"text": "hello world\nbig", "truncated": False}  # each line alone is within it
-    assert _truncated_sentences(client) == before + 1
+    assert _counter(client, "translator_truncated_sentences_total") == before + 1
     attention = client.post("/v1/attention", json={"text": "hello world", "max_length": pieces - 1}).json()
     assert attention["truncated"] and len(attention["target_tokens"]) == pieces
     assert client.post("/v1/attention", json={"text": "hello world"}).json()["truncated"] is False
@@ -115,9 +116,7 @@ def test_attention_shapes_rows_and_alignment(client: TestClient) -> None:
 
 
 def _decoder_steps(client: TestClient) -> float:
-    match = re.search(r"^translator_decoder_steps_total (\S+)$", client.get("/metrics").text, re.MULTILINE)
-    assert match, "no decoder step counter"
-    return float(match.group(1))
+    return _counter(client, "translator_decoder_steps_total")
 
 
 @pytest.mark.parametrize("max_sentences", [8, 1])
@@ -144,15 +143,20 @@ def test_sentences_of_a_text_are_decoded_side_by_side(make_client: ClientFactory
         assert steps > max(steps_alone)
 
 
-def test_every_line_of_a_long_text_comes_back_on_its_own_line(client: TestClient) -> None:
-    """20 lines (more than the old 8 pieces a text could have): each is a row of its own and comes
-    back where it was, as it translates alone (grouped lines lost their line breaks, and content)."""
-    lines = ["hello world", "good morning", "the house is big", "big", "the house"] * 4
+@pytest.mark.parametrize("settings", [{}, {"max_batch_rows": 2, "max_queue_requests": 2}])
+def test_every_line_of_a_long_text_comes_back_on_its_own_line(make_client: ClientFactory, settings: dict) -> None:
+    """30 lines (more than the old 8 pieces a text could have): each is a row of its own and comes
+    back where it was, as it translates alone (grouped lines lost their line breaks, and content).
+    With a queue of 2 the request's sentences go in a batch's worth (2) at a time, so a text with more
+    lines than the engine's queue holds is served whole too, and nobody else finds the queue full."""
+    client = make_client(**settings)
+    lines = ["hello world", "good morning", "the house is big", "big", "the house"] * 6
     alone = {line: client.post("/v1/translate", json={"text": line}).json()["translations"][0]["text"]
              for line in set(lines)}
     response = client.post("/v1/translate", json={"text": "\n".join(lines)})
     assert response.status_code == 200, response.text
     assert response.json()["translations"][0]["text"].split("\n") == [alone[line] for line in lines]
+    assert "queue;dur=" in response.headers["server-timing"]
 
 
 def test_a_requests_sentences_times_beam_are_bounded_never_grouped(make_client: ClientFactory) -> None:
@@ -171,19 +175,6 @@ def test_a_requests_sentences_times_beam_are_bounded_never_grouped(make_client: 
     assert_error(client.post("/v1/attention", json={"text": text, "beam_size": 3}), 413, "too_large")
     four_lines = assert_error(client.post("/v1/translate", json={"text": text + "\nbig"}), 413, "too_large")
     assert four_lines["error"]["message"].startswith("text 0 has 4 sentences and lines; at most 3 per text")
-
-
-def test_a_long_document_keeps_every_line_and_never_fills_the_queue(make_client: ClientFactory) -> None:
-    """More lines than the engine's queue holds: the request's sentences go in a batch's worth at a
-    time (2 here), so it is served whole, line for line, and nobody else finds the queue full."""
-    client = make_client(max_batch_rows=2, max_queue_requests=2)
-    lines = ["hello world", "good morning", "the house is big", "big", "the house"] * 6
-    alone = {line: client.post("/v1/translate", json={"text": line}).json()["translations"][0]["text"]
-             for line in set(lines)}
-    response = client.post("/v1/translate", json={"text": "\n".join(lines)})
-    assert response.status_code == 200, response.text
-    assert response.json()["translations"][0]["text"].split("\n") == [alone[line] for line in lines]
-    assert "queue;dur=" in response.headers["server-timing"]
 
 
 def test_a_one_sentence_request_is_not_queued_behind_all_of_a_big_one(make_client: ClientFactory) -> None:
