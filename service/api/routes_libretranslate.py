@@ -21,7 +21,7 @@ from service.api.errors import InvalidInput, UnsupportedMediaType, error_respons
 from service.api.routes_translate import TRANSLATION_ERRORS
 from service.api.schemas import Language, LibreTranslateRequest, LibreTranslateResponse
 from service.api.security import check_api_key, key_from_headers
-from service.api.translation import Options, translate_texts
+from service.api.translation import Options, translate_html, translate_texts
 
 router = APIRouter(tags=["libretranslate"])
 
@@ -130,8 +130,11 @@ async def libre_translate(request: Request, state: StateDep) -> LibreTranslateRe
         raise RequestValidationError(exc.errors(include_input=False)) from None
     source = None if body.source == "auto" else body.source
     options = Options(source=source, target=body.target)
-    _, translations = await translate_texts(state, request, body.all_texts(), options)
-    texts = [translation.text for translation in translations]
+    if body.format == "html":
+        _, texts = await translate_html(state, request, body.all_texts(), options)
+    else:
+        _, translations = await translate_texts(state, request, body.all_texts(), options)
+        texts = [translation.text for translation in translations]
     return LibreTranslateResponse(translatedText=texts[0] if isinstance(body.q, str) else texts)
 
 

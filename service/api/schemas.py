@@ -208,7 +208,7 @@ class LibreTranslateRequest(BaseModel):
     q: Text | Annotated[list[Text], Field(min_length=1)]
     source: Annotated[str, StringConstraints(pattern=r"^([a-z]{2}|auto)$")] = "auto"
     target: LanguageCode
-    format: Literal["text"] = "text"
+    format: Literal["text", "html"] = "text"  # html: text nodes translated, markup kept (service/api/html_text.py)
     api_key: StrictStr | None = None
 
     def all_texts(self) -> list[str]:

@@ -30,6 +30,7 @@ from service.api.errors import (
     PayloadTooLarge,
     UnsupportedLanguagePair,
 )
+from service.api.html_text import HtmlDocument
 from service.api.middleware import SERVER_TIMING_STATE
 from service.engine import TranslationRequest, TranslationResult, moses_format, unk_replace, word_alignment
 from service.models import LoadedModel
@@ -324,7 +325,31 @@ async def translate_texts(
     state: ServiceState, request: Request, texts: list[str], options: Options
 ) -> tuple[LoadedModel, list[TextTranslation]]:
     """Translations of `texts`, in order, and the model version that made them."""
-    loaded = check_limits(state, texts, options)
+    return await _translate(state, request, check_limits(state, texts, options), texts, options)
+
+
+async def translate_html(
+    state: ServiceState, request: Request, documents: list[str], options: Options
+) -> tuple[LoadedModel, list[str]]:
+    """Translations of HTML fragments (LibreTranslate's `"format": "html"`): the text nodes of all of
+    them are translated together, as the texts of one request, and put back into their markup
+    (html_text.HtmlDocument). The limits on texts apply to the fragments as sent; those on
+    sentences and rows to their text nodes."""
+    loaded = check_limits(state, documents, options)
+    parsed = [HtmlDocument(document) for document in documents]
+    model, translations = await _translate(state, request, loaded,
+                                           [text for document in parsed for text in document.texts], options)
+    rendered, position = [], 0
+    for document in parsed:
+        count = len(document.texts)
+        rendered.append(document.render([t.text for t in translations[position: position + count]]))
+        position += count
+    return model, rendered
+
+
+async def _translate(
+    state: ServiceState, request: Request, loaded: LoadedModel, texts: list[str], options: Options
+) -> tuple[LoadedModel, list[TextTranslation]]:
     texts = [_CONTROL_CHARACTERS.sub("", text) for text in texts]
     sentences_by_text = split_texts(state, texts, options.beam_size)
     _log_texts(state, texts)

@@ -291,6 +291,21 @@ def test_libretranslate_form_json_and_lists(client: TestClient) -> None:
     assert repeated.json() == {"translatedText": ["hello world", "good morning"]}
 
 
+def test_libretranslate_html_keeps_the_markup(make_client: ClientFactory) -> None:
+    """format html: every text node translated on its own (the echo model echoes), tags, attributes
+    and code untouched; the limits on texts apply to the fragments as sent, not to their nodes."""
+    client = make_client(max_texts_per_request=2)
+    fragment = ('<p title="x">hello world <b>big</b></p><code>the house</code>'
+                "<ul>" + "<li>good morning</li>" * 5 + "</ul>")
+    response = client.post("/translate", json={"q": fragment, "target": "de", "format": "html"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"translatedText": fragment}
+    both = client.post("/translate", data={"q": ["<i>big</i>", "the house"], "target": "de", "format": "html"})
+    assert both.json() == {"translatedText": ["<i>big</i>", "the house"]}
+    assert_error(client.post("/translate", json={"q": ["<i>big</i>"] * 3, "target": "de", "format": "html"}),
+                 413, "too_large")
+
+
 def test_libretranslate_form_encodings(client: TestClient) -> None:
     """Percent-encoded UTF-8 and '+' read as LibreTranslate's clients send them; multipart too, but
     a file is not a text; bytes that are not UTF-8 are refused in words, not translated without them
@@ -495,7 +510,7 @@ def test_libretranslate_form_fields_other_than_q_may_not_repeat(client: TestClie
 def test_unknown_language_pair_and_libre_format(client: TestClient) -> None:
     assert_error(client.post("/v1/translate", json={"text": "a", "target": "fr"}), 422, "unsupported_language_pair")
     assert_error(client.post("/translate", json={"q": "a", "target": "fr"}), 422, "unsupported_language_pair")
-    assert_error(client.post("/translate", json={"q": "a", "target": "de", "format": "html"}), 422, "invalid_request")
+    assert_error(client.post("/translate", json={"q": "a", "target": "de", "format": "xml"}), 422, "invalid_request")
     assert_error(client.post("/v1/attention", json={"text": "hallo", "source": "de"}), 422, "attention_unavailable")
 
 

@@ -1,0 +1,41 @@
+"""service/api/html_text.py: which text of an HTML fragment is translated, and the markup put back as it was."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.api.html_text import HtmlDocument
+
+
+def test_text_nodes_are_translated_and_the_markup_kept() -> None:
+    source = ('<!DOCTYPE html><p class="intro" data-x=\'1\'>Hello <b>big</b>\n   world!</p><!-- note -->'
+              '<img src="a.png" alt="A cat"/><br>')
+    document = HtmlDocument(source)
+    assert document.texts == ["Hello", "big", "world!"]  # whitespace collapsed; attributes are not text
+    assert document.render(document.texts) == source  # the identity translation gives the fragment back
+    assert document.render(["Hallo", "große", "Welt!"]) == (
+        '<!DOCTYPE html><p class="intro" data-x=\'1\'>Hallo <b>große</b>\n   Welt!</p><!-- note -->'
+        '<img src="a.png" alt="A cat"/><br>')
+
+
+def test_code_scripts_and_styles_are_not_translated() -> None:
+    source = ("<p>Run <code>ls -l</code> first.</p><pre>keep  this\n as is</pre>"
+              "<script>if (a < b) { x = '&amp;'; }</script><style>p > b { color: red }</style>")
+    document = HtmlDocument(source)
+    assert document.texts == ["Run", "first."]
+    assert document.render(["Führe", "zuerst aus."]) == source.replace("Run", "Führe").replace("first.", "zuerst aus.")
+
+
+def test_entities_are_decoded_for_translation_and_the_translation_escaped() -> None:
+    document = HtmlDocument("<p>Tom &amp; Jerry &lt;3 &#169;</p>")
+    assert document.texts == ["Tom & Jerry <3 \u00a9"]
+    assert document.render(["Tom & Jerry <3 \u00a9"]) == "<p>Tom &amp; Jerry &lt;3 \u00a9</p>"
+    assert document.render(["<b>injected</b>"]) == "<p>&lt;b&gt;injected&lt;/b&gt;</p>"  # text stays text
+
+
+def test_plain_text_and_markup_without_text() -> None:
+    assert HtmlDocument("just words").texts == ["just words"]
+    empty = HtmlDocument("<br/><hr>  \n")
+    assert empty.texts == [] and empty.render([]) == "<br/><hr>  \n"
+    with pytest.raises(ValueError, match="1 translations for 0 text nodes"):
+        empty.render(["x"])
