@@ -144,7 +144,7 @@ def test_every_client_error_has_the_shape(http: httpx.Client) -> None:
         "invalid_request",
     )
     assert_error(http.post("/v1/translate", json={"text": "seven", "target": "fr"}), 422, "unsupported_language_pair")
-    assert_error(http.post("/translate", json={"q": "seven", "target": "de", "format": "html"}), 422, "invalid_request")
+    assert_error(http.post("/translate", json={"q": "seven", "target": "de", "format": "xml"}), 422, "invalid_request")
     assert_error(
         http.post("/translate", content=b"seven", headers={"content-type": "text/plain"}),
         415,
