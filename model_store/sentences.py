@@ -56,12 +56,13 @@ def _ends_sentence(text: str, stop_end: int) -> bool:
     return word not in ABBREVIATIONS and word.rstrip(".") not in ABBREVIATIONS
 
 
-def split_sentences(text: str, max_sentences: int) -> list[Sentence]:
-    """`text` cut into at most `max_sentences` pieces at sentence ends and line breaks; a text with
-    more sentences has adjacent ones grouped into pieces of about equal length. Joining each
-    piece's text and gap gives back the text without its leading and trailing whitespace."""
+def split_sentences(text: str, max_sentences: int | None = None) -> list[Sentence]:
+    """`text` cut into pieces at sentence ends and line breaks, every sentence a piece of its own
+    (`max_sentences` None) or at most `max_sentences` pieces, adjacent sentences grouped into pieces
+    of about equal length. Joining each piece's text and gap gives back the text without its leading
+    and trailing whitespace."""
     body = text.strip()
-    if max_sentences <= 1 or not body:
+    if (max_sentences is not None and max_sentences <= 1) or not body:
         return [Sentence(body, "")]
     cuts: list[tuple[int, int]] = []  # (end of a sentence, start of the next)
     for match in _BOUNDARY.finditer(body):
@@ -73,7 +74,7 @@ def split_sentences(text: str, max_sentences: int) -> list[Sentence]:
                 continue
         if gap_end < len(body) and gap_start > (cuts[-1][1] if cuts else 0):
             cuts.append((gap_start, gap_end))
-    if len(cuts) >= max_sentences:
+    if max_sentences is not None and len(cuts) >= max_sentences:
         cuts = _fewest_cuts(cuts, len(body), max_sentences - 1)
     pieces, start = [], 0
     for end, next_start in cuts:

@@ -115,8 +115,7 @@ def split_texts(state: ServiceState, texts: list[str], beam_size: int) -> list[l
     per_text = settings.max_sentences_per_text
     layout = []
     for position, text in enumerate(texts):
-        # A text has fewer sentences than characters: that bound never groups any.
-        sentences = split_sentences(text, 1 if per_text == 1 else len(text) + 1)
+        sentences = split_sentences(text, 1 if per_text == 1 else None)
         if len(sentences) > per_text:
             raise PayloadTooLarge(f"text {position} has {len(sentences)} sentences and lines; at most {per_text} "
                                   "per text: send it in parts")
@@ -208,8 +207,9 @@ async def _submit_all(state: ServiceState, http_request: Request, loaded: Loaded
 
 
 def _note_server_timing(request: Request, results: list[TranslationResult]) -> None:
-    """Where the engine's time went for the sentence that ended last (all of a request's sentences
-    are submitted at once), for the response's Server-Timing header (the edge adds it)."""
+    """Where the engine's time went for the request's slowest sentence (its queue phase includes any
+    wait for its turn in the request's window), for the response's Server-Timing header (the edge
+    adds it)."""
     if results:  # empty when every text was empty
         slowest = max(results, key=lambda r: r.queue_wait_seconds + r.encode_seconds + r.decode_seconds)
         phases = (("queue", slowest.queue_wait_seconds), ("encode", slowest.encode_seconds),
@@ -347,12 +347,18 @@ async def translate_html(
     return model, rendered
 
 
-async def _translate(
-    state: ServiceState, request: Request, loaded: LoadedModel, texts: list[str], options: Options
-) -> tuple[LoadedModel, list[TextTranslation]]:
+def _prepared(state: ServiceState, texts: list[str], options: Options) -> tuple[list[str], list[list[Sentence]]]:
+    """The texts without control characters, and their sentences (split_texts' limits apply)."""
     texts = [_CONTROL_CHARACTERS.sub("", text) for text in texts]
     sentences_by_text = split_texts(state, texts, options.beam_size)
     _log_texts(state, texts)
+    return texts, sentences_by_text
+
+
+async def _translate(
+    state: ServiceState, request: Request, loaded: LoadedModel, texts: list[str], options: Options
+) -> tuple[LoadedModel, list[TextTranslation]]:
+    texts, sentences_by_text = _prepared(state, texts, options)
 
     async def work(model: LoadedModel) -> tuple[LoadedModel, list[TextTranslation]]:
         deadline = time.monotonic() + state.settings.request_timeout_s
@@ -382,9 +388,7 @@ async def _translate(
 async def attend(state: ServiceState, request: Request, text: str, options: Options) -> Attended:
     """Translation of one text with its attention matrix and word alignment."""
     loaded = check_limits(state, [text], options)
-    text = _CONTROL_CHARACTERS.sub("", text)
-    (sentences,) = split_texts(state, [text], options.beam_size)
-    _log_texts(state, [text])
+    _, (sentences,) = _prepared(state, [text], options)
 
     async def work(model: LoadedModel) -> Attended:
         if model.manifest.attention == "none":
