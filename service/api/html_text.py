@@ -1,6 +1,6 @@
 """The text of an HTML fragment, for LibreTranslate's `"format": "html"`: every text node is translated
-on its own and put back where it was, tags, attributes and comments untouched (as LibreTranslate's
-own translatehtml does, node by node).
+on its own and put back where it was, everything else kept byte for byte as it was sent (as
+LibreTranslate's own translatehtml does, node by node).
 
 Text inside script, style, code, pre, textarea and similar elements is not prose and is kept as it
 is. Entities are decoded before translation and the translation is escaped again. Stdlib only;
@@ -11,26 +11,48 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass
 from html.parser import HTMLParser
 
 # Elements whose text is code or preformatted, never translated.
 UNTRANSLATED_ELEMENTS = frozenset({"script", "style", "code", "pre", "textarea", "kbd", "samp", "var", "noscript"})
-_SPACE = re.compile(r"\s+")
+# HTML's own whitespace (ASCII only: a no-break space is text, not layout).
+_HTML_SPACE = re.compile(r"[ \t\n\f\r]+")
+_HTML_SPACE_CHARACTERS = " \t\n\f\r"
+
+
+@dataclass
+class _Span:
+    """A stretch of the source from `start` to the next span's start: markup, or text that is
+    translated when `translated`."""
+
+    start: int
+    text: bool
+    translated: bool
 
 
 class HtmlDocument(HTMLParser):
     """`texts`: the text nodes to translate, their whitespace collapsed to single spaces (HTML
     renders it so) and trimmed; `render(translations)` puts one translation back per text node, with
-    the node's own leading and trailing whitespace around it."""
+    the node's own leading and trailing whitespace around it, and every other character of the
+    source as it was written (tags' case and spacing, declarations, CDATA, entities in code).
+
+    The parser only says where each construct starts (`getpos`); a construct runs to the next one's
+    start, so markup is copied from the source rather than rebuilt from what the parser made of it.
+    """
 
     def __init__(self, source: str) -> None:
         super().__init__(convert_charrefs=True)
-        self._parts: list[str | int] = []  # markup as written, or the index of a text node
-        self._edges: list[tuple[str, str]] = []  # each text node's leading and trailing whitespace
-        self.texts: list[str] = []
+        self._source = source
+        self._line_starts = [0] + [match.end() for match in re.finditer("\n", source)]
+        self._spans: list[_Span] = []
         self._untranslated_depth = 0
         self.feed(source)
         self.close()
+        self._parts: list[str | int] = []  # source text as written, or the index of a text node
+        self._edges: list[tuple[str, str]] = []  # each text node's leading and trailing whitespace
+        self.texts: list[str] = []
+        self._collect()
 
     def render(self, translations: list[str]) -> str:
         if len(translations) != len(self.texts):
@@ -44,40 +66,79 @@ class HtmlDocument(HTMLParser):
                 out.append(part)
         return "".join(out)
 
+    def _collect(self) -> None:
+        """Cut the source at the spans' starts; consecutive text spans are one text node (the
+        parser hands a stray "<" to handle_data on its own)."""
+        if not self._spans:
+            self._parts.append(self._source)
+            return
+        if self._spans[0].start:  # a construct the parser skipped without a callback ("</>"): markup
+            self._parts.append(self._source[: self._spans[0].start])
+        ends = [span.start for span in self._spans[1:]] + [len(self._source)]
+        pending: list[str] = []  # raw text of the text node being gathered
+        translated = False
+        for span, end in zip(self._spans, ends, strict=True):
+            raw = self._source[span.start:end]
+            if span.text:
+                # A construct the parser skipped without a callback ("</>") follows the text: markup.
+                cut = raw.find("<", 1)
+                text, rest = (raw, "") if cut < 0 else (raw[:cut], raw[cut:])
+                pending.append(text)
+                translated = translated or span.translated
+                if not rest:
+                    continue
+                self._add_text("".join(pending), translated)
+                pending, translated = [], False
+                self._parts.append(rest)
+            else:
+                if pending:
+                    self._add_text("".join(pending), translated)
+                    pending, translated = [], False
+                self._parts.append(raw)
+        if pending:
+            self._add_text("".join(pending), translated)
+
+    def _add_text(self, raw: str, translated: bool) -> None:
+        core = _HTML_SPACE.sub(" ", html.unescape(raw)).strip(_HTML_SPACE_CHARACTERS)
+        if not translated or not core:
+            self._parts.append(raw)
+            return
+        body = raw.strip(_HTML_SPACE_CHARACTERS)
+        lead = raw[: len(raw) - len(raw.lstrip(_HTML_SPACE_CHARACTERS))]
+        self._edges.append((lead, raw[len(lead) + len(body):]))
+        self._parts.append(len(self.texts))
+        self.texts.append(core)
+
+    def _mark(self, text: bool = False, translated: bool = False) -> None:
+        line, column = self.getpos()  # where the construct being handled starts
+        self._spans.append(_Span(self._line_starts[line - 1] + column, text, translated))
+
     # ---- HTMLParser callbacks ------------------------------------------------------------------
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in UNTRANSLATED_ELEMENTS:
             self._untranslated_depth += 1
-        self._parts.append(self.get_starttag_text() or f"<{tag}>")
+        self._mark()
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._parts.append(self.get_starttag_text() or f"<{tag}/>")
+        self._mark()
 
     def handle_endtag(self, tag: str) -> None:
         if tag in UNTRANSLATED_ELEMENTS and self._untranslated_depth:
             self._untranslated_depth -= 1
-        self._parts.append(f"</{tag}>")
+        self._mark()
 
     def handle_data(self, data: str) -> None:
-        core = _SPACE.sub(" ", data).strip()
-        if not core or self._untranslated_depth or self.cdata_elem is not None:
-            self._parts.append(data if self.cdata_elem is not None else html.escape(data, quote=False))
-            return
-        start = len(data) - len(data.lstrip())
-        end = len(data.rstrip())
-        self._edges.append((data[:start], data[end:]))
-        self._parts.append(len(self.texts))
-        self.texts.append(core)
+        self._mark(text=True, translated=not self._untranslated_depth and self.cdata_elem is None)
 
     def handle_comment(self, data: str) -> None:
-        self._parts.append(f"<!--{data}-->")
+        self._mark()
 
     def handle_decl(self, decl: str) -> None:
-        self._parts.append(f"<!{decl}>")
+        self._mark()
 
     def handle_pi(self, data: str) -> None:
-        self._parts.append(f"<?{data}>")
+        self._mark()
 
     def unknown_decl(self, data: str) -> None:
-        self._parts.append(f"<![{data}]>")
+        self._mark()

@@ -39,3 +39,23 @@ def test_plain_text_and_markup_without_text() -> None:
     assert empty.texts == [] and empty.render([]) == "<br/><hr>  \n"
     with pytest.raises(ValueError, match="1 translations for 0 text nodes"):
         empty.render(["x"])
+
+
+@pytest.mark.parametrize("source", [
+    "<![CDATA[x]]><p>Hi</p>",  # was rebuilt as <![CDATA[x]> (one bracket lost)
+    "<P>Hi</P ><A HREF=x>there</A >",  # end tags were rebuilt lower-case, their spacing dropped
+    "<!><! foo>Hi",  # odd declarations were rebuilt as comments
+    "</>Hi</>there",  # constructs the parser skips without a callback
+    "<code>a &amp;&#32;b</code>Hi",  # entities in untranslated text as written, not re-escaped
+])
+def test_markup_comes_back_byte_for_byte(source: str) -> None:
+    document = HtmlDocument(source)
+    assert document.render(document.texts) == source
+    assert document.render([text.upper() for text in document.texts]) == source.replace("Hi", "HI").replace(
+        "there", "THERE")
+
+
+def test_a_stray_less_than_sign_is_text_of_its_node() -> None:
+    document = HtmlDocument("<p>if a < b then</p>")
+    assert document.texts == ["if a < b then"]  # one node, not three ("if a", "<", "b then")
+    assert document.render(["wenn a < b dann"]) == "<p>wenn a &lt; b dann</p>"
