@@ -6,6 +6,7 @@ Stdlib + sentencepiece only; must not import torch, onnxruntime, training or ser
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,22 @@ class Codec:
             if token not in (self.pad_id, self.bos_id):
                 kept.append(int(token))
         return str(self._sp.decode(kept))
+
+    def decode_replacing(self, ids: list[int], replacements: Sequence[str | None]) -> str:
+        """Text of `ids` as `decode` gives it, with the token at position i written as
+        `replacements[i]` where that is not None: its text as it is, joined to the piece before it
+        unless the model began a new word there (a piece that is only the word-start marker)."""
+        pieces: list[str] = []
+        for token, replacement in zip(ids, replacements, strict=True):
+            if token == self.eos_id:
+                break
+            if token in (self.pad_id, self.bos_id):
+                continue
+            if replacement is None:
+                pieces.append(str(self._sp.id_to_piece(int(token))))
+            elif replacement:
+                pieces.append(replacement)
+        return str(self._sp.decode_pieces(pieces))
 
     def pieces(self, ids: list[int]) -> list[str]:
         return [str(self._sp.id_to_piece(int(token))) for token in ids]

@@ -252,25 +252,13 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
 
 
 def _decode(loaded: LoadedModel, text: str, result: TranslationResult) -> str:
-    """Target text, with each <unk> replaced by the source word it attended to most."""
+    """Target text, with each <unk> replaced by the unknown source text it attended to most."""
     codec = loaded.codec
     if result.attention is None or codec.unk_id not in result.target_ids:
         return codec.decode(result.target_ids)
     split = codec.split_source(text)
-    replacements = unk_replace(result.target_ids, result.attention, split.surfaces, codec.unk_id, split.word_index)
-    words: list[str] = []
-    run: list[int] = []
-    for token, replacement in zip(result.target_ids, replacements, strict=True):
-        if replacement is None:
-            run.append(token)
-            continue
-        if run:
-            words.append(codec.decode(run))
-            run = []
-        words.append(replacement)
-    if run:
-        words.append(codec.decode(run))
-    return " ".join(word for word in words if word)
+    replacements = unk_replace(result.target_ids, result.attention, split.ids, split.surfaces, codec.unk_id)
+    return codec.decode_replacing(result.target_ids, replacements)
 
 
 def _attended(model: LoadedModel, pieces: list[_Piece], results: list[TranslationResult]) -> Attended:

@@ -23,31 +23,29 @@ def _merge_columns(weights: np.ndarray, word_index: Sequence[int]) -> np.ndarray
 def unk_replace(
     target_ids: Sequence[int],
     attention: np.ndarray,
+    source_ids: Sequence[int],
     source_surfaces: Sequence[str],
     unk_id: int,
-    source_word_index: Sequence[int] | None = None,
 ) -> list[str | None]:
-    """For each target token: None, or for an <unk> the source text it most attended to (Luong et al. 2015).
+    """For each target token: None, or for an <unk> the source text it stands for (Luong et al. 2015).
 
-    `source_surfaces[j]` is the text source piece j covers (source eos excluded). With
-    `source_word_index` (piece -> word), weights are summed per word and the whole word is copied.
+    Only the source's own <unk> pieces are candidates: the text the vocabulary lacks (an emoji, a
+    currency sign) is all the model cannot write itself, and each <unk> copies the one it attended
+    to most (`source_surfaces[j]`, the text piece j covers; source eos excluded). Copying the whole
+    attended word instead repeated what the model had already written of it ("5€" became "5 5€").
+    An <unk> when the source has none stands for nothing and becomes "".
     """
     result: list[str | None] = [None] * len(target_ids)
-    pieces = len(source_surfaces)
-    if pieces == 0:
-        return result
-    weights = np.asarray(attention, dtype=np.float64)[: len(target_ids), :pieces]
-    if source_word_index is not None:
-        weights = _merge_columns(weights, source_word_index[:pieces])
+    unknown = [j for j, token in enumerate(source_ids[: len(source_surfaces)]) if token == unk_id]
+    weights = np.asarray(attention, dtype=np.float64)
     for position, token in enumerate(target_ids):
-        if token != unk_id or position >= weights.shape[0]:
+        if token != unk_id:
             continue
-        best = int(np.argmax(weights[position]))
-        if source_word_index is None:
-            result[position] = source_surfaces[best].strip()
-        else:
-            word = [s for s, w in zip(source_surfaces, source_word_index, strict=False) if w == best]
-            result[position] = "".join(word).strip()
+        if not unknown or position >= weights.shape[0]:
+            result[position] = ""
+            continue
+        best = unknown[int(np.argmax(weights[position, unknown]))]
+        result[position] = source_surfaces[best].strip()
     return result
 
 

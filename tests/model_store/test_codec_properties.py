@@ -162,6 +162,27 @@ def test_decode_ignores_pad_and_bos_and_stops_at_eos(codec: Codec, data: st.Data
 
 
 @PROPERTY_SETTINGS
+@given(data=st.data())
+def test_decode_replacing_nothing_is_decode(codec: Codec, data: st.DataObject) -> None:
+    ids = data.draw(st.lists(st.integers(min_value=0, max_value=codec.vocab_size - 1), max_size=40))
+    assert codec.decode_replacing(ids, [None] * len(ids)) == codec.decode(ids)
+
+
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_unknown_text_written_back_in_place_restores_the_text(
+        codec: Codec, known_alphabet: str, data: st.DataObject) -> None:
+    """What the service does with a translation's <unk>s, here on the source itself: each unknown
+    piece written as the text it covers gives the text back, attached to its word or on its own
+    (so "5€" stays "5€", "©2024" stays "©2024")."""
+    text = data.draw(st.text(alphabet=known_alphabet + "☃€© ", min_size=1, max_size=60))
+    split = codec.split_source(text)
+    replacements = [surface if token == UNK_ID else None for token, surface in zip(split.ids, split.surfaces,
+                                                                                  strict=True)]
+    assert codec.decode_replacing(split.ids, replacements) == " ".join(text.split())
+
+
+@PROPERTY_SETTINGS
 @given(text=st.text(max_size=200))
 def test_encode_decode_is_idempotent_after_one_pass(codec: Codec, text: str) -> None:
     """Text that went through the model once is stable: decoding it again and re-encoding changes nothing

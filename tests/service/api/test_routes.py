@@ -101,6 +101,15 @@ def test_unknown_word_is_copied_from_the_source(client: TestClient) -> None:
     assert "\u2047" not in response.json()["translations"][0]["text"]  # sentencepiece's rendering of <unk>
 
 
+def test_unknown_text_is_copied_once_where_it_was(client: TestClient) -> None:
+    """The echo model copies its source, <unk>s included: the translation must be the text itself,
+    the unknown character attached to its word or standing alone as in the source (copying the whole
+    attended word repeated what the model had written of it: "hello world world☃")."""
+    texts = [f"hello world{NOT_IN_VOCAB}", f"{NOT_IN_VOCAB}hello world", f"hello {NOT_IN_VOCAB}{NOT_IN_VOCAB} world"]
+    response = client.post("/v1/translate", json={"texts": texts})
+    assert [t["text"] for t in response.json()["translations"]] == texts
+
+
 def test_attention_shapes_rows_and_alignment(client: TestClient) -> None:
     response = client.post("/v1/attention", json={"text": f"hello {NOT_IN_VOCAB} world"})
     assert response.status_code == 200, response.text

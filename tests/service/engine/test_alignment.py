@@ -11,32 +11,23 @@ from service.engine import moses_format, unk_replace, word_alignment
 UNK = 1
 
 
-def test_unk_is_replaced_by_the_most_attended_source_piece() -> None:
-    surfaces = ["Hello", " Zoltan", " 1999", "!"]
+def test_unk_copies_the_most_attended_unknown_source_piece() -> None:
+    source_ids = [40, UNK, 41, UNK, 42]  # "Hello" "☃" " 1999" "€" "!"
+    surfaces = ["Hello", "\u2603", " 1999", "\u20ac", "!"]
     attention = np.array(
         [
-            [0.9, 0.05, 0.03, 0.01, 0.01],  # "Hallo"
-            [0.05, 0.8, 0.1, 0.04, 0.01],  # <unk> -> Zoltan
-            [0.0, 0.1, 0.85, 0.04, 0.01],  # <unk> -> 1999
-            [0.0, 0.0, 0.0, 0.2, 0.8],  # <unk> attending to eos most: the eos column is ignored
-            [0.0, 0.0, 0.0, 0.0, 1.0],  # eos row
+            [0.9, 0.05, 0.03, 0.01, 0.01, 0.0],  # "Hallo"
+            [0.05, 0.4, 0.5, 0.04, 0.01, 0.0],  # <unk>: "1999" is attended most, but it is no <unk>
+            [0.0, 0.1, 0.05, 0.8, 0.04, 0.01],  # <unk> -> €
+            [0.0, 0.0, 0.0, 0.0, 0.0, 1.0],  # eos row
         ]
     )
-    assert unk_replace([17, UNK, UNK, UNK], attention, surfaces, UNK) == [None, "Zoltan", "1999", "!"]
+    assert unk_replace([17, UNK, UNK], attention, source_ids, surfaces, UNK) == [None, "\u2603", "\u20ac"]
 
 
-def test_unk_replacement_copies_whole_words_when_given_word_indices() -> None:
-    pieces = ["▁Zol", "tan", "▁says", "▁hi"]
-    surfaces = ["Zol", "tan", " says", " hi"]
-    attention = np.array([[0.3, 0.35, 0.35, 0.0, 0.0], [0.1, 0.1, 0.1, 0.6, 0.1]])
-    words = word_index_of_pieces(pieces)
-    # piece-wise, "tan" and "says" tie (argmax takes "tan"); word-wise, Zoltan has 0.65 against 0.35
-    assert unk_replace([UNK, 9], attention, surfaces, UNK, source_word_index=words) == ["Zoltan", None]
-    assert unk_replace([UNK, 9], attention, surfaces, UNK) == ["tan", None]
-
-
-def test_unk_replace_without_source_pieces_returns_nothing() -> None:
-    assert unk_replace([UNK], np.ones((2, 1)), [], UNK) == [None]
+def test_unk_without_unknown_source_text_becomes_nothing() -> None:
+    assert unk_replace([UNK, 9], np.ones((2, 3)), [40, 41], ["Zol", "tan"], UNK) == ["", None]
+    assert unk_replace([UNK], np.ones((2, 1)), [], [], UNK) == [""]
 
 
 def test_word_alignment_merges_pieces_into_words() -> None:
