@@ -4,8 +4,8 @@ A recurrent decoder emits one token per step, so a paragraph of three sentences 
 as all of them together; decoded side by side as three rows of the batch it takes as many as the
 longest. Rule-based, for English and German sources: a sentence ends at . ! ? (and closing quotes or
 brackets after them) followed by whitespace and an upper-case letter, digit or opening quote, unless
-the word before the full stop is a known abbreviation or a single letter; a line break always ends
-one. Stdlib only; must not import torch, onnxruntime, training or service.
+the word before the full stop is a known abbreviation or a single letter; a line break (any of
+LINE_BREAKS) always ends one. Stdlib only; must not import torch, onnxruntime, training or service.
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ _CANDIDATE = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019\u00bb)\]]*(\s+)")
 # What may begin the next sentence.
 _STARTS_SENTENCE = re.compile(r"[\"'\u201c\u201e\u2018\u00ab(\[]*[A-Z\u00c0-\u00de0-9]")
 _WORD_BEFORE_STOP = re.compile(r"(\S+)\.$")
-# A line break (with the spaces around it), or a candidate end.
-_BOUNDARY = re.compile(r"[ \t]*\n\s*|" + _CANDIDATE.pattern)
+# Every character Python's str.splitlines breaks at (a form feed or U+2028 ends a line as \n does).
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+LINE_BREAK = re.compile(f"[{LINE_BREAKS}]")
+# A line break (with the whitespace around it), or a candidate end.
+_BOUNDARY = re.compile(rf"[^\S{LINE_BREAKS}]*[{LINE_BREAKS}]\s*|" + _CANDIDATE.pattern)
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def split_sentences(text: str, max_sentences: int | None = None) -> list[Sentenc
         gap_start, gap_end = match.start(), match.end()
         if match.group(1) is not None:  # after terminal punctuation: the gap is its whitespace
             gap_start = match.start(1)
-            if "\n" not in match.group(1) and not (
+            if not LINE_BREAK.search(match.group(1)) and not (
                     _STARTS_SENTENCE.match(body, gap_end) and _ends_sentence(body, gap_start)):
                 continue
         if gap_end < len(body) and gap_start > (cuts[-1][1] if cuts else 0):

@@ -21,7 +21,7 @@ import numpy as np
 from starlette.requests import Request
 
 from model_store.codec import word_index_of_pieces
-from model_store.sentences import Sentence, split_sentences
+from model_store.sentences import LINE_BREAK, Sentence, split_sentences
 from service.api.deps import ServiceState
 from service.api.errors import (
     AttentionUnavailable,
@@ -36,10 +36,16 @@ from service.engine import TranslationRequest, TranslationResult, moses_format, 
 from service.models import LoadedModel
 
 log = logging.getLogger("service.api.translation")
-# C0 control characters (tab, line feed and carriage return excepted) and DEL. SentencePiece's
-# normalisation drops them from the pieces, but the <unk> copy-through takes source words from the
-# text as sent, so a NUL inside a word came back in the translation ("a\x00b" -> "a a\x00b b").
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters that are not whitespace (C0, DEL, C1), and invisible format marks that do not
+# separate words (soft hyphen, direction marks, word joiner, byte order mark): dropped before
+# anything else. SentencePiece's normalisation drops some and makes others <unk> or a word break,
+# and the <unk> copy-through takes source text as sent, so a NUL inside a word came back in the
+# translation ("a\x00b" -> "a a\x00b b"). Whitespace controls (tab, form feed, the separators
+# U+001C-U+001F, U+0085) are layout: line breaks to the sentence splitter, spaces within a sentence.
+_CONTROL_CHARACTERS = re.compile(
+    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u180e\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+# Within a sentence, any run of whitespace (and zero-width spaces) is one word break.
+_SPACES = re.compile("[\\s\u200b]+")
 T = TypeVar("T")
 EOS_TOKEN = "</s>"
 # One engine group per HTTP request: its sentences share it, so the scheduler can let other requests'
@@ -115,7 +121,8 @@ def split_texts(state: ServiceState, texts: list[str], beam_size: int) -> list[l
     per_text = settings.max_sentences_per_text
     layout = []
     for position, text in enumerate(texts):
-        sentences = split_sentences(text, 1 if per_text == 1 else None)
+        sentences = [Sentence(_SPACES.sub(" ", sentence.text).strip(), sentence.gap)
+                     for sentence in split_sentences(text, 1 if per_text == 1 else None)]
         if len(sentences) > per_text:
             raise PayloadTooLarge(f"text {position} has {len(sentences)} sentences and lines; at most {per_text} "
                                   "per text: send it in parts")
@@ -157,13 +164,16 @@ def _request(model: LoadedModel, options: Options, piece: _Piece, deadline: floa
 
 
 def _joined(translations: list[str], pieces: list[_Piece]) -> str:
-    """A text's sentence translations in order: line breaks between them are kept, other whitespace
-    becomes one space."""
+    """A text's sentence translations in order, each followed by the whitespace that followed its
+    sentence, as it was sent (line endings, indentation, blank lines). A sentence that translates to
+    nothing (only invisible characters) keeps its line but not its spaces."""
     parts: list[str] = []
     for translation, piece in zip(translations, pieces, strict=True):
+        gap = piece.sentence.gap
         if translation:
-            gap = piece.sentence.gap
-            parts.append(translation + ("\n" * gap.count("\n") or (" " if gap else "")))
+            parts.append(translation + gap)
+        elif LINE_BREAK.search(gap):
+            parts.append(gap)
     return "".join(parts).rstrip()
 
 

@@ -21,6 +21,7 @@ def texts(text: str, max_sentences: int = 8) -> list[str]:
         ('He said "Stop." Then he left.', ['He said "Stop."', "Then he left."]),
         ("Choose Format (see below.) 3 options appear.", ["Choose Format (see below.)", "3 options appear."]),
         ("Line one\nline two", ["Line one", "line two"]),  # a line break always ends one
+        ("One\r\ntwo\rthree\ffour\u2028five\x85six", ["One", "two", "three", "four", "five", "six"]),
         # no end: abbreviations, initials, decimals, a lower-case continuation, an ellipsis inside
         ("Use e.g. The Navigator or i.e. Styles.", ["Use e.g. The Navigator or i.e. Styles."]),
         ("J. R. Smith met Dr. Who at No. 5.", ["J. R. Smith met Dr. Who at No. 5."]),
@@ -38,6 +39,8 @@ def test_sentence_ends(text: str, expected: list[str]) -> None:
 def test_gaps_keep_the_whitespace_between_sentences() -> None:
     sentences = split_sentences("First one.  Second one.\n\nThird one.", 8)
     assert [(s.text, s.gap) for s in sentences] == [("First one.", "  "), ("Second one.", "\n\n"), ("Third one.", "")]
+    indented = split_sentences("Steps: \r\n  open it\r\n\tclose it", 8)
+    assert [(s.text, s.gap) for s in indented] == [("Steps:", " \r\n  "), ("open it", "\r\n\t"), ("close it", "")]
 
 
 def test_more_sentences_than_allowed_are_grouped_evenly() -> None:
@@ -50,7 +53,7 @@ def test_more_sentences_than_allowed_are_grouped_evenly() -> None:
 
 
 @settings(max_examples=300, deadline=None, database=None)
-@given(text=st.text(alphabet=st.sampled_from(list("aB3 .!?\n\"')(…e.g")), max_size=80),
+@given(text=st.text(alphabet=st.sampled_from(list("aB3 .!?\n\r\t\f\u2028\u00a0\"')(…e.g")), max_size=80),
        max_sentences=st.integers(1, 6))
 def test_pieces_give_the_text_back(text: str, max_sentences: int) -> None:
     sentences = split_sentences(text, max_sentences)

@@ -346,6 +346,24 @@ def test_a_texts_own_leading_and_trailing_whitespace_is_kept(client: TestClient)
     assert libre.json() == {"translatedText": "hello world\n"}
 
 
+def test_the_layout_between_sentences_and_lines_comes_back_as_sent(client: TestClient) -> None:
+    """Line endings (CRLF, CR, form feed, U+2028), indentation and blank lines between a text's lines
+    come back as they were; a line of invisible characters keeps its place; within a sentence, any
+    whitespace is a word break (a vertical tab or U+001F glued words together when it was dropped)."""
+    texts = ["hello world\r\n  good morning\r\n\r\nthe house is big",
+             "hello world\fgood morning\u2028the house is big\rhello world",
+             "hello world\n\u200b\ngood morning", "hello\x1fworld\x0bgood\u00a0morning"]
+    response = client.post("/v1/translate", json={"texts": texts})
+    assert [t["text"] for t in response.json()["translations"]] == [
+        *texts[:2], "hello world\n\ngood morning", "hello world\x0bgood morning"]  # the echo model's
+
+
+def test_invisible_and_c1_control_characters_are_dropped(client: TestClient) -> None:
+    clean = client.post("/v1/translate", json={"text": "hello world"}).json()["translations"]
+    for dirty in ("hel\u0093lo wor\u009fld", "hel\u00adlo\u200e world\ufeff"):
+        assert client.post("/v1/translate", json={"text": dirty}).json()["translations"] == clean, dirty
+
+
 def test_languages_in_libretranslate_form(client: TestClient) -> None:
     assert client.get("/languages").json() == [
         {"code": "en", "name": "English", "targets": ["de"]},
