@@ -201,6 +201,10 @@ def _validation_message(exc: RequestValidationError) -> str:
             by_field[field] = message
     if any(_branch_rank(message) < 2 for message in by_field.values()):  # e.g. texts.1's own error
         by_field = {field: message for field, message in by_field.items() if _branch_rank(message) < 2}
+    # An error inside a field (q.1) comes from the branch whose type the input had (a list), so the
+    # field's own type mismatch (q: "should be a valid string", the other branch's) says nothing.
+    by_field = {field: message for field, message in by_field.items()
+                if not (_branch_rank(message) == 1 and any(other.startswith(field + ".") for other in by_field))}
     parts = [f"{field}: {message}" if field else message for field, message in list(by_field.items())[:5]]
     more = len(by_field) - len(parts)
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

@@ -64,10 +64,18 @@ async def _read_fields(request: Request) -> Any:
             raise InvalidInput(unreadable_body(exc)) from None
     if media_type == FORM_TYPES[0]:
         return _url_encoded_fields(await request.body())
-    if media_type in FORM_TYPES:
-        form = await request.form()  # multipart/form-data
+    if media_type in FORM_TYPES:  # multipart/form-data
+        # Strictly UTF-8, as the other forms: Starlette reads a part that is not UTF-8 as latin-1 (cp1252
+        # quotes became C1 controls in the translation). Files are refused, so the whole body is text.
+        body = await request.body()  # read once; request.form() parses these bytes
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(unreadable_body(exc)) from None
+        form = await request.form()
         return _fields(form.multi_items())
-    raise UnsupportedMediaType(f"send application/json or {FORM_TYPES[0]}, not {media_type or 'no content type'!r}")
+    raise UnsupportedMediaType(f"send application/json, {FORM_TYPES[0]} or {FORM_TYPES[1]}, not "
+                               f"{media_type or 'no content type'!r}")
 
 
 def _url_encoded_fields(body: bytes) -> dict[str, Any]:
@@ -122,7 +130,9 @@ async def libre_translate(request: Request, state: StateDep) -> LibreTranslateRe
     """`q` is a string or a list of strings; `translatedText` has the same form. `source` may be
     `auto` (the default model for `target`). The API key may be sent as `api_key` or as a header."""
     fields = await _read_fields(request)
-    offered = fields.get("api_key") if isinstance(fields, dict) else None
+    if not isinstance(fields, dict):
+        raise InvalidInput("the body must be a JSON object with q and target, or a form with those fields")
+    offered = fields.get("api_key")
     check_api_key(state.api_keys, offered if isinstance(offered, str) and offered else key_from_headers(request))
     try:
         body = LibreTranslateRequest.model_validate(fields)
@@ -140,13 +150,10 @@ async def libre_translate(request: Request, state: StateDep) -> LibreTranslateRe
 
 @router.get("/languages", response_model=list[Language], summary="LibreTranslate-compatible language list")
 async def languages(registry: RegistryDep) -> list[Language]:
-    targets: dict[str, list[str]] = {}
+    """The source languages, each with the languages it translates into (a language that is only
+    translated into is not listed, as in LibreTranslate)."""
+    targets: dict[str, set[str]] = {}
     for loaded in registry.models:
-        targets.setdefault(loaded.source_language, [])
-        targets.setdefault(loaded.target_language, [])
-        if loaded.target_language not in targets[loaded.source_language]:
-            targets[loaded.source_language].append(loaded.target_language)
-    return [
-        Language(code=code, name=LANGUAGE_NAMES.get(code, code), targets=sorted(codes))
-        for code, codes in targets.items()
-    ]
+        targets.setdefault(loaded.source_language, set()).add(loaded.target_language)
+    return [Language(code=code, name=LANGUAGE_NAMES.get(code, code), targets=sorted(codes))
+            for code, codes in targets.items()]

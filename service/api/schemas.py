@@ -13,8 +13,6 @@ from pydantic.json_schema import SkipJsonSchema
 
 from service.engine.types import MAX_BEAM_SIZE
 
-MAX_LENGTH_TOKENS = 1024  # hard ceiling for `max_length`; the engine caps it further
-
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
 
 
@@ -56,8 +54,11 @@ class TranslationOptions(BaseModel):
     source: LanguageCode | None = Field(None, description="ISO 639-1 source language; default: the default model's.")
     target: LanguageCode | None = Field(None, description="ISO 639-1 target language; default: the default model's.")
     beam_size: JsonInt = Field(1, ge=1, le=MAX_BEAM_SIZE, description="1 = greedy; 2-8 = beam search.")
-    # Constraints before the validator, or pydantic writes them into the JSON Schema as "ge"/"le".
-    max_length: Annotated[int, Field(ge=1, le=MAX_LENGTH_TOKENS), BeforeValidator(_json_integer)] | None = Field(
+    # Constraints before the validator, or pydantic writes them into the JSON Schema as "ge"/"le". The
+    # upper limit is TRANSLATOR_MAX_OUTPUT_TOKENS, checked with the other limits (translation.check_limits)
+    # and written into the served OpenAPI document: a fixed one here answered "at most 1024" for 1025
+    # when the limit was 256.
+    max_length: Annotated[int, Field(ge=1), BeforeValidator(_json_integer)] | None = Field(
         None, description="Most target tokens per sentence; default: from the sentence's length."
     )
 

@@ -20,8 +20,19 @@ def key_from_headers(request: Request) -> str | None:
     authorization = request.headers.get("authorization", "")
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return request.headers.get(API_KEY_HEADER) or None
+        return _as_utf8(credentials.strip())
+    key = request.headers.get(API_KEY_HEADER)
+    return _as_utf8(key) if key else None
+
+
+def _as_utf8(header_value: str) -> str:
+    """Starlette reads header bytes as latin-1; clients send a non-ASCII key as UTF-8 (as the key is
+    configured and as it arrives in a LibreTranslate body), so read the bytes again as UTF-8 where
+    they are."""
+    try:
+        return header_value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return header_value
 
 
 def key_matches(keys: list[bytes], candidate: str | None) -> bool:

@@ -336,6 +336,15 @@ def test_libretranslate_form_encodings(client: TestClient) -> None:
     too_many = client.post("/translate", content=b"&".join([b"q=a"] * 1001) + b"&target=de",
                            headers={"content-type": "application/x-www-form-urlencoded"})
     assert "more than 1000 fields" in assert_error(too_many, 422, "invalid_request")["error"]["message"]
+    # multipart too: cp1252 quotes were read as latin-1, C1 controls in the translation
+    multipart = (b'--xyz\r\nContent-Disposition: form-data; name="q"\r\n\r\n\x93hello\x94 world\r\n'
+                 b'--xyz\r\nContent-Disposition: form-data; name="target"\r\n\r\nde\r\n--xyz--\r\n')
+    response = client.post("/translate", content=multipart,
+                           headers={"content-type": "multipart/form-data; boundary=xyz"})
+    message = assert_error(response, 422, "invalid_request")["error"]["message"]
+    assert "not valid UTF-8: byte 0x93" in message, message
+    unsupported = client.post("/translate", content=b"q=hi", headers={"content-type": "text/plain"})
+    assert "multipart/form-data" in assert_error(unsupported, 415, "unsupported_media_type")["error"]["message"]
 
 
 def test_a_texts_own_leading_and_trailing_whitespace_is_kept(client: TestClient) -> None:
@@ -364,11 +373,14 @@ def test_invisible_and_c1_control_characters_are_dropped(client: TestClient) -> 
         assert client.post("/v1/translate", json={"text": dirty}).json()["translations"] == clean, dirty
 
 
-def test_languages_in_libretranslate_form(client: TestClient) -> None:
-    assert client.get("/languages").json() == [
+def test_languages_in_libretranslate_form(make_client: ClientFactory) -> None:
+    assert make_client().get("/languages").json() == [
         {"code": "en", "name": "English", "targets": ["de"]},
         {"code": "de", "name": "German", "targets": ["en"]},
     ]
+    # German only as a target: not listed as a source with no targets
+    assert make_client(models="en-de@1").get("/languages").json() == [{"code": "en", "name": "English",
+                                                                         "targets": ["de"]}]
 
 
 def test_health_ready_and_page(client: TestClient) -> None:
@@ -525,6 +537,17 @@ def test_what_is_wrong_with_the_body_as_a_whole_is_said_in_words(client: TestCli
     libre = client.post("/translate", json={"q": [], "target": "de"})
     libre_message = assert_error(libre, 422, "invalid_request")["error"]["message"]
     assert libre_message.startswith("q: List should have at least 1 item")
+    # In a list of q, the item's error alone (not the string branch's "q: Input should be a valid string").
+    listed = client.post("/translate", json={"q": ["Hello", 1], "target": "de"})
+    assert assert_error(listed, 422, "invalid_request")["error"]["message"] == "q.1: Input should be a valid string"
+    for body in ([], "hello", 1):  # the same words on both routes, no class names
+        for path in ("/translate", "/v1/translate"):
+            said = assert_error(client.post(path, json=body), 422, "invalid_request")["error"]["message"]
+            assert said.startswith("the body must be a JSON object"), (path, said)
+    # The configured limit (TRANSLATOR_MAX_OUTPUT_TOKENS, 256 by default), whatever the value.
+    for max_length in (257, 1025, 10**30):
+        too_long = client.post("/v1/translate", json={"text": "hello", "max_length": max_length})
+        assert assert_error(too_long, 422, "invalid_request")["error"]["message"] == "max_length must be at most 256"
 
 
 def test_libretranslate_form_fields_other_than_q_may_not_repeat(client: TestClient) -> None:
@@ -572,6 +595,11 @@ def test_api_keys(make_client: ClientFactory) -> None:
     assert_error(client.post("/translate", data={"q": "hi", "target": "de"}), 401, "unauthorized")
     assert client.post("/translate", data={"q": "hi", "target": "de", "api_key": "k1"}).status_code == 200
     assert client.get("/healthz").status_code == 200 and client.get("/metrics").status_code == 200
+    # A non-ASCII key works in a header (sent as UTF-8; Starlette reads header bytes as latin-1) as in a body.
+    accented = make_client(api_keys="k\u00e9y")
+    for headers in ({"X-API-Key": "k\u00e9y".encode()}, {"Authorization": "Bearer k\u00e9y".encode()}):
+        assert accented.post("/v1/translate", json={"text": "hi"}, headers=headers).status_code == 200, headers
+    assert accented.post("/translate", json={"q": "hi", "target": "de", "api_key": "k\u00e9y"}).status_code == 200
 
 
 def test_admin_is_disabled_without_keys(client: TestClient) -> None:
