@@ -18,7 +18,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.admission import AdmissionGate
 from service.api.deps import ServiceState
-from service.api.errors import BodyTimeout, Overloaded, PayloadTooLarge, response_for
+from service.api.errors import (
+    BodyTimeout,
+    ClientDisconnected,
+    Overloaded,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    response_for,
+)
 from service.api.logs import client_gone_var, request_id_var
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -50,12 +57,16 @@ class RequestIds:
         return f"{self._prefix}-{next(self._counter):x}"
 
 
-def route_label(scope: Scope) -> str:
-    """The route template (`/v1/translate`), never the raw path, so the label set stays bounded."""
+def route_label(scope: Scope, known_paths: frozenset[str] = frozenset()) -> str:
+    """The route template (`/v1/translate`), never the raw path, so the label set stays bounded. A
+    request refused at the edge never reached the router: its path is its label when it is one of
+    `known_paths` (an overloaded /v1/translate is not "unmatched", like a 404)."""
     route = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str):
         return path
+    if scope.get("path", "") in known_paths:
+        return str(scope["path"])
     if scope.get("path", "").startswith("/static/"):
         return "/static"
     return "unmatched"
@@ -76,6 +87,9 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+        head = scope["method"] == "HEAD"
+        if head:  # every GET route answers HEAD: the same status and headers, no body
+            scope = {**scope, "method": "GET"}  # a copy: the server still knows it as HEAD
         offered_id = headers.get(REQUEST_ID_HEADER, "")
         request_id = offered_id if _REQUEST_ID_OK.match(offered_id) else self.request_ids.next()
         # Set, never reset: the request's task ends with it, and what uvicorn logs about this request
@@ -98,6 +112,8 @@ class EdgeMiddleware:
                 if timing := scope.get("state", {}).get(SERVER_TIMING_STATE):
                     extra.append((b"server-timing", timing.encode("latin-1")))
                 message["headers"] = [*message["headers"], *extra]
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             try:
                 await send(message)
             except (OSError, RuntimeError) as exc:
@@ -117,6 +133,11 @@ class EdgeMiddleware:
                     message = f"{self.gate.limit} requests are already in progress; retry after Retry-After seconds"
                     await self._refuse(Overloaded(self.gate.retry_after_s(), message), scope, receive, send_with_id)
                     return
+            encoding = headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                await self._refuse(UnsupportedMediaType(f"content-encoding {encoding!r} is not supported: send the "
+                                                        "body uncompressed"), scope, receive, send_with_id)
+                return
             try:
                 async with asyncio.timeout(self.state.settings.body_timeout_s):
                     replay = await self._read_body(headers, receive)
@@ -125,6 +146,8 @@ class EdgeMiddleware:
                     f"the request body did not arrive within {self.state.settings.body_timeout_s:g} s"
                 )
                 await self._refuse(refusal, scope, receive, send_with_id)
+            except ClientDisconnected:
+                status = CLIENT_CLOSED_STATUS  # half a body is no request: nothing to answer, nobody to answer
             else:
                 # What a drain waits for; one that arrives while draining is refused by the route
                 # (require_serving) and not counted, so a client hammering cannot hold the drain open.
@@ -138,7 +161,7 @@ class EdgeMiddleware:
             if admitted:
                 self.gate.leave()
             duration_s = time.perf_counter() - started
-            route = route_label(scope)
+            route = route_label(scope, self.work_paths)
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             self.state.metrics.observe_http(route, method, status, duration_s)
             access_log.info(
@@ -152,7 +175,8 @@ class EdgeMiddleware:
             )
 
     async def _refuse(
-        self, exc: Overloaded | PayloadTooLarge | BodyTimeout, scope: Scope, receive: Receive, send: Send
+        self, exc: Overloaded | PayloadTooLarge | BodyTimeout | UnsupportedMediaType, scope: Scope, receive: Receive,
+        send: Send,
     ) -> None:
         """Answer from the error table without running the app. A body that was not read in full also
         closes the connection: its rest would otherwise be read as the next request."""
@@ -164,7 +188,8 @@ class EdgeMiddleware:
         await response(scope, receive, send)
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> Receive:
-        """Read the whole body up to the limit, then replay it; PayloadTooLarge if it is too large.
+        """Read the whole body up to the limit, then replay it; PayloadTooLarge if it is too large,
+        ClientDisconnected if the client leaves before sending all of it.
 
         Content-Length is checked first so an honest big upload is refused without reading it; the
         streamed count catches chunked bodies and lying headers.
@@ -175,12 +200,10 @@ class EdgeMiddleware:
             raise PayloadTooLarge(f"request body of {int(declared)} bytes is over the limit of {limit} bytes")
         chunks: list[bytes] = []
         size = 0
-        trailing: list[Message] = []
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                trailing.append(message)  # a disconnect while reading: let the app see it
-                break
+                raise ClientDisconnected("the client disconnected while sending its body")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -188,10 +211,7 @@ class EdgeMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        pending: list[Message] = [
-            {"type": "http.request", "body": b"".join(chunks), "more_body": False},
-            *trailing,
-        ]
+        pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
         async def replay() -> Message:
             if pending:

@@ -37,12 +37,6 @@ async def readyz(state: StateDep) -> HealthResponse | Response:
     return HealthResponse(status="ready")
 
 
-# Probes may use HEAD (some load balancers and uptime monitors do): the same answer without a body
-# (the server drops it). Not in the OpenAPI document, which would list each probe twice.
-for _path, _probe in (("/healthz", healthz), ("/readyz", readyz)):
-    router.add_api_route(_path, _probe, methods=["HEAD"], response_model=HealthResponse, include_in_schema=False)
-
-
 @router.get(
     "/metrics",
     response_class=Response,

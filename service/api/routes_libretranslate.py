@@ -150,10 +150,11 @@ async def libre_translate(request: Request, state: StateDep) -> LibreTranslateRe
 
 @router.get("/languages", response_model=list[Language], summary="LibreTranslate-compatible language list")
 async def languages(registry: RegistryDep) -> list[Language]:
-    """The source languages, each with the languages it translates into (a language that is only
-    translated into is not listed, as in LibreTranslate)."""
+    """Every language served, each with the languages it translates into; one that is only translated
+    into is listed too (with no targets), so that a client can name every target it is offered."""
     targets: dict[str, set[str]] = {}
     for loaded in registry.models:
         targets.setdefault(loaded.source_language, set()).add(loaded.target_language)
+        targets.setdefault(loaded.target_language, set())
     return [Language(code=code, name=LANGUAGE_NAMES.get(code, code), targets=sorted(codes))
             for code, codes in targets.items()]

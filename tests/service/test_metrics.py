@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.engine import FinishedRequest, SchedulerSnapshot, StepStats
 from service.metrics import ServiceMetrics
+from tests.deploy.deploy_tools import read_exported_metrics
 
 # The metric names operators rely on (alerts, dashboard): one list, shared with deploy/.
-REQUIRED = set((Path(__file__).resolve().parents[2] / "deploy" / "metrics.txt").read_text().split())
+REQUIRED = read_exported_metrics()
 
 
 def samples(metrics: ServiceMetrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

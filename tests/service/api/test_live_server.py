@@ -20,12 +20,13 @@ import httpx
 import pytest
 
 from model_store import read_manifest, write_manifest
+from tests.deploy.deploy_tools import read_exported_metrics
 
 pytestmark = pytest.mark.slow
 
 NUMBERS = ["twenty-one", "one hundred and five", "seven", "one thousand, nine hundred and ninety-nine"]
 # The metric names operators rely on (alerts, dashboard): one list, shared with deploy/.
-METRIC_NAMES = tuple((Path(__file__).resolve().parents[3] / "deploy" / "metrics.txt").read_text().split())
+METRIC_NAMES = tuple(sorted(read_exported_metrics()))
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict:  # type: ignore[type-arg]
@@ -340,6 +341,28 @@ def test_a_client_that_leaves_pipelined_requests_behind_is_not_a_server_failure(
     warnings = [r for r in records if "without completing response" in r["message"]]
     assert warnings and all(r.get("request_id") in abandoned for r in warnings), (warnings, abandoned)
     assert httpx.post(url + "/v1/translate", json={"text": "seven"}).status_code == 200
+
+
+def test_a_client_that_leaves_halfway_through_its_body_is_499_not_invalid(
+    tiny_artifact: Path, live_server_factory: Callable[..., object]
+) -> None:
+    """Half a body and a closed connection: no request to judge (it was parsed, refused as invalid
+    JSON and counted as a rejected request)."""
+    server = live_server_factory(tiny_artifact.parent.parent)
+    url = server.base_url  # type: ignore[attr-defined]
+    host, port = url.removeprefix("http://").split(":")
+    for _ in range(3):
+        with socket.create_connection((host, int(port)), timeout=30) as connection:
+            connection.sendall(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: 100\r\n\r\n{\"text\": \"sev")
+            time.sleep(0.2)  # the server has read what was sent and waits for the rest
+    left = 'translator_http_requests_total{method="POST",route="/v1/translate",status="499"}'
+    deadline = time.monotonic() + 10
+    while left not in (metrics := httpx.get(url + "/metrics").text) or metric_value(metrics, left) < 3:
+        assert time.monotonic() < deadline, "the half-sent requests were never accounted for"
+        time.sleep(0.1)
+    assert 'status="422"' not in metrics
+    assert metric_value(metrics, 'translator_requests_rejected_total{reason="invalid"}') == 0
 
 
 # ---- SIGTERM -------------------------------------------------------------------------------------
