@@ -166,6 +166,11 @@ class PrometheusServer:
             self.process.kill()
             self.process.wait()
 
+    def targets(self) -> dict:
+        """/api/v1/targets: `activeTargets` (labels after relabeling) and `droppedTargets`."""
+        with urllib.request.urlopen(f"{self.base_url}/api/v1/targets?state=any", timeout=5) as response:
+            return json.load(response)["data"]
+
     def metric_names(self) -> set[str]:
         with urllib.request.urlopen(f"{self.base_url}/api/v1/label/__name__/values", timeout=5) as response:
             return set(json.load(response)["data"])
@@ -198,6 +203,11 @@ def start_prometheus(workdir: Path, target: str) -> PrometheusServer:
             }
         ],
     }
+    return start_prometheus_with_config(workdir, config)
+
+
+def start_prometheus_with_config(workdir: Path, config: dict) -> PrometheusServer:
+    """Start Prometheus with `config` (a prometheus.yml as a dict); the caller stops it."""
     config_path = workdir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
     log_path = workdir / "prometheus.log"

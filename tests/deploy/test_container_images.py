@@ -105,3 +105,28 @@ def test_dockerignore_lets_in_exactly_what_the_images_copy() -> None:
     for private in (".venv", ".git", "data", "runs", "checkpoints", "training", "build", "tests"):
         assert not dockerignore_allows(private), f"{private} would be sent to the image build"
     assert not dockerignore_allows("service/__pycache__")
+
+
+def shipped_version_dir(model: str, version: str) -> Path:
+    return REPO_ROOT / "model_store" / model / version
+
+
+def test_model_bundle_names_a_shipped_model_version(rendered_overlays: dict[str, list[dict]]) -> None:
+    """Dockerfile.models' default VERSION and the model-init overlay's bundle tag (`<model>-<version>`)
+    name the same model version, and it is in model_store/: only the newest version stays in the
+    repository, so a pin left behind when a new one ships would build or pull nothing."""
+    build_args = dict(
+        args.split("=", 1) for keyword, args in instructions(DEPLOY_DIR / "Dockerfile.models") if keyword == "ARG"
+    )
+    model, version = build_args["MODEL"], build_args["VERSION"]
+    assert (shipped_version_dir(model, version) / "manifest.json").is_file(), (
+        f"Dockerfile.models builds {model}/{version} by default, not in model_store/"
+    )
+    (deployment,) = [o for o in rendered_overlays["model-init"] if o["kind"] == "Deployment"]
+    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    tag = init["image"].rsplit(":", 1)[1]
+    tag_model, _, tag_version = tag.rpartition("-")  # model names carry dashes themselves (en-de)
+    assert (shipped_version_dir(tag_model, tag_version) / "manifest.json").is_file(), (
+        f"overlays/model-init deploys bundle {tag}: no model_store/{tag_model}/{tag_version}/"
+    )
+    assert (tag_model, tag_version) == (model, version), "the overlay deploys a bundle Dockerfile.models does not build"

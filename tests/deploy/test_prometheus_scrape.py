@@ -2,6 +2,8 @@
 
 `live_server` (tests/conftest.py) is the base URL of a real uvicorn service process. The static
 test checks the same scrape-and-poll path against a plain HTTP server with a fixed exposition.
+Also: prometheus.yml's pod relabeling run by a real Prometheus, and deploy/metrics.txt against the
+families a live /metrics exports, both ways.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from deploy_tools import PrometheusServer, free_port, read_exported_metrics
+import yaml
+from deploy_tools import (
+    DEPLOY_DIR,
+    PrometheusServer,
+    free_port,
+    read_exported_metrics,
+    start_prometheus_with_config,
+)
 
 # A fixed exposition with every exported family, in the types the service uses.
 STATIC_EXPOSITION = """\
@@ -67,6 +76,10 @@ translator_decoder_steps_total 9
 translator_generated_tokens_total 20
 # TYPE translator_padding_waste_ratio gauge
 translator_padding_waste_ratio 0.1
+# TYPE translator_padded_source_positions_total counter
+translator_padded_source_positions_total 4
+# TYPE translator_source_positions_total counter
+translator_source_positions_total 40
 # TYPE translator_requests_rejected_total counter
 translator_requests_rejected_total{reason="overloaded"} 0
 # TYPE translator_model_info gauge
@@ -130,6 +143,84 @@ def test_prometheus_scrapes_a_static_exposition(
     (recorded,) = server.wait_for('namespace_route_status:translator_http_requests:rate5m{route="/v1/translate"}')
     assert recorded["metric"]["status"] == "200"
     server.wait_until_empty('ALERTS{alertname="TranslatorNoReadyPods"}')
+
+
+def discovered_pod(name: str, phase: str, *, app: str = "translator", port_name: str = "http") -> dict:
+    """A static target carrying the meta labels Kubernetes pod discovery gives one container port."""
+    return {
+        "targets": [f"{name}.invalid:8000"],
+        "labels": {
+            "__meta_kubernetes_namespace": "translator",
+            "__meta_kubernetes_pod_name": name,
+            "__meta_kubernetes_pod_node_name": "node-1",
+            "__meta_kubernetes_pod_phase": phase,
+            "__meta_kubernetes_pod_label_app_kubernetes_io_name": app,
+            "__meta_kubernetes_pod_annotation_prometheus_io_scrape": "true",
+            "__meta_kubernetes_pod_container_port_name": port_name,
+        },
+    }
+
+
+@pytest.mark.slow
+def test_pod_discovery_relabeling_keeps_only_live_translator_pods(tmp_path: Path) -> None:
+    """The `translator` job of prometheus.yml, run by a real Prometheus. Debian's Prometheus lacks
+    Kubernetes discovery, so static targets carry the meta labels it would set; the relabel rules
+    under test are the file's own. Ended pods (evicted: Failed; Succeeded) must not become targets,
+    or each would be down for good and fire TranslatorTargetDown."""
+    config = yaml.safe_load((DEPLOY_DIR / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "translator")
+    assert job.pop("kubernetes_sd_configs")[0]["role"] == "pod"
+    job["static_configs"] = [
+        discovered_pod("translator-5d8f7c9b4-running", "Running"),
+        discovered_pod("translator-5d8f7c9b4-pending", "Pending"),  # has its IP, still starting
+        discovered_pod("translator-5d8f7c9b4-evicted", "Failed"),
+        discovered_pod("translator-5d8f7c9b4-completed", "Succeeded"),
+        discovered_pod("translator-5d8f7c9b4-grpc", "Running", port_name="grpc"),
+        discovered_pod("other-6b9f7c8d5-running", "Running", app="other"),
+    ]
+    server = start_prometheus_with_config(tmp_path, {"scrape_configs": [job]})
+    try:
+        deadline = time.monotonic() + 20
+        while not (targets := server.targets())["activeTargets"]:
+            assert time.monotonic() < deadline, f"no active target:\n{server.log_tail()}"
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    active = {target["labels"]["pod"]: target["labels"] for target in targets["activeTargets"]}
+    assert set(active) == {"translator-5d8f7c9b4-running", "translator-5d8f7c9b4-pending"}
+    labels = active["translator-5d8f7c9b4-running"]
+    assert (labels["namespace"], labels["node"], labels["job"]) == ("translator", "node-1", "translator")
+    dropped = {t["discoveredLabels"]["__meta_kubernetes_pod_name"] for t in targets["droppedTargets"]}
+    assert {"translator-5d8f7c9b4-evicted", "translator-5d8f7c9b4-completed"} <= dropped
+
+
+def exposed_families(exposition: str) -> set[str]:
+    """translator_* family names of a /metrics text, as its `# TYPE` lines name them, without the
+    `_created` gauges prometheus_client adds beside each counter and histogram."""
+    types = dict(line.split()[2:4] for line in exposition.splitlines() if line.startswith("# TYPE translator_"))
+    created = {
+        name
+        for name, kind in types.items()
+        if kind == "gauge" and name.endswith("_created") and {name[:-8], name[:-8] + "_total"} & types.keys()
+    }
+    return types.keys() - created
+
+
+def test_exposed_families_reads_type_lines() -> None:
+    assert exposed_families(STATIC_EXPOSITION) == read_exported_metrics()
+    extra = "# TYPE translator_x_total counter\n# TYPE translator_x_created gauge\n# TYPE process_open_fds gauge\n"
+    assert exposed_families(extra) == {"translator_x_total"}
+
+
+@pytest.mark.slow
+def test_metrics_txt_lists_exactly_what_the_service_exports(live_server: str) -> None:
+    """Both ways: a family the service dropped would leave rules and panels empty, and one it added
+    would never be checked against them (rules and dashboard may read only metrics.txt's names)."""
+    with urllib.request.urlopen(f"{live_server}/metrics", timeout=10) as response:
+        exposed = exposed_families(response.read().decode("utf-8"))
+    listed = read_exported_metrics()
+    assert not listed - exposed, f"deploy/metrics.txt lists families the service does not export: {listed - exposed}"
+    assert not exposed - listed, f"the service exports families deploy/metrics.txt lacks: {exposed - listed}"
 
 
 def post_json(url: str, body: dict) -> int:
