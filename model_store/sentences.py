@@ -4,8 +4,9 @@ A recurrent decoder emits one token per step, so a paragraph of three sentences 
 as all of them together; decoded side by side as three rows of the batch it takes as many as the
 longest. Rule-based, for English and German sources: a sentence ends at . ! ? (and closing quotes or
 brackets after them) followed by whitespace and an upper-case letter, digit or opening quote, unless
-the word before the full stop is a known abbreviation or a single letter; a line break (any of
-LINE_BREAKS) always ends one. Stdlib only; must not import torch, onnxruntime, training or service.
+the word before the full stop is a known abbreviation, a single letter, or the number that begins a
+numbered item; a line break (any of LINE_BREAKS) always ends one. Linear in the text's length.
+Stdlib only; must not import torch, onnxruntime, training or service.
 """
 
 from __future__ import annotations
@@ -17,24 +18,33 @@ from dataclasses import dataclass
 # Single letters ("J. Smith", German "z. B.") are caught by a rule of their own.
 ABBREVIATIONS = frozenset({
     # English
-    "mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "e.g", "i.e", "cf", "fig", "no", "nos", "vol",
-    "approx", "ca", "incl", "excl", "dept", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
-    "sept", "oct", "nov", "dec", "inc", "ltd", "co", "corp", "jr", "sr", "min", "max", "resp", "u.s",
-    "u.k",
+    "mr", "mrs", "ms", "dr", "prof", "st", "mt", "gen", "col", "lt", "sgt", "gov", "rev", "vs", "etc",
+    "e.g", "i.e", "cf", "al", "approx", "ca", "incl", "excl", "dept", "sec", "ch", "eq", "jan", "feb",
+    "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "inc", "ltd", "co", "corp",
+    "jr", "sr", "resp", "u.s", "u.k", "a.m", "p.m",
     # German
-    "z.b", "d.h", "u.a", "usw", "bzw", "nr", "vgl", "ggf", "evtl", "inkl", "zzgl", "bspw", "sog",
-    "hr", "fr", "abs", "abb", "tel", "str", "s.o", "s.u", "u.u", "o.ä",
+    "z.b", "d.h", "u.a", "usw", "bzw", "vgl", "ggf", "evtl", "inkl", "zzgl", "bspw", "sog", "hr", "fr",
+    "abb", "tel", "str", "s.o", "s.u", "u.u", "o.ä",
 })
-# A candidate end: terminal punctuation, optional closing quotes/brackets, then whitespace (the gap).
-_CANDIDATE = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019\u00bb)\]]*(\s+)")
-# What may begin the next sentence.
-_STARTS_SENTENCE = re.compile(r"[\"'\u201c\u201e\u2018\u00ab(\[]*[A-Z\u00c0-\u00de0-9]")
-_WORD_BEFORE_STOP = re.compile(r"(\S+)\.$")
+# Abbreviations only before a number ("No. 5", "max. 10", "pp. 3-7"): elsewhere the same word ends a
+# sentence ("I said no. Then he left.").
+NUMBER_ABBREVIATIONS = frozenset({"no", "nos", "nr", "vol", "fig", "min", "max", "pp", "p", "art", "abs"})
+_OPENING = "\"'\u201c\u201e\u2018\u201a\u00ab\u00bb\u2039\u203a(["
+_CLOSING = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb\u2039\u203a)]"  # German closes with \u201c and \u00ab
+_TERMINAL = ".!?\u2026"
+# A candidate end: terminal punctuation (from the start of its run: a match may not begin inside one,
+# which kept the search linear in a long run of dots), optional closing quotes/brackets, then
+# whitespace (the gap).
+_CANDIDATE = re.compile(rf"(?<![{_TERMINAL}])[{_TERMINAL}]+[{re.escape(_CLOSING)}]*(\s+)")
+_OPENINGS = re.compile(rf"[{re.escape(_OPENING)}]*")
 # Every character Python's str.splitlines breaks at (a form feed or U+2028 ends a line as \n does).
 LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 LINE_BREAK = re.compile(f"[{LINE_BREAKS}]")
-# A line break (with the whitespace around it), or a candidate end.
-_BOUNDARY = re.compile(rf"[^\S{LINE_BREAKS}]*[{LINE_BREAKS}]\s*|" + _CANDIDATE.pattern)
+# A line break (with the whitespace around it, from the start of a run of spaces), or a candidate end.
+_BOUNDARY = re.compile(rf"(?<![^\S{LINE_BREAKS}])[^\S{LINE_BREAKS}]*[{LINE_BREAKS}]\s*|" + _CANDIDATE.pattern)
+# Enough of the text before a full stop to hold any abbreviation: the word before it is looked up in
+# this much, so the cost per candidate does not grow with the text (a 1,400-letter word took seconds).
+_WORD_WINDOW = 32
 
 
 @dataclass(frozen=True)
@@ -45,17 +55,32 @@ class Sentence:
     gap: str
 
 
-def _ends_sentence(text: str, stop_end: int) -> bool:
-    """Whether the terminal punctuation ending at `stop_end` closes a sentence (not an abbreviation)."""
-    head = text[:stop_end].rstrip("\"'\u201d\u2019\u00bb)]")
+def _starts_sentence(text: str, position: int) -> bool:
+    """Whether what begins at `position` may begin a sentence: opening quotes or brackets, then a
+    capital letter (any script) or a digit."""
+    start = _OPENINGS.match(text, position)
+    first = start.end() if start else position
+    return first < len(text) and (text[first].isupper() or text[first].isdigit())
+
+
+def _ends_sentence(text: str, stop_end: int, sentence_start: int, next_start: int) -> bool:
+    """Whether the terminal punctuation ending at `stop_end` closes the sentence that began at
+    `sentence_start` (not an abbreviation, an initial or a list's number); `next_start`: where the
+    next one would begin."""
+    window = max(sentence_start, stop_end - _WORD_WINDOW)
+    head = text[window:stop_end].rstrip(_CLOSING)
     if not head.endswith("."):
         return True  # ! ? and the ellipsis character always end one
-    match = _WORD_BEFORE_STOP.search(head)
-    if match is None:
+    words = head[:-1].split()
+    if not words or head[-2:-1].isspace():
         return True
-    word = match.group(1).lstrip("\"'(\u201c\u201e\u2018\u00ab[").lower()
+    word = words[-1].lstrip(_OPENING).lower()
     if len(word) == 1 and word.isalpha():
         return False  # an initial or a one-letter abbreviation
+    if word.isdigit() and len(words) == 1 and window == sentence_start:
+        return False  # "1. Open the menu.": a numbered item's number, not a sentence of its own
+    if next_start < len(text) and text[next_start].isdigit() and word in NUMBER_ABBREVIATIONS:
+        return False
     return word not in ABBREVIATIONS and word.rstrip(".") not in ABBREVIATIONS
 
 
@@ -72,8 +97,9 @@ def split_sentences(text: str, max_sentences: int | None = None) -> list[Sentenc
         gap_start, gap_end = match.start(), match.end()
         if match.group(1) is not None:  # after terminal punctuation: the gap is its whitespace
             gap_start = match.start(1)
+            sentence_start = cuts[-1][1] if cuts else 0
             if not LINE_BREAK.search(match.group(1)) and not (
-                    _STARTS_SENTENCE.match(body, gap_end) and _ends_sentence(body, gap_start)):
+                    _starts_sentence(body, gap_end) and _ends_sentence(body, gap_start, sentence_start, gap_end)):
                 continue
         if gap_end < len(body) and gap_start > (cuts[-1][1] if cuts else 0):
             cuts.append((gap_start, gap_end))
