@@ -133,10 +133,15 @@ class BeamSearch:
 
     Each step ranks all (row, token) continuations by total log-prob. Continuations ending in eos
     that rank within the top `beam_size` become finished hypotheses; the best `beam_size` others
-    stay live. Stops when the top-ranked continuation ends in eos (OpenNMT's rule: every live
-    hypothesis scores lower), when no live hypothesis can beat the best finished one under the
-    length penalty, or at `max_length` (eos is then forced). The best finished hypothesis by
-    length-normalised score wins. With beam_size 1 this is exactly greedy search.
+    stay live. Stops when `beam_size` hypotheses have finished (the rule the published scores were
+    measured with, training.decode.beam_batch), when no live hypothesis can beat the best finished one
+    under the length penalty (which cannot change the winner), or at `max_length` (eos is then
+    forced). The best finished hypothesis by length-normalised score wins. With beam_size 1 this is
+    exactly greedy search.
+
+    Stopping as soon as the top-ranked continuation ended (OpenNMT's rule) answered shorter
+    translations than the evaluation's beam: on en-de/3's test sets a different output for 369 of
+    1,415 technical and 562 of 1,260 everyday sentences, chrF 0.8-0.9 lower.
     """
 
     def __init__(
@@ -181,7 +186,6 @@ class BeamSearch:
         tokens: list[int] = []
         scores: list[float] = []
         ended = 0
-        top_ended = False
         for rank, flat in enumerate(top.tolist()):
             parent, token = divmod(flat, vocab)
             total = float(totals[parent, token])
@@ -193,7 +197,6 @@ class BeamSearch:
                     cut_short = forced and int(np.argmax(log_probs[parent])) != self._special.eos_id
                     self._finished.append(_Finished(normalized, total, step, parent, cut_short))
                     ended += 1
-                    top_ended = top_ended or rank == 0
                 continue
             parents.append(parent)
             tokens.append(token)
@@ -204,7 +207,7 @@ class BeamSearch:
         self._parents.append(np.array(parents, np.int64))
         self._scores = np.array(scores, np.float64)
         self.rows = len(parents)
-        done = self.rows == 0 or top_ended or self._cannot_improve(step)
+        done = self.rows == 0 or len(self._finished) >= self._k or self._cannot_improve(step)
         if done:
             empty = np.zeros(0, np.int64)
             return Advance(empty, empty, done=True, generated_tokens=ended + len(parents))

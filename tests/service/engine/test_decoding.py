@@ -132,7 +132,9 @@ def test_max_length_forces_eos(beam_size: int) -> None:
 @pytest.mark.parametrize("beam_size", [1, 4])
 def test_a_sentence_the_model_ends_exactly_at_max_length_is_not_cut_short(beam_size: int) -> None:
     def ends_after_four(step: int, previous: np.ndarray) -> np.ndarray:
-        rows = np.full((len(previous), 12), -20.0, dtype=np.float32)
+        # every token likelier than eos until step 4, so no hypothesis ends before then
+        rows = np.full((len(previous), 12), -1.0, dtype=np.float32)
+        rows[:, SPECIAL.eos_id] = -20.0
         rows[:, SPECIAL.eos_id if step >= 4 else 5 + step % 3] = -0.01
         return rows
 
@@ -163,16 +165,14 @@ def test_length_penalty_prefers_longer_hypotheses_as_alpha_grows() -> None:
 
     def script(step: int, previous: np.ndarray) -> np.ndarray:
         # ending now costs a little; going on costs a little more per token but ends surely later
-        rows = np.full((len(previous), 10), -30.0, dtype=np.float32)
-        for row, token in enumerate(previous.tolist()):
-            if step == 0:
-                rows[row, SPECIAL.eos_id], rows[row, 4] = np.log(0.4), np.log(0.6)
-            elif step < 4:
-                rows[row, 4] = -0.3
-                rows[row, SPECIAL.eos_id] = -3.0
-            else:
-                rows[row, SPECIAL.eos_id] = -0.01
-            del token
+        # (nothing else can happen: beam search stops once beam_size hypotheses have finished)
+        rows = np.full((len(previous), 10), -np.inf, dtype=np.float32)
+        if step == 0:
+            rows[:, SPECIAL.eos_id], rows[:, 4] = np.log(0.4), np.log(0.6)
+        elif step < 4:
+            rows[:, 4] = -0.3
+        else:
+            rows[:, SPECIAL.eos_id] = -0.01
         return rows
 
     short = drive(BeamSearch(SPECIAL, 4, 10, alpha=0.0, want_attention=False), script)

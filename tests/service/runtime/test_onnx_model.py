@@ -256,3 +256,29 @@ def test_the_encoder_and_the_decoder_have_their_own_thread_pools(tiny_artifact: 
     assert model._decoder.session.get_session_options().intra_op_num_threads == 2
     same = OnnxSeq2SeqModel.load(tiny_artifact, manifest, intra_op_threads=2)
     assert same._encoder.session.get_session_options().intra_op_num_threads == 2
+
+
+@pytest.mark.parametrize("beam_size", [2, 4])
+def test_served_beam_is_the_evaluations_beam(
+    number_model, model: OnnxSeq2SeqModel, codec: Codec, manifest: Manifest, beam_size: int  # type: ignore[no-untyped-def]
+) -> None:
+    """The service's beam (ONNX Runtime, service.engine.BeamSearch) answers what the evaluation's beam
+    (PyTorch, training.decode.beam_batch) scored: the same stop rule and length penalty, so the
+    published beam scores are what a client gets."""
+    import torch
+
+    from training.config import model_config_from_dict
+    from training.decode import beam_batch
+    from training.model import Seq2Seq
+
+    checkpoint = torch.load(number_model.checkpoint, map_location="cpu", weights_only=False)
+    torch_model = Seq2Seq(model_config_from_dict(checkpoint["model_config"]))
+    torch_model.load_state_dict(checkpoint["model_state"])
+    torch_model.eval()
+    special = special_of(manifest)
+    texts = [*SENTENCES, "eighty-eight", "three hundred and thirty-three", "nine thousand and one", "sixty"]
+    sources = [codec.source_ids(text) for text in texts]
+    with torch.no_grad():
+        evaluated = beam_batch(torch_model, sources, beam_size=beam_size, length_penalty_alpha=1.0)
+    served = [_drive(BeamSearch(special, beam_size, 40, 1.0, False), model, ids, special.bos_id) for ids in sources]
+    assert served == [hypothesis.token_ids for hypothesis in evaluated]
