@@ -52,7 +52,9 @@ class ServiceMetrics:
             return Histogram(name, documentation, buckets=_LATENCY_BUCKETS_S, registry=r)
 
         self.queue_wait = phase(
-            "translator_queue_wait_seconds", "Time a sentence waited in the engine's queue before its encoding began."
+            "translator_queue_wait_seconds",
+            "Time a sentence waited in the engine's queue before its encoding began, or before it left the queue "
+            "unencoded (its deadline passed, its client left).",
         )
         self.encode_duration = phase(
             "translator_encode_seconds",
@@ -176,6 +178,8 @@ class ServiceMetrics:
             self.generated_tokens.inc(generated_tokens)
             if truncated:
                 self.truncated.inc()
+        for queue_wait_seconds in stats.unadmitted_queue_waits:
+            self.queue_wait.observe(queue_wait_seconds)
         # Padding of the encoder batch and of the memory every decoder step attends over.
         padded = stats.padded_source_positions + stats.decoder_padded_source_positions
         positions = stats.total_source_positions + stats.decoder_total_source_positions

@@ -57,6 +57,7 @@ class _Counters:
     expired: int = 0
     cancelled: int = 0
     finished: list[FinishedRequest] = field(default_factory=list)
+    unadmitted_queue_waits: list[float] = field(default_factory=list)  # seconds, see StepStats
 
 
 INLINE_MAX_SOURCE_POSITIONS = 64  # padded source tokens an inline encoder call may take (~a 40-word sentence)
@@ -144,6 +145,7 @@ class Scheduler:
             # The caller went away: leave the queue now; the decode loop frees its rows at its next step.
             if self._remove_waiting(ticket):
                 self._counters.cancelled += 1
+                self._counters.unadmitted_queue_waits.append(time.monotonic() - ticket.submitted_at)
             self._wake()
             raise
         finally:
@@ -287,6 +289,7 @@ class Scheduler:
                 if ticket.future.done():  # expired (counted by _expire) or cancelled while queued
                     if ticket.future.cancelled():  # before its submit() could take it out and count it
                         self._counters.cancelled += 1
+                        self._counters.unadmitted_queue_waits.append(time.monotonic() - ticket.submitted_at)
                     continue
                 if fair and group_rows.get(ticket.group, 0) >= share:
                     passed_over.append(ticket)  # its group has its share: others first
@@ -421,7 +424,8 @@ class Scheduler:
             return
         ticket.future.set_exception(DeadlineExceeded("the request's deadline passed before it finished"))
         self._counters.expired += 1
-        self._remove_waiting(ticket)
+        if self._remove_waiting(ticket):  # its whole wait was queueing: what autoscaling must see
+            self._counters.unadmitted_queue_waits.append(time.monotonic() - ticket.submitted_at)
         self._wake()
 
     def _remove_waiting(self, ticket: Ticket) -> bool:
@@ -463,6 +467,7 @@ class Scheduler:
             decoder_total_source_positions=report.total_source_positions if report else 0,
             generated_tokens=report.generated_tokens if report else 0,
             finished=tuple(counters.finished),
+            unadmitted_queue_waits=tuple(counters.unadmitted_queue_waits),
             failed=counters.failed,
             expired=counters.expired,
             cancelled=counters.cancelled,

@@ -115,6 +115,9 @@ class StepStats:
     decoder_total_source_positions: int
     generated_tokens: int  # tokens chosen by those steps over all live hypotheses
     finished: tuple[FinishedRequest, ...]
+    # Seconds in the queue of requests that left it without being encoded (deadline passed, caller
+    # gone): queueing too, and under overload most of it (the HPA scales on the mean queue wait).
+    unadmitted_queue_waits: tuple[float, ...]
     failed: int  # requests failed with EngineFailure
     expired: int  # requests failed with DeadlineExceeded
     cancelled: int  # requests whose caller went away

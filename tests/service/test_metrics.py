@@ -34,6 +34,7 @@ def stats(**overrides: object) -> StepStats:
         decoder_total_source_positions=10,
         generated_tokens=5,
         finished=(FinishedRequest(0.25, 0.125, 0.5, 7, True), FinishedRequest(0.25, 0.125, 0.5, 3, False)),
+        unadmitted_queue_waits=(),
         failed=0,
         expired=0,
         cancelled=0,
@@ -69,13 +70,18 @@ def test_step_stats_feed_counters_and_gauges() -> None:
     metrics = ServiceMetrics()
     metrics.observe_step(stats())
     metrics.observe_step(stats(encoder_calls=0, rows_admitted=0, finished=(), queue_depth=0, active_rows=2))
+    # requests that left the queue unencoded (expired, client gone) waited too: counted, not lost
+    metrics.observe_step(stats(encoder_calls=0, rows_admitted=0, step_rows=(), finished=(), queue_depth=0,
+                               active_rows=2, unadmitted_queue_waits=(15.0,), generated_tokens=0,
+                               padded_source_positions=0, total_source_positions=0,
+                               decoder_padded_source_positions=0, decoder_total_source_positions=0))
     values = samples(metrics)
     assert values[("translator_encoder_calls_total", frozenset())] == 1
     assert values[("translator_decoder_steps_total", frozenset())] == 2
     assert values[("translator_generated_tokens_total", frozenset())] == 10
     assert values[("translator_truncated_sentences_total", frozenset())] == 1
-    assert values[("translator_queue_wait_seconds_count", frozenset())] == 2
-    assert values[("translator_queue_wait_seconds_sum", frozenset())] == pytest.approx(0.5)
+    assert values[("translator_queue_wait_seconds_count", frozenset())] == 3
+    assert values[("translator_queue_wait_seconds_sum", frozenset())] == pytest.approx(15.5)
     assert values[("translator_encode_seconds_sum", frozenset())] == pytest.approx(0.25)
     assert values[("translator_decode_seconds_sum", frozenset())] == pytest.approx(1.0)
     assert values[("translator_decode_seconds_count", frozenset())] == 2

@@ -260,6 +260,25 @@ def test_deadline_exceeded_frees_the_rows(slow_model, greedy_oracle) -> None:
     assert len(slow_model.step_rows) < 30  # the expired request stopped decoding early
 
 
+def test_a_request_that_expires_in_the_queue_reports_its_wait(slow_model) -> None:
+    """Its whole life was queueing: the wait goes to the queue-wait metric (autoscaling reads its mean),
+    not nowhere because the request never finished."""
+    stats: list[StepStats] = []
+
+    async def main() -> None:
+        async with running(slow_model, on_stats=stats.append, max_batch_rows=1) as scheduler:
+            first = asyncio.create_task(scheduler.submit(request([60, 5], max_length=60)))
+            await wait_until(lambda: scheduler.snapshot().active_requests == 1)
+            with pytest.raises(DeadlineExceeded):  # the one row is taken: it waits, then expires
+                await scheduler.submit(request([5], deadline=time.monotonic() + 0.05))
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+
+    run(main())
+    waits = [wait for s in stats for wait in s.unadmitted_queue_waits]
+    assert len(waits) == 1 and 0.04 <= waits[0] < 1.0, waits
+
+
 def test_default_timeout_applies_without_a_deadline(slow_model) -> None:
     async def main() -> None:
         async with running(slow_model, default_timeout_s=0.05) as scheduler:
