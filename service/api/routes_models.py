@@ -9,7 +9,7 @@ import logging
 
 from fastapi import APIRouter
 
-from service.api.deps import AdminKey, RegistryDep
+from service.api.deps import AdminKey, RegistryDep, StateDep
 from service.api.errors import (
     AdminDisabled,
     ModelLoadFailed,
@@ -25,7 +25,7 @@ router = APIRouter(tags=["models"])
 log = logging.getLogger("service.api.models")
 
 
-def model_info(loaded: LoadedModel, default: bool) -> ModelInfo:
+def model_info(loaded: LoadedModel, default: bool, max_source_tokens: int) -> ModelInfo:
     manifest = loaded.manifest
     return ModelInfo(
         name=manifest.name,
@@ -37,15 +37,16 @@ def model_info(loaded: LoadedModel, default: bool) -> ModelInfo:
         quantization="none" if loaded.variant == "fp32" else loaded.variant,
         providers=loaded.providers,
         default=default,
-        max_source_tokens=manifest.max_source_tokens,
+        max_source_tokens=max_source_tokens,
+        trained_max_source_tokens=manifest.max_source_tokens,
         evaluation=manifest.evaluation,
     )
 
 
 @router.get("/v1/models", response_model=ModelsResponse, summary="The loaded models")
-async def list_loaded_models(registry: RegistryDep) -> ModelsResponse:
-    default = registry.default
-    return ModelsResponse(models=[model_info(m, m is default) for m in registry.models])
+async def list_loaded_models(registry: RegistryDep, state: StateDep) -> ModelsResponse:
+    default, limit = registry.default, state.settings.max_source_tokens
+    return ModelsResponse(models=[model_info(m, m is default, limit) for m in registry.models])
 
 
 @router.post(

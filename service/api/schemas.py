@@ -174,7 +174,12 @@ class ModelInfo(BaseModel):
     quantization: str = Field(description="`none` for fp32, else the variant.")
     providers: list[str] = Field(description="ONNX Runtime execution providers of the sessions.")
     default: bool = Field(description="Used when a request names no language pair.")
-    max_source_tokens: int
+    max_source_tokens: int = Field(
+        description="Most source tokens a sentence may have, end-of-sentence token included (longer: 413); "
+                    "TRANSLATOR_MAX_SOURCE_TOKENS.")
+    trained_max_source_tokens: int = Field(
+        description="The longest source the model was trained on (tokens): longer sentences are accepted up to "
+                    "max_source_tokens but translate less well.")
     evaluation: dict[str, dict[str, dict[str, float]]] = Field(
         description="variant -> test set -> metric -> value, from the manifest."
     )

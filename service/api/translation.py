@@ -111,12 +111,14 @@ class _Piece:
         return len(self.ids) < 2
 
 
-def split_texts(state: ServiceState, texts: list[str], beam_size: int) -> list[list[Sentence]]:
+def split_texts(state: ServiceState, texts: list[str], beam_size: int,
+                names: list[str] | None = None) -> list[list[Sentence]]:
     """Each text cut into its sentences and lines, each decoded as a row of its own (whole when
     TRANSLATOR_MAX_SENTENCES_PER_TEXT is 1). Never grouped to fit a limit (grouped lines lost their
     line breaks, and content): a text with more sentences than TRANSLATOR_MAX_SENTENCES_PER_TEXT, or
     a request with more decoder rows in all (sentences x beam_size) than
-    TRANSLATOR_MAX_ROWS_PER_REQUEST, is refused (413) before any work."""
+    TRANSLATOR_MAX_ROWS_PER_REQUEST, is refused (413) before any work. `names`: what a refusal calls
+    each text (default "text <position>")."""
     settings = state.settings
     per_text = settings.max_sentences_per_text
     layout = []
@@ -124,8 +126,8 @@ def split_texts(state: ServiceState, texts: list[str], beam_size: int) -> list[l
         sentences = [Sentence(_SPACES.sub(" ", sentence.text).strip(), sentence.gap)
                      for sentence in split_sentences(text, 1 if per_text == 1 else None)]
         if len(sentences) > per_text:
-            raise PayloadTooLarge(f"text {position} has {len(sentences)} sentences and lines; at most {per_text} "
-                                  "per text: send it in parts")
+            raise PayloadTooLarge(f"{_name(names, position)} has {len(sentences)} sentences and lines; at most "
+                                  f"{per_text} per text: send it in parts")
         layout.append(sentences)
     count = sum(len(sentences) for sentences in layout)
     rows = count * beam_size
@@ -136,15 +138,19 @@ def split_texts(state: ServiceState, texts: list[str], beam_size: int) -> list[l
     return layout
 
 
-def _pieces(state: ServiceState, loaded: LoadedModel, position: int, sentences: list[Sentence]) -> list[_Piece]:
-    """The sentences of text `position` with their ids; TRANSLATOR_MAX_SOURCE_TOKENS applies to
-    each, since each is decoded as a row of its own."""
+def _name(names: list[str] | None, position: int) -> str:
+    return f"text {position}" if names is None else names[position]
+
+
+def _pieces(state: ServiceState, loaded: LoadedModel, name: str, sentences: list[Sentence]) -> list[_Piece]:
+    """The sentences of a text (`name`: what a refusal calls it) with their ids;
+    TRANSLATOR_MAX_SOURCE_TOKENS applies to each, since each is decoded as a row of its own."""
     limit = state.settings.max_source_tokens
     pieces = []
     for sentence in sentences:
         ids = loaded.codec.source_ids(sentence.text)
         if len(ids) > limit:
-            what = f"text {position}" if len(sentences) == 1 else f"a sentence of text {position}"
+            what = name if len(sentences) == 1 else f"a sentence of {name}"
             raise PayloadTooLarge(f"{what} is {len(ids)} tokens long; at most {limit}")
         pieces.append(_Piece(sentence, ids))
     return pieces
@@ -335,8 +341,10 @@ async def translate_html(
     sentences and rows to their text nodes."""
     loaded = check_limits(state, documents, options)
     parsed = [HtmlDocument(document) for document in documents]
-    model, translations = await _translate(state, request, loaded,
-                                           [text for document in parsed for text in document.texts], options)
+    nodes = [text for document in parsed for text in document.texts]
+    names = [f"text {position}'s text node {node}" for position, document in enumerate(parsed)
+             for node in range(len(document.texts))]  # a refusal names the text the client sent
+    model, translations = await _translate(state, request, loaded, nodes, options, names)
     rendered, position = [], 0
     for document in parsed:
         count = len(document.texts)
@@ -345,22 +353,25 @@ async def translate_html(
     return model, rendered
 
 
-def _prepared(state: ServiceState, texts: list[str], options: Options) -> tuple[list[str], list[list[Sentence]]]:
+def _prepared(state: ServiceState, texts: list[str], options: Options,
+              names: list[str] | None = None) -> tuple[list[str], list[list[Sentence]]]:
     """The texts without control characters, and their sentences (split_texts' limits apply)."""
     texts = [_CONTROL_CHARACTERS.sub("", text) for text in texts]
-    sentences_by_text = split_texts(state, texts, options.beam_size)
+    sentences_by_text = split_texts(state, texts, options.beam_size, names)
     _log_texts(state, texts)
     return texts, sentences_by_text
 
 
 async def _translate(
-    state: ServiceState, request: Request, loaded: LoadedModel, texts: list[str], options: Options
+    state: ServiceState, request: Request, loaded: LoadedModel, texts: list[str], options: Options,
+    names: list[str] | None = None,
 ) -> tuple[LoadedModel, list[TextTranslation]]:
-    texts, sentences_by_text = _prepared(state, texts, options)
+    texts, sentences_by_text = _prepared(state, texts, options, names)
 
     async def work(model: LoadedModel) -> tuple[LoadedModel, list[TextTranslation]]:
         deadline = time.monotonic() + state.settings.request_timeout_s
-        layout = [_pieces(state, model, position, sentences) for position, sentences in enumerate(sentences_by_text)]
+        layout = [_pieces(state, model, _name(names, position), sentences)
+                  for position, sentences in enumerate(sentences_by_text)]
         group = next(_request_groups)
         requests = [
             # attention is only kept when an <unk> in the source may be copied into the output
@@ -391,7 +402,7 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
     async def work(model: LoadedModel) -> Attended:
         if model.manifest.attention == "none":
             raise AttentionUnavailable(f"model {model.name} version {model.version} has no attention")
-        pieces = [piece for piece in _pieces(state, model, 0, sentences) if not piece.empty]
+        pieces = [piece for piece in _pieces(state, model, _name(None, 0), sentences) if not piece.empty]
         if not pieces:
             return Attended(model, "", False, [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
         deadline = time.monotonic() + state.settings.request_timeout_s

@@ -27,6 +27,7 @@ from model_store import (
     SpecialTokens,
     write_manifest,
 )
+from model_store.codec import EOS_ID
 from service.app import create_app
 from service.engine import DecoderState, EncoderOutput, Memory, StepOutput
 from service.settings import Settings
@@ -80,6 +81,9 @@ class EchoModel:
         position = np.minimum(step, memory.source_mask.sum(1) - 1)  # [rows]
         token = np.rint(memory.memory[np.arange(rows), position, 0]).astype(np.int64)
         probs = np.full((rows, self.vocab_size), 0.1 / self.vocab_size, np.float64)
+        # Like a trained model, the end is unlikely until the source is copied: a beam finishes the
+        # copy rather than an early eos among the tokens that tie for second place.
+        probs[:, EOS_ID] = np.where(token == EOS_ID, 0.9, 1e-9)
         probs[np.arange(rows), token] = 0.9
         attention = np.zeros((rows, src_len), np.float32)
         attention[np.arange(rows), position] = 1.0

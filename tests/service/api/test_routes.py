@@ -286,6 +286,8 @@ def test_models_lists_versions_scores_and_default(client: TestClient) -> None:
     ]
     assert models[0]["evaluation"] == {"fp32": {"everyday": {"bleu": 12.5, "chrf": 40.0}}}
     assert models[0]["quantization"] == "none" and models[0]["providers"]
+    # the limit a request meets (TRANSLATOR_MAX_SOURCE_TOKENS), and apart from it what the model was trained on
+    assert (models[0]["max_source_tokens"], models[0]["trained_max_source_tokens"]) == (256, 64)
 
 
 def test_libretranslate_form_json_and_lists(client: TestClient) -> None:
@@ -302,8 +304,13 @@ def test_libretranslate_form_json_and_lists(client: TestClient) -> None:
 
 def test_libretranslate_html_keeps_the_markup(make_client: ClientFactory) -> None:
     """format html: every text node translated on its own (the echo model echoes), tags, attributes
-    and code untouched; the limits on texts apply to the fragments as sent, not to their nodes."""
-    client = make_client(max_texts_per_request=2)
+    and code untouched; the limits on texts apply to the fragments as sent, not to their nodes, and a
+    refusal names the fragment (a node's own index meant nothing to the client)."""
+    client = make_client(max_texts_per_request=2, max_source_tokens=12)
+    long_node = client.post("/translate", json={"q": ["<b>big</b>", "<p>hello</p><p>" + "big " * 20 + "</p>"],
+                                                "target": "de", "format": "html"})
+    message = assert_error(long_node, 413, "too_large")["error"]["message"]
+    assert message.startswith("text 1's text node 1 is "), message
     fragment = ('<p title="x">hello world <b>big</b></p><code>the house</code>'
                 "<ul>" + "<li>good morning</li>" * 5 + "</ul>")
     response = client.post("/translate", json={"q": fragment, "target": "de", "format": "html"})
