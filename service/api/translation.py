@@ -43,9 +43,9 @@ log = logging.getLogger("service.api.translation")
 # translation ("a\x00b" -> "a a\x00b b"). Whitespace controls (tab, form feed, the separators
 # U+001C-U+001F, U+0085) are layout: line breaks to the sentence splitter, spaces within a sentence.
 _CONTROL_CHARACTERS = re.compile(
-    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u180e\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+    r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u180e\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 # Within a sentence, any run of whitespace (and zero-width spaces) is one word break.
-_SPACES = re.compile("[\\s\u200b]+")
+_SPACES = re.compile(r"[\s\u200b]+")
 T = TypeVar("T")
 EOS_TOKEN = "</s>"
 # One engine group per HTTP request: its sentences share it, so the scheduler can let other requests'
