@@ -213,6 +213,12 @@ class ModelRegistry:
 
     def _load_blocking(self, artifact_dir: Path) -> tuple[Manifest, Codec, Seq2SeqModel]:
         manifest = verify_artifact(artifact_dir)  # raises naming the first missing or modified file
+        if (manifest.name, manifest.version) != (artifact_dir.parent.name, artifact_dir.name):
+            # A copied artifact: /v1/models, metrics and answers would name another version than was asked for.
+            raise ModelLoadFailed(
+                f"{artifact_dir}: its manifest says {manifest.name} version {manifest.version}; an artifact must lie "
+                "in <store>/<name>/<version>/ as its manifest names it"
+            )
         if self._settings.variant not in manifest.variants:
             raise ModelLoadFailed(
                 f"{artifact_dir}: variant {self._settings.variant!r} not in the artifact "

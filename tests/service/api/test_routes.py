@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -639,6 +640,20 @@ def test_reload_swaps_and_keeps_the_old_version_on_failure(make_client: ClientFa
     assert "translator_model_load_failures_total 2.0" in metrics
     assert 'translator_model_info{name="en-de",provider="cpu",variant="fp32",version="2"} 1.0' in metrics
     assert 'translator_model_info{name="en-de",provider="cpu",variant="fp32",version="1"}' not in metrics
+
+
+def test_an_artifact_copied_to_another_version_is_refused(fake_store: Path, tmp_path: Path,
+                                                           make_client: ClientFactory) -> None:
+    """en-de/1 copied to en-de/5 verifies (its files are intact) but would be served and reported as
+    version 1 while the operator asked for 5."""
+    store = tmp_path / "store"
+    shutil.copytree(fake_store, store)
+    shutil.copytree(store / "en-de" / "1", store / "en-de" / "5")
+    client = make_client(model_store=store, api_keys="admin")
+    refused = client.post("/v1/admin/reload", json={"name": "en-de", "version": "5"},
+                          headers={"Authorization": "Bearer admin"})
+    message = assert_error(refused, 409, "reload_failed")["error"]["message"]
+    assert "its manifest says en-de version 1" in message, message
 
 
 def test_reload_under_traffic_drops_no_request(make_client: ClientFactory) -> None:
