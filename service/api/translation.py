@@ -13,6 +13,7 @@ import itertools
 import logging
 import re
 import time
+import unicodedata
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -355,8 +356,9 @@ async def translate_html(
 
 def _prepared(state: ServiceState, texts: list[str], options: Options,
               names: list[str] | None = None) -> tuple[list[str], list[list[Sentence]]]:
-    """The texts without control characters, and their sentences (split_texts' limits apply)."""
-    texts = [_CONTROL_CHARACTERS.sub("", text) for text in texts]
+    """The texts in NFC (as the training corpus is: a tokenizer without NFKC normalisation would not
+    know a decomposed "ü") without control characters, and their sentences (split_texts' limits apply)."""
+    texts = [unicodedata.normalize("NFC", _CONTROL_CHARACTERS.sub("", text)) for text in texts]
     sentences_by_text = split_texts(state, texts, options.beam_size, names)
     _log_texts(state, texts)
     return texts, sentences_by_text

@@ -144,6 +144,7 @@ def fake_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         vocab_size=60,
         model_type="unigram",
         character_coverage=1.0,
+        normalization_rule_name="identity",  # as training.tokenizer trains them
         pad_id=0,
         unk_id=1,
         bos_id=2,

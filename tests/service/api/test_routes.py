@@ -379,6 +379,9 @@ def test_invisible_and_c1_control_characters_are_dropped(client: TestClient) -> 
     clean = client.post("/v1/translate", json={"text": "hello world"}).json()["translations"]
     for dirty in ("hel\u0093lo wor\u009fld", "hel\u00adlo\u200e world\ufeff"):
         assert client.post("/v1/translate", json={"text": dirty}).json()["translations"] == clean, dirty
+    # decomposed characters are composed (NFC), as the training corpus is
+    composed = client.post("/v1/translate", json={"text": "gross \u00fc"}).json()["translations"]
+    assert client.post("/v1/translate", json={"text": "gross u\u0308"}).json()["translations"] == composed
 
 
 def test_languages_in_libretranslate_form(client: TestClient) -> None:
