@@ -72,7 +72,8 @@ data: $(STAMPS)/dev $(STAMPS)/apt-data
 	$(PY) -m training.data.build --out data/corpus
 	$(PY) -m training.tokenizer --train data/corpus/train.tsv --out data/tokenizer --vocab-size 8000
 
-# Resumable: re-running continues from runs/*/last.pt. MINUTES bounds each training run.
+# Resumable: re-running continues from runs/*/last.pt (mid-epoch too, on the batches an uninterrupted run
+# would train). MINUTES bounds each training run: a re-run trains up to MINUTES more (last.pt keeps the total).
 MINUTES ?= 80
 PRESET  ?= cpu
 # The next free version of en-de: publishing never overwrites a shipped artifact.

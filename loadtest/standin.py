@@ -8,6 +8,7 @@ against it should force output lengths (`bench.py --lengths reference`).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def write_standin(out_dir: Path, tokenizer: Path, preset: str = "cpu", seed: int
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / "standin.pt"
     save_checkpoint(checkpoint, model, TrainConfig(tokenizer_model=str(tokenizer.resolve())), tokenizer.resolve())
+    # A scratch artifact, made again on every run (export refuses to overwrite a published version).
+    shutil.rmtree(out_dir / "store" / STANDIN_NAME / STANDIN_VERSION, ignore_errors=True)
     artifact_dir, _, _ = write_artifact(
         model, tokenizer, out_dir / "store", STANDIN_NAME, STANDIN_VERSION,
         source_language="en", target_language="de", max_source_tokens=100,

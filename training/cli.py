@@ -71,12 +71,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from training.export import VersionExistsError
     from training.publish import publish
 
-    artifact = publish(Path(args.checkpoint), Path(args.none_checkpoint) if args.none_checkpoint else None,
-                       Path(args.corpus), Path(args.store), args.name, args.version, beam_size=args.beam,
-                       limit=args.limit, threads=args.threads or 0, trained_on=args.trained_on,
-                       length_penalty_alpha=args.alpha)
+    try:
+        artifact = publish(Path(args.checkpoint), Path(args.none_checkpoint) if args.none_checkpoint else None,
+                           Path(args.corpus), Path(args.store), args.name, args.version, beam_size=args.beam,
+                           limit=args.limit, threads=args.threads or 0, trained_on=args.trained_on,
+                           length_penalty_alpha=args.alpha)
+    except VersionExistsError as exc:  # a clear line, not a traceback
+        raise SystemExit(f"export: {exc}") from exc
     print(artifact)
     return 0
 
@@ -101,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     train_parser.add_argument("--tokenizer", default="data/tokenizer/spm.model")
     train_parser.add_argument("--out", default="runs/en-de")
     train_parser.add_argument("--epochs", type=int)
-    train_parser.add_argument("--minutes", type=float, help="time budget; the best checkpoint so far is kept")
+    train_parser.add_argument("--minutes", type=float,
+                              help="time budget of this run (a resumed run gets its own; last.pt keeps the "
+                                   "total training time); the best checkpoint so far is kept")
     train_parser.add_argument("--threads", type=int, help="CPU threads for torch")
     train_parser.add_argument("--device", help="auto (default), cpu or cuda")
     train_parser.add_argument("--max-train-pairs", type=int)
@@ -119,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     export_parser.add_argument("--corpus", default="data/corpus")
     export_parser.add_argument("--store", default="model_store")
     export_parser.add_argument("--name", default="en-de")
-    export_parser.add_argument("--version", required=True)
+    export_parser.add_argument("--version", required=True,
+                               help="a new version (a directory name, e.g. 4): an existing one is never replaced")
     export_parser.add_argument("--beam", type=int, default=5)
     export_parser.add_argument("--alpha", type=float,
                                help="GNMT length penalty for the beam scores (default: tuned on the valid split)")

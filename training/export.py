@@ -1,13 +1,21 @@
 """Export a trained Seq2Seq to model_store's two ONNX graphs, check parity, quantize to int8,
 and write a versioned artifact (the single writer of model_store artifacts).
 
+Publishing never replaces a version: an artifact is built in a hidden staging directory next to its
+version (`<store>/<name>/.<version>.partial/<version>`, which model_store never lists: no manifest.json
+at its top), checked there, and renamed into place as the last step, so that readers see a complete
+version or none; a failure removes the staging directory and leaves the store as it was.
+
 Imports torch, onnx(runtime) and model_store; never service.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,6 +224,69 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
     quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
 
 
+class VersionExistsError(FileExistsError):
+    """The version to publish exists already (or another export of it is under way): never replaced."""
+
+
+def next_free_version(store: Path, name: str) -> str:
+    """One more than the highest version of `name` named with ASCII digits ("1" when there is none)."""
+    model_dir = Path(store) / name
+    entries = [p.name for p in model_dir.iterdir()] if model_dir.is_dir() else []
+    return str(max((int(e) for e in entries if e.isascii() and e.isdecimal()), default=0) + 1)
+
+
+def _staging_root(artifact_dir: Path) -> Path:
+    return artifact_dir.with_name(f".{artifact_dir.name}.partial")
+
+
+def check_version_free(store: Path, name: str, version: str) -> Path:
+    """The directory version `version` of `name` would have; raises VersionExistsError if it (or an
+    export of it in progress) exists, ValueError if `version` is not a plain visible directory name."""
+    if not version or version in (".", "..") or version.startswith(".") or "/" in version or "\\" in version:
+        raise ValueError(f"version {version!r} is not a plain directory name (e.g. \"4\")")
+    artifact_dir = Path(store) / name / version
+    if os.path.lexists(artifact_dir):
+        raise VersionExistsError(
+            f"{artifact_dir} exists already: publishing never replaces a version; "
+            f"publish as version {next_free_version(store, name)}, the next free one")
+    staging_root = _staging_root(artifact_dir)
+    if os.path.lexists(staging_root):
+        raise VersionExistsError(
+            f"{staging_root} exists: another export of version {version} is under way, or one was killed "
+            "(then remove that directory)")
+    return artifact_dir
+
+
+@contextmanager
+def staged_artifact(store: Path, name: str, version: str) -> Iterator[Path]:
+    """An empty directory to build version `version` of `name` in, hidden from model_store's readers.
+    When the with-block ends without an exception it is renamed to `<store>/<name>/<version>` (atomic,
+    the last step); on any exception it is removed and nothing of the version is left."""
+    artifact_dir = check_version_free(store, name, version)
+    model_dir, staging_root = artifact_dir.parent, _staging_root(artifact_dir)
+    created_model_dir = not model_dir.exists()
+    model_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        staging_root.mkdir()  # exclusive: a concurrent export of the same version stops here
+    except FileExistsError as exc:
+        raise VersionExistsError(
+            f"{staging_root} exists: another export of version {version} is under way") from exc
+    published = False
+    try:
+        staged = staging_root / version
+        staged.mkdir()
+        yield staged
+        if os.path.lexists(artifact_dir):  # created while this export ran
+            raise VersionExistsError(f"{artifact_dir} appeared while exporting: not replaced")
+        os.rename(staged, artifact_dir)
+        published = True
+    finally:
+        shutil.rmtree(staging_root, ignore_errors=True)
+        if created_model_dir and not published:
+            with suppress(OSError):
+                model_dir.rmdir()  # only if still empty
+
+
 def write_artifact(
     model: Seq2Seq, codec_model_path: Path, store: Path, name: str, version: str,
     source_language: str, target_language: str, max_source_tokens: int,
@@ -223,13 +294,25 @@ def write_artifact(
     evaluation: dict[str, dict[str, dict[str, float]]] | None = None,
     with_int8: bool = True, extra_files: dict[str, Path] | None = None, fp16_storage: bool = True,
 ) -> tuple[Path, Manifest, ParityReport]:
-    """Export, check parity (raising on failure), optionally quantize, optionally store the fp32
-    graphs' weights as fp16 (parity checked again), copy the tokenizer and any report files, and
-    write the checksummed manifest. Returns the artifact directory."""
-    artifact_dir = Path(store) / name / version
-    if artifact_dir.exists():
-        shutil.rmtree(artifact_dir)
-    artifact_dir.mkdir(parents=True)
+    """build_artifact into a staging directory, then move it into place as `<store>/<name>/<version>`;
+    refuses (VersionExistsError) a version that exists. Returns the artifact directory."""
+    with staged_artifact(store, name, version) as staged:
+        manifest, parity = build_artifact(
+            model, codec_model_path, staged, name, version, source_language, target_language,
+            max_source_tokens, training_info, data_info, evaluation, with_int8, extra_files, fp16_storage)
+    return Path(store) / name / version, manifest, parity
+
+
+def build_artifact(
+    model: Seq2Seq, codec_model_path: Path, artifact_dir: Path, name: str, version: str,
+    source_language: str, target_language: str, max_source_tokens: int,
+    training_info: dict[str, Any], data_info: dict[str, Any],
+    evaluation: dict[str, dict[str, dict[str, float]]] | None = None,
+    with_int8: bool = True, extra_files: dict[str, Path] | None = None, fp16_storage: bool = True,
+) -> tuple[Manifest, ParityReport]:
+    """Export into `artifact_dir` (an empty directory), check parity (raising on failure), optionally
+    quantize, optionally store the fp32 graphs' weights as fp16 (parity checked again), copy the
+    tokenizer and any report files, and write the checksummed manifest."""
     graphs = export_onnx(model, artifact_dir)
     parity = check_parity(model, artifact_dir / ENCODER_FILE, artifact_dir / DECODER_FILE)
     if parity.max_abs_log_prob_diff > PARITY_TOLERANCE or not parity.greedy_identical:
@@ -274,4 +357,4 @@ def write_artifact(
         training={**training_info, "parity": parity.__dict__, **storage},
         data=data_info, evaluation=evaluation or {},
     )
-    return artifact_dir, write_manifest(artifact_dir, manifest), parity
+    return write_manifest(artifact_dir, manifest), parity

@@ -1,7 +1,9 @@
 """Publish a trained model into model_store: evaluate (attention vs none, greedy vs beam), export,
 score the ONNX fp32 and int8 variants, keep int8 only if it costs at most 0.5 BLEU, write the manifest.
 
-The one place that turns checkpoints into a shipped artifact. Never imports service.
+The one place that turns checkpoints into a shipped artifact. A version that exists is never replaced;
+the artifact is built and gated in a hidden staging directory and moved into place only once complete
+(training/export.py, staged_artifact). Never imports service.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from model_store.codec import Codec
 from training import evaluate
 from training.checkpoint import load_checkpoint, resolve_tokenizer
 from training.decode import make_translate_fn
-from training.export import INT8_DECODER_FILE, INT8_ENCODER_FILE, write_artifact
+from training.export import (
+    INT8_DECODER_FILE,
+    INT8_ENCODER_FILE,
+    build_artifact,
+    check_version_free,
+    staged_artifact,
+)
 from training.onnx_decode import make_onnx_translate_fn
 
 MAX_INT8_BLEU_DROP = 0.5
@@ -80,7 +88,12 @@ def publish(
     length_penalty_alpha: float | None = None,
 ) -> Path:
     """length_penalty_alpha None: tune it on the validation split (evaluate.tune_length_penalty), for
-    the attention model and its `none` twin each (the comparison gives each model its best decoding)."""
+    the attention model and its `none` twin each (the comparison gives each model its best decoding).
+
+    Returns `<store>/<name>/<version>`; raises training.export.VersionExistsError, before any of the
+    evaluation's minutes, if that version exists. Nothing of the version appears in the store unless
+    the whole export (parity, int8 gate, manifest) succeeded."""
+    check_version_free(store, name, version)
     if threads > 0:
         torch.set_num_threads(threads)
     tuning: dict[str, Any] = {}
@@ -139,15 +152,17 @@ def publish(
         data_info["licences"] = {"ding (trans-de-en)": "GPL-2.0-or-later", "libreoffice help/ui": "MPL-2.0"}
         max_source = int(info["train_config"].get("max_source_tokens", 100))
 
-        artifact_dir, manifest, _ = write_artifact(
-            model, tokenizer, store, name, version, source_language="en", target_language="de",
-            max_source_tokens=max_source, training_info=training_info, data_info=data_info,
-            evaluation=evaluation, with_int8=True,
-            extra_files={f"{REPORT_DIR}/{p.name}": p for p in sorted(report_dir.iterdir()) if p.is_file()},
-        )
-        manifest = _gate_int8(artifact_dir, manifest, corpus_dir, limit, threads)
+        # Built, checked and gated out of the readers' sight; moved into place as the last step.
+        with staged_artifact(store, name, version) as staged:
+            manifest, _ = build_artifact(
+                model, tokenizer, staged, name, version, source_language="en", target_language="de",
+                max_source_tokens=max_source, training_info=training_info, data_info=data_info,
+                evaluation=evaluation, with_int8=True,
+                extra_files={f"{REPORT_DIR}/{p.name}": p for p in sorted(report_dir.iterdir()) if p.is_file()},
+            )
+            manifest = _gate_int8(staged, manifest, corpus_dir, limit, threads)
         print(json.dumps(manifest.evaluation, indent=1))
-        return artifact_dir
+        return Path(store) / name / version
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

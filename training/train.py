@@ -11,8 +11,9 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -143,15 +144,65 @@ def validation_loss(model: Seq2Seq, batches: list[list[EncodedPair]], device: to
 
 @dataclass
 class TrainState:
-    """Progress that a resumed run continues from (saved in every checkpoint)."""
+    """Progress that a resumed run continues from (saved in every checkpoint).
 
-    epoch: int = 0
-    step: int = 0
+    A resumed run trains on exactly the batches, in the same order and with the same dropout masks,
+    that the run would have trained on without the interruption: each epoch's batch order depends on
+    the seed and the epoch only (rebuilt on resume, the `batches_done` already trained skipped), and
+    the random generators go on from the states saved with the checkpoint.
+    """
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps, all runs together
     best_valid_loss: float = math.inf
     validations_without_improvement: int = 0
     learning_rate: float = 0.0
-    elapsed_seconds: float = 0.0
+    elapsed_seconds: float = 0.0  # training time of all runs together (each run has its own time budget)
     history: list[dict[str, float]] | None = None
+    batches_done: int = 0  # of epoch `epoch`'s batches, trained before the checkpoint (0: at its start)
+    batches_in_epoch: int = 0  # how many that epoch has: a resume with other data or batching starts it anew
+    rng_states: dict[str, Any] | None = None  # "torch", "python" and, on CUDA, "cuda" (one per device)
+
+
+def _epoch_batches(pairs: list[EncodedPair], config: TrainConfig, epoch: int) -> list[list[EncodedPair]]:
+    """The training batches of `epoch`, in their order: a function of the seed and the epoch alone,
+    so that a resumed run rebuilds the order of the epoch it was interrupted in."""
+    return make_batches(pairs, config.batch_tokens, random.Random(config.seed + epoch))
+
+
+def _rng_states(device: torch.device) -> dict[str, Any]:
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_rng_states(states: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(states["torch"].cpu())  # torch.load(map_location=cuda) may have moved it
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if device.type == "cuda":
+        cuda = states.get("cuda")
+        if cuda is not None and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([state.cpu() for state in cuda])
+        else:
+            print("warning: the checkpoint has no CUDA random state for these devices: dropout masks on "
+                  "the GPU differ from an uninterrupted run's", file=sys.stderr)
+
+
+def _resume_state(saved: dict[str, Any], path: Path, device: torch.device) -> TrainState:
+    """The TrainState of a checkpoint, its random generators restored; an older checkpoint (without
+    the position in the epoch or the random state) resumes at the start of its epoch, with a warning."""
+    known = {f.name for f in fields(TrainState)}
+    state = TrainState(**{key: value for key, value in saved.items() if key in known})
+    if "batches_done" in saved and state.rng_states is not None:
+        _restore_rng_states(state.rng_states, device)
+    else:
+        state.batches_done, state.batches_in_epoch = 0, 0
+        print(f"warning: {path} was written without its position in the epoch or its random state "
+              f"(an older trainer): epoch {state.epoch + 1} starts again from its first batch, "
+              "so batches of it trained before the interruption are trained again", file=sys.stderr)
+    return state
 
 
 def _save(path: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, state: TrainState,
@@ -193,21 +244,27 @@ def train(model_config: ModelConfig, config: TrainConfig, resume: bool = True) -
             raise ValueError(f"{last_path} was trained with another model config; use a new out_dir")
         model.load_state_dict(checkpoint["model_state"])
         optimizer.load_state_dict(checkpoint["optimizer_state"])
-        state = TrainState(**checkpoint["train_state"])
-        print(f"resumed from {last_path} at epoch {state.epoch}, step {state.step}", file=sys.stderr)
+        state = _resume_state(checkpoint["train_state"], last_path, device)
+        print(f"resumed from {last_path} at epoch {state.epoch} (+{state.batches_done} batches), "
+              f"step {state.step}, after {state.elapsed_seconds / 60:.1f} min of training", file=sys.stderr)
+        if state.validations_without_improvement >= config.early_stopping_patience:
+            print(f"{last_path} had already stopped early: nothing to train (--restart to start over)",
+                  file=sys.stderr)
+            return best_path
     for group in optimizer.param_groups:
         group["lr"] = state.learning_rate
     (out_dir / "config.json").write_text(
         json.dumps({"model": asdict(model_config), "train": asdict(config)}, indent=2), encoding="utf-8"
     )
 
-    rng = random.Random(config.seed + state.epoch)
+    # The time budget bounds this run; a resumed run gets a budget of its own. state.elapsed_seconds
+    # (checkpointed, reported by publish) adds this run's training time to the earlier runs'.
     budget_seconds = config.time_budget_minutes * 60 if config.time_budget_minutes else math.inf
-    started = time.monotonic() - state.elapsed_seconds
+    started, elapsed_before = time.monotonic(), state.elapsed_seconds
 
     def validate_and_checkpoint(partial_epoch: bool) -> bool:
         """Validate, decay the lr on a plateau, checkpoint; True when early stopping says stop."""
-        state.elapsed_seconds = time.monotonic() - started
+        state.elapsed_seconds = elapsed_before + time.monotonic() - started
         valid = validation_loss(model, valid_batches, device, model_config.pad_id)
         improved = valid < state.best_valid_loss
         entry = {"epoch": state.epoch + (0.5 if partial_epoch else 0.0), "step": state.step,
@@ -224,6 +281,7 @@ def train(model_config: ModelConfig, config: TrainConfig, resume: bool = True) -
                 state.learning_rate = max(state.learning_rate * config.lr_decay, config.min_learning_rate)
                 for group in optimizer.param_groups:
                     group["lr"] = state.learning_rate
+        state.rng_states = _rng_states(device)  # validation draws no random numbers (eval mode)
         _save(last_path, model, optimizer, state, config)
         if improved:
             _save(best_path, model, optimizer, state, config)
@@ -232,12 +290,19 @@ def train(model_config: ModelConfig, config: TrainConfig, resume: bool = True) -
     model.train()
     stop = False
     while state.epoch < config.epochs and not stop:
-        # A resumed run re-runs its interrupted epoch with a fresh shuffle.
-        batches = make_batches(train_pairs, config.batch_tokens, rng)
-        progress = tqdm(batches, desc=f"epoch {state.epoch + 1}", file=sys.stderr, mininterval=5.0,
-                        disable=not sys.stderr.isatty())
+        # A resumed run rebuilds its interrupted epoch's order and skips the batches already trained.
+        batches = _epoch_batches(train_pairs, config, state.epoch)
+        first = state.batches_done
+        if first and (first > len(batches) or state.batches_in_epoch != len(batches)):
+            print(f"warning: epoch {state.epoch + 1} now has {len(batches)} batches, the checkpoint's "
+                  f"{state.batches_in_epoch} (other training data or batch size?): it starts again from "
+                  "its first batch", file=sys.stderr)
+            first = 0
+        state.batches_done, state.batches_in_epoch = first, len(batches)
+        progress = tqdm(batches[first:], desc=f"epoch {state.epoch + 1}", file=sys.stderr, mininterval=5.0,
+                        initial=first, total=len(batches), disable=not sys.stderr.isatty())
         window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
-        for step_in_epoch, pairs in enumerate(progress):
+        for step_in_epoch, pairs in enumerate(progress, start=first):
             batch = collate(pairs, model_config.pad_id, device)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
                 loss, tokens = batch_loss(model, batch, config.label_smoothing, model_config.pad_id)
@@ -247,6 +312,7 @@ def train(model_config: ModelConfig, config: TrainConfig, resume: bool = True) -
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             optimizer.step()
             state.step += 1
+            state.batches_done = step_in_epoch + 1
             window_loss += loss.item() * tokens
             window_tokens += tokens
             if config.log_every_steps and state.step % config.log_every_steps == 0:
@@ -259,7 +325,8 @@ def train(model_config: ModelConfig, config: TrainConfig, resume: bool = True) -
                           f"tokens/s {window_tokens / max(seconds, 1e-9):.0f}", file=sys.stderr, flush=True)
                 window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
             if time.monotonic() - started > budget_seconds:
-                print("time budget reached", file=sys.stderr)
+                print(f"time budget reached ({config.time_budget_minutes:g} min this run; "
+                      f"{(elapsed_before + time.monotonic() - started) / 60:.1f} min all runs)", file=sys.stderr)
                 validate_and_checkpoint(partial_epoch=True)
                 stop = True
                 break
@@ -269,7 +336,7 @@ def train(model_config: ModelConfig, config: TrainConfig, resume: bool = True) -
                 if stop:
                     break
         else:
-            state.epoch += 1
+            state.epoch, state.batches_done = state.epoch + 1, 0
             stop = validate_and_checkpoint(partial_epoch=False)
     if state.validations_without_improvement >= config.early_stopping_patience:
         print(f"early stopping at epoch {state.epoch}, step {state.step}", file=sys.stderr)
