@@ -12,9 +12,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
@@ -35,6 +37,9 @@ from service.models import ModelLoader, ModelRegistry, load_onnx_model
 from service.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Swagger UI's own files (a Swagger UI 5 that reads OpenAPI 3.1), shipped in the fastapi-offline wheel: /docs
+# loads nothing from a CDN, so it works offline. Only the files are used, not its FastAPI factory.
+SWAGGER_UI_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
 log = logging.getLogger("service.app")
 
 DESCRIPTION = """English->German translation with an LSTM + attention model served by ONNX Runtime,
@@ -90,6 +95,8 @@ def create_app(settings: Settings, *, model_loader: ModelLoader = load_onnx_mode
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load Swagger UI / ReDoc from a CDN: /docs is served below instead
+        redoc_url=None,
     )
     app.state.service = state
     app.state.metrics = metrics
@@ -124,5 +131,18 @@ def create_app(settings: Settings, *, model_loader: ModelLoader = load_onnx_mode
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        # Relative URLs, as the page at / uses: they resolve against /docs's folder, so the docs work under
+        # a path prefix too (a proxy that strips it).
+        return get_swagger_ui_html(
+            openapi_url="openapi.json",
+            title=f"{app.title} - API documentation",
+            swagger_js_url="docs/static/swagger-ui-bundle.js",
+            swagger_css_url="docs/static/swagger-ui.css",
+            swagger_favicon_url="docs/static/favicon.png",
+        )
+
+    app.mount("/docs/static", StaticFiles(directory=SWAGGER_UI_DIR), name="docs-static")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -1,12 +1,22 @@
 /* The page's behaviour: fill the language pairs from GET v1/models, call POST v1/attention, show the
    translation, the heatmap (a table) and the alignment (an SVG of weighted lines), and API errors in words.
+   A text of several sentences is shown one sentence at a time (its weights are a block diagonal), and no
+   sentence draws more than MAX_DRAWN_CELLS cells. Model and user text only ever goes in as text (textContent,
+   attributes), never as markup.
    Plain browser JavaScript: no framework, no build step, no request beyond this service (relative URLs). */
 "use strict";
 
 (function () {
   const WORD_START = "\u2581"; // SentencePiece's word-start mark
-  const SPECIAL_TOKENS = new Set(["</s>", "<s>", "<unk>", "<pad>"]);
+  const EOS = "</s>"; // every sentence's source and target tokens end with their own
+  const SPECIAL_TOKENS = new Set([EOS, "<s>", "<unk>", "<pad>"]);
+  const SPOKEN_SPECIAL_TOKENS = { [EOS]: "end of sentence", "<s>": "start of sentence", "<unk>": "unknown word",
+    "<pad>": "padding" };
   const MAX_LABEL_CHARS = 24;
+  const MAX_SENTENCE_LABEL_CHARS = 60;
+  // A sentence with more attention weights than this is described in words instead of drawn (a table cell and
+  // up to one SVG line each): the same limit as the service's SVG heatmap (MAX_SVG_CELLS).
+  const MAX_DRAWN_CELLS = 20000;
   // Lines under this weight would be invisible anyway; skipping them keeps long sentences light.
   const MIN_LINE_WEIGHT = 0.01;
   // ColorBrewer "Blues", the same stops as service/api/attention_svg.py.
@@ -58,10 +68,23 @@
     alignment: byId("alignment"),
     alignmentReadout: byId("alignment-readout"),
     moses: byId("moses"),
+    sentencePicker: byId("sentence-picker"),
+    sentenceSelect: byId("sentence-select"),
+    sentencePrevious: byId("sentence-previous"),
+    sentenceNext: byId("sentence-next"),
+    sentencePosition: byId("sentence-position"),
+    heatmapScroll: byId("heatmap-scroll"),
+    heatmapTooLarge: byId("heatmap-too-large"),
+    alignmentScroll: byId("alignment-scroll"),
+    alignmentTooLarge: byId("alignment-too-large"),
   };
   let models = []; // GET v1/models .models
   let current = null; // the last attention response, for the hover read-outs
-  let busy = false;
+  let sentences = []; // its sentences: [{rows: [start, end), columns: [start, end), text}]
+  let shown = null; // the sentence drawn now (one of `sentences`), or null
+  let busy = false; // a request is in flight
+  let inFlight = null; // the submission being answered ({body, path, apiKey, key})
+  let pending = null; // the newest submission made meanwhile: sent when the one in flight ends
   let pinned = null; // {side, index}: a clicked word keeps its lines highlighted until clicked again
 
   // ---- tokens and colours ------------------------------------------------------------------------
@@ -72,8 +95,122 @@
     return "\u00b7" + piece; // a piece glued to the previous one
   }
 
-  function shortLabel(label) {
-    return label.length <= MAX_LABEL_CHARS ? label : label.slice(0, MAX_LABEL_CHARS - 1) + "\u2026";
+  function shortLabel(label, most = MAX_LABEL_CHARS) {
+    return label.length <= most ? label : label.slice(0, most - 1) + "\u2026";
+  }
+
+  /** A token as a screen reader or a tooltip should present it: its text without SentencePiece's marks. */
+  function tokenName(piece) {
+    if (SPECIAL_TOKENS.has(piece)) return SPOKEN_SPECIAL_TOKENS[piece];
+    if (piece.startsWith(WORD_START)) return piece.slice(WORD_START.length) || "a space";
+    return `${piece}, joined to the token before`;
+  }
+
+  function range(start, end) {
+    return Array.from({ length: end - start }, (_, i) => start + i);
+  }
+
+  // ---- sentences ---------------------------------------------------------------------------------
+
+  /** The sentences of an attention answer. Each sentence's source and target tokens end with its own </s>, and
+      its target rows attend only over its own source: the weights are a block diagonal, and each block can be
+      drawn alone. An answer that does not look like that is one block. */
+  function splitSentences(data) {
+    const ends = (tokens) => tokens.flatMap((token, i) => (token === EOS ? [i + 1] : []));
+    const rowEnds = ends(data.target_tokens);
+    const columnEnds = ends(data.source_tokens);
+    const whole = [{ rows: [0, data.target_tokens.length], columns: [0, data.source_tokens.length] }];
+    const complete =
+      rowEnds.length > 1 &&
+      rowEnds.length === columnEnds.length &&
+      rowEnds[rowEnds.length - 1] === data.target_tokens.length &&
+      columnEnds[columnEnds.length - 1] === data.source_tokens.length;
+    let blocks = whole;
+    if (complete) {
+      blocks = rowEnds.map((rowEnd, i) => ({
+        rows: [i ? rowEnds[i - 1] : 0, rowEnd],
+        columns: [i ? columnEnds[i - 1] : 0, columnEnds[i]],
+      }));
+      // Each row's weight must lie inside its own block (the rows sum to 1); otherwise draw the text whole.
+      const inside = blocks.every(({ rows, columns }) =>
+        range(rows[0], rows[1]).every((t) => {
+          let sum = 0;
+          for (let s = columns[0]; s < columns[1]; s++) sum += data.weights[t][s];
+          return sum > 0.99;
+        }),
+      );
+      if (!inside) blocks = whole;
+    }
+    return blocks.map((block) => ({ ...block, text: sentenceText(data.source_tokens.slice(...block.columns)) }));
+  }
+
+  /** The source text of a sentence, put back together from its pieces. */
+  function sentenceText(pieces) {
+    return pieces
+      .filter((piece) => piece !== EOS)
+      .join("")
+      .split(WORD_START)
+      .join(" ")
+      .trim();
+  }
+
+  function showSentencePicker() {
+    const several = sentences.length > 1;
+    ui.sentencePicker.hidden = !several;
+    if (!several) {
+      ui.sentenceSelect.replaceChildren();
+      return;
+    }
+    ui.sentenceSelect.replaceChildren(
+      ...sentences.map((sentence, i) =>
+        html("option", { value: String(i) }, `${i + 1}. ${shortLabel(sentence.text, MAX_SENTENCE_LABEL_CHARS)}`),
+      ),
+    );
+  }
+
+  /** Draw sentence `index` of the current answer in the heatmap and the alignment. */
+  function showSentence(index) {
+    if (!current || index < 0 || index >= sentences.length) return;
+    shown = sentences[index];
+    pinned = null;
+    clearHighlights();
+    ui.sentenceSelect.value = String(index);
+    ui.sentencePrevious.setAttribute("aria-disabled", String(index === 0));
+    ui.sentenceNext.setAttribute("aria-disabled", String(index === sentences.length - 1));
+    const rows = shown.rows[1] - shown.rows[0];
+    const columns = shown.columns[1] - shown.columns[0];
+    const sizes = `${rows} tokens written, ${columns} read.`;
+    ui.sentencePosition.textContent =
+      sentences.length > 1 ? `Sentence ${index + 1} of ${sentences.length}: ${sizes}` : sizes;
+    const cells = rows * columns;
+    const tooLarge = cells > MAX_DRAWN_CELLS;
+    ui.heatmapScroll.hidden = tooLarge;
+    ui.alignmentScroll.hidden = tooLarge;
+    ui.heatmapTooLarge.hidden = !tooLarge;
+    ui.alignmentTooLarge.hidden = !tooLarge;
+    ui.heatmapSection.hidden = false;
+    ui.alignmentSection.hidden = false;
+    if (tooLarge) {
+      const what = sentences.length > 1 ? "This sentence" : "This text";
+      const words =
+        `${what} has ${rows} \u00d7 ${columns} = ${cells.toLocaleString("en")} attention weights: too many to ` +
+        `draw here (at most ${MAX_DRAWN_CELLS.toLocaleString("en")}). Its translation is above; POST ` +
+        "v1/attention returns all its weights as JSON.";
+      ui.heatmapTooLarge.textContent = words;
+      ui.alignmentTooLarge.textContent = words;
+      ui.heatmap.replaceChildren();
+      ui.alignment.replaceChildren();
+      ui.heatmapReadout.textContent = "\u00a0";
+      ui.alignmentReadout.textContent = "\u00a0";
+      return;
+    }
+    renderHeatmap(current, shown);
+    renderAlignment(current, shown);
+  }
+
+  function stepSentence(step) {
+    if (!shown) return;
+    showSentence(sentences.indexOf(shown) + step);
   }
 
   function weightColour(weight) {
@@ -124,11 +261,10 @@
   }
 
   /** JSON in, JSON out; any failure becomes an ApiError carrying the service's own {error: {code, message}}. */
-  async function callApi(path, body) {
+  async function callApi(path, body, apiKey = ui.apiKey.value.trim()) {
     const headers = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    const key = ui.apiKey.value.trim();
-    if (key) headers["X-API-Key"] = key;
+    if (apiKey) headers["X-API-Key"] = apiKey;
     let response;
     try {
       response = await fetch(path, {
@@ -220,9 +356,10 @@
     return models.find((m) => m.source_language === source && m.target_language === target) || null;
   }
 
+  /** While a request is in flight the button stays enabled and focusable (a disabled button would drop the
+      keyboard's focus to the page): a submission meanwhile waits for it, see translate(). */
   function setBusy(value) {
     busy = value;
-    ui.button.disabled = value;
     ui.form.setAttribute("aria-busy", String(value));
     if (value) {
       ui.status.textContent = "Translating\u2026";
@@ -232,12 +369,13 @@
 
   function clearResults() {
     current = null;
-    for (const section of [ui.result, ui.heatmapSection, ui.alignmentSection]) section.hidden = true;
+    sentences = [];
+    shown = null;
+    for (const section of [ui.result, ui.sentencePicker, ui.heatmapSection, ui.alignmentSection]) section.hidden = true;
   }
 
-  async function translate(event) {
-    event.preventDefault();
-    if (busy) return;
+  /** What the form asks for now: the request it makes, and a key that tells two identical ones apart. */
+  function submission() {
     const model = selectedModel();
     // The text goes as typed: the service is the judge of what it accepts, and its answer is shown.
     const body = { text: ui.text.value, beam_size: Number(ui.beam.value) };
@@ -246,74 +384,132 @@
       body.target = model.target_language;
     }
     const withAttention = !model || model.attention !== "none";
+    const path = withAttention ? "v1/attention" : "v1/translate";
+    const apiKey = ui.apiKey.value.trim();
+    return { model, body, withAttention, path, apiKey, key: JSON.stringify([path, body, apiKey]) };
+  }
+
+  /** Submit: sends the form now, or, while a request is in flight, once it ends. Only the newest submission
+      waits (it replaces an older waiting one), and an answer that a newer submission has made stale is not
+      shown, so an older answer never replaces a newer one. */
+  function translate(event) {
+    event.preventDefault();
+    const wanted = submission();
+    if (!busy) {
+      send(wanted);
+      return;
+    }
+    if (wanted.key === inFlight.key) {
+      pending = null; // asked again for what is on its way: its answer will do
+      ui.status.textContent = "Translating\u2026";
+    } else {
+      pending = wanted;
+      ui.status.textContent = "Translating\u2026 The new text will be translated when this one is done.";
+    }
+  }
+
+  async function send(request) {
+    inFlight = request;
     setBusy(true);
     hideError();
     const started = performance.now();
+    let data = null;
+    let failure = null;
     try {
-      const data = await callApi(withAttention ? "v1/attention" : "v1/translate", body);
-      const elapsedMs = Math.round(performance.now() - started);
-      if (withAttention) {
-        showTranslation(data.translation, data.model, model, body.beam_size, elapsedMs, data.truncated);
-        current = data;
-        renderHeatmap(data);
-        renderAlignment(data);
-        ui.moses.textContent = data.moses || "(none)";
-      } else {
-        clearResults();
-        const translation = data.translations[0];
-        showTranslation(translation.text, data.model, model, body.beam_size, elapsedMs, translation.truncated);
-        ui.modelInfo.textContent += " \u00b7 this model has no attention to show";
-      }
-      ui.status.textContent = `Done in ${elapsedMs} ms.`;
+      data = await callApi(request.path, request.body, request.apiKey);
+    } catch (err) {
+      failure = err;
+    }
+    const requestMs = Math.round(performance.now() - started);
+    if (pending) {
+      // A newer text is waiting: this answer is stale, the newer one is sent now.
+      const next = pending;
+      pending = null;
+      send(next);
+      return;
+    }
+    inFlight = null;
+    setBusy(false);
+    if (failure) {
+      clearResults();
+      ui.status.textContent = "";
+      showError(failure, request.body.text);
+      return;
+    }
+    try {
+      const drawStarted = performance.now();
+      showAnswer(request, data, requestMs);
+      const drawMs = Math.round(performance.now() - drawStarted);
+      ui.status.textContent = `Done: the service answered in ${requestMs} ms; drawing took ${drawMs} ms.`;
       document.body.dataset.state = "done";
     } catch (err) {
       clearResults();
       ui.status.textContent = "";
-      showError(err, body.text);
-    } finally {
-      setBusy(false);
+      showError(err, request.body.text);
     }
   }
 
-  function showTranslation(text, modelRef, model, beamSize, elapsedMs, truncated) {
+  function showAnswer(request, data, requestMs) {
+    const { model, body } = request;
+    clearResults();
+    if (request.withAttention) {
+      showTranslation(data.translation, data.model, model, body.beam_size, requestMs, data.truncated);
+      current = data;
+      sentences = splitSentences(data);
+      showSentencePicker();
+      showSentence(0); // the first sentence; the picker shows the others
+      ui.moses.textContent = data.moses || "(none)";
+    } else {
+      const translation = data.translations[0];
+      showTranslation(translation.text, data.model, model, body.beam_size, requestMs, translation.truncated);
+      ui.modelInfo.textContent += " \u00b7 this model has no attention to show";
+    }
+  }
+
+  function showTranslation(text, modelRef, model, beamSize, requestMs, truncated) {
     ui.translation.textContent = text;
     ui.translation.lang = model ? model.target_language : "";
     const search = beamSize > 1 ? `beam search (${beamSize})` : "greedy search";
     // The service stopped a sentence at its length limit while the model would have gone on.
     const cut = truncated ? " \u00b7 cut short at its length limit" : "";
-    ui.modelInfo.textContent = `${modelRef.name} v${modelRef.version} \u00b7 ${search} \u00b7 ${elapsedMs} ms${cut}`;
+    ui.modelInfo.textContent =
+      `${modelRef.name} v${modelRef.version} \u00b7 ${search} \u00b7 answered in ${requestMs} ms${cut}`;
     ui.result.hidden = false;
   }
 
   // ---- heatmap: a table, target tokens as rows, source tokens as columns ---------------------------
 
-  function renderHeatmap(data) {
-    const sources = data.source_tokens.map((raw) => shortLabel(tokenLabel(raw)));
-    const targets = data.target_tokens.map((raw) => shortLabel(tokenLabel(raw)));
+  /** The heatmap of one sentence (`block`): data-t and data-s are indices into the whole answer's weights. */
+  function renderHeatmap(data, block) {
+    const targetIds = range(...block.rows);
+    const sourceIds = range(...block.columns);
+    const label = (raw) => shortLabel(tokenLabel(raw));
     const caption = html(
       "caption",
       { class: "sr-only" },
-      `Attention weights: ${targets.length} target tokens as rows, ${sources.length} source tokens as columns.`,
+      `Attention weights: ${targetIds.length} target tokens as rows, ${sourceIds.length} source tokens as columns.`,
     );
     const head = html("tr");
     const corner = html("th", { scope: "col", class: "corner" });
     corner.append(html("span", { class: "sr-only" }, "Target token / source token"));
     head.append(corner);
-    data.source_tokens.forEach((raw, s) => {
-      const th = html("th", { scope: "col", class: "col-label", title: raw, "data-s": String(s) });
-      th.append(html("span", {}, sources[s]));
+    for (const s of sourceIds) {
+      const raw = data.source_tokens[s];
+      const th = html("th", { scope: "col", class: "col-label", title: tokenName(raw), "data-s": String(s) });
+      th.append(html("span", {}, label(raw)));
       head.append(th);
-    });
+    }
     const body = html("tbody");
-    data.weights.forEach((row, t) => {
+    for (const t of targetIds) {
+      const raw = data.target_tokens[t];
+      const target = label(raw);
       const tr = html("tr");
-      tr.append(
-        html("th", { scope: "row", class: "row-label", title: data.target_tokens[t], "data-t": String(t) }, targets[t]),
-      );
-      row.forEach((weight, s) => {
+      tr.append(html("th", { scope: "row", class: "row-label", title: tokenName(raw), "data-t": String(t) }, target));
+      for (const s of sourceIds) {
+        const weight = data.weights[t][s];
         const td = html("td", {
           class: "cell",
-          title: `${targets[t]} \u2190 ${sources[s]}: ${weight.toFixed(3)}`,
+          title: `${target} \u2190 ${label(data.source_tokens[s])}: ${weight.toFixed(3)}`,
           "data-t": String(t),
           "data-s": String(s),
           "data-weight": String(weight),
@@ -321,9 +517,9 @@
         td.style.backgroundColor = weightColour(weight);
         td.append(html("span", { class: "sr-only" }, weight.toFixed(2)));
         tr.append(td);
-      });
+      }
       body.append(tr);
-    });
+    }
     const thead = html("thead");
     thead.append(head);
     ui.heatmap.replaceChildren(caption, thead, body);
@@ -375,9 +571,12 @@
     return { centres, slots: slots.map((slot) => slot + extra), natural };
   }
 
-  function renderAlignment(data) {
-    const sources = data.source_tokens.map((raw) => shortLabel(tokenLabel(raw)));
-    const targets = data.target_tokens.map((raw) => shortLabel(tokenLabel(raw)));
+  /** The alignment of one sentence (`block`); data-t, data-s and data-index index the whole answer. */
+  function renderAlignment(data, block) {
+    const targetIds = range(...block.rows);
+    const sourceIds = range(...block.columns);
+    const sources = sourceIds.map((s) => shortLabel(tokenLabel(data.source_tokens[s])));
+    const targets = targetIds.map((t) => shortLabel(tokenLabel(data.target_tokens[t])));
     ui.alignmentSection.hidden = false; // shown before measuring: a hidden section is 0 px wide
     const naturalPx = Math.max(layoutRow(sources, 0).natural, layoutRow(targets, 0).natural);
     const availablePx = ui.alignmentSection.clientWidth - SIDE_LABELS_PX - 48;
@@ -407,13 +606,14 @@
     );
 
     const lines = svg("g", { class: "lines" });
-    data.weights.forEach((row, t) => {
-      row.forEach((weight, s) => {
+    targetIds.forEach((t, i) => {
+      sourceIds.forEach((s, j) => {
+        const weight = data.weights[t][s];
         if (!(weight >= MIN_LINE_WEIGHT)) return;
         const line = svg("line", {
-          x1: target.centres[t].toFixed(1),
+          x1: target.centres[i].toFixed(1),
           y1: String(yTop),
-          x2: source.centres[s].toFixed(1),
+          x2: source.centres[j].toFixed(1),
           y2: String(yBottom),
           "stroke-width": (0.6 + 7 * weight).toFixed(2),
           "stroke-opacity": (0.12 + 0.88 * weight).toFixed(3),
@@ -421,28 +621,35 @@
           "data-s": String(s),
         });
         line.style.setProperty("--w", weight.toFixed(3));
-        line.append(svg("title", {}, `${targets[t]} \u2190 ${sources[s]}: ${weight.toFixed(3)}`));
+        line.append(svg("title", {}, `${targets[i]} \u2190 ${sources[j]}: ${weight.toFixed(3)}`));
         lines.append(line);
       });
     });
     root.append(lines);
-    root.append(tokenRow("target", targets, data.target_tokens, target, yTargetText));
-    root.append(tokenRow("source", sources, data.source_tokens, source, ySourceText));
+    root.append(tokenRow("target", targets, targetIds, data.target_tokens, target, yTargetText));
+    root.append(tokenRow("source", sources, sourceIds, data.source_tokens, source, ySourceText));
     ui.alignmentReadout.textContent = "\u00a0";
     pinned = null;
   }
 
-  function tokenRow(side, labels, raws, layout, yText) {
-    const group = svg("g", { class: `tokens ${side}` });
+  /** One row of tokens: a toolbar with a single Tab stop (roving tabindex: the row's current token has
+      tabindex 0, the others -1; the arrow keys, Home and End move along it). */
+  function tokenRow(side, labels, ids, raws, layout, yText) {
+    const wrote = side === "target";
+    const group = svg("g", {
+      class: `tokens ${side}`,
+      role: "toolbar",
+      "aria-label": wrote ? "Tokens the model wrote" : "Source tokens the model read",
+    });
     labels.forEach((label, i) => {
       const token = svg("g", {
         class: "token",
-        tabindex: "0",
+        tabindex: i === 0 ? "0" : "-1",
         role: "button",
         "aria-pressed": "false",
         "data-side": side,
-        "data-index": String(i),
-        "aria-label": `${side} token ${i + 1} of ${labels.length}: ${raws[i]}`,
+        "data-index": String(ids[i]),
+        "aria-label": `${side} token ${i + 1} of ${labels.length}: ${tokenName(raws[ids[i]])}`,
       });
       const centre = layout.centres[i];
       token.append(
@@ -461,9 +668,17 @@
     return group;
   }
 
+  /** The row's one Tab stop moves to `token`. */
+  function makeTabStop(token) {
+    for (const other of token.parentNode.querySelectorAll('.token[tabindex="0"]')) {
+      if (other !== token) other.setAttribute("tabindex", "-1");
+    }
+    token.setAttribute("tabindex", "0");
+  }
+
   function focusToken(side, index) {
     clearHighlights();
-    if (!current) return;
+    if (!current || !shown) return;
     const root = ui.alignment;
     const ownKey = side === "target" ? "t" : "s";
     const otherKey = side === "target" ? "s" : "t";
@@ -475,9 +690,14 @@
       const other = root.querySelector(`.token[data-side="${otherSide}"][data-index="${line.dataset[otherKey]}"]`);
       if (other) other.classList.add("linked");
     }
-    const tokens = side === "target" ? current.source_tokens : current.target_tokens;
-    const pairs = tokens
-      .map((raw, j) => [raw, side === "target" ? current.weights[index][j] : current.weights[j][index]])
+    // The other side's tokens of the same sentence: a sentence attends only over its own.
+    const others = side === "target" ? range(...shown.columns) : range(...shown.rows);
+    const pairs = others
+      .map((j) =>
+        side === "target"
+          ? [current.source_tokens[j], current.weights[index][j]]
+          : [current.target_tokens[j], current.weights[j][index]],
+      )
       .sort((a, b) => b[1] - a[1])
       .filter(([, w], rank) => rank === 0 || w >= MIN_LINE_WEIGHT)
       .slice(0, 3)
@@ -534,33 +754,42 @@
       ui.form.requestSubmit();
     }
   });
+  ui.sentenceSelect.addEventListener("change", () => showSentence(Number(ui.sentenceSelect.value)));
+  // aria-disabled at either end, never disabled: a disabled button would drop the keyboard's focus.
+  ui.sentencePrevious.addEventListener("click", () => stepSentence(-1));
+  ui.sentenceNext.addEventListener("click", () => stepSentence(1));
   ui.heatmap.addEventListener("mouseover", onHeatmapHover);
   ui.heatmap.addEventListener("mouseleave", restoreHighlights);
   ui.alignment.addEventListener("mouseover", onTokenEvent);
   ui.alignment.addEventListener("mouseout", onTokenLeave);
-  ui.alignment.addEventListener("focusin", onTokenEvent);
-  ui.alignment.addEventListener("focusout", onTokenLeave);
+  // Focus listeners sit on the scroll box, not on the <svg>: Chromium makes an SVG element with focus listeners a
+  // Tab stop of its own (a purposeless one: the tokens are the stops).
+  ui.alignmentScroll.addEventListener("focusin", (event) => {
+    const token = event.target.closest(".token");
+    if (token) makeTabStop(token);
+    onTokenEvent(event);
+  });
+  ui.alignmentScroll.addEventListener("focusout", onTokenLeave);
   ui.alignment.addEventListener("click", (event) => {
     const token = event.target.closest(".token");
     if (token) togglePin(token);
   });
   ui.alignment.addEventListener("keydown", (event) => {
     const token = event.target.closest(".token");
-    if (token && (event.key === "Enter" || event.key === " ")) {
+    if (!token) return;
+    if (event.key === "Enter" || event.key === " ") {
       event.preventDefault();
       togglePin(token);
       return;
     }
-    // Arrow keys walk along a row of tokens, so the view works without a mouse.
-    if (!token || (event.key !== "ArrowLeft" && event.key !== "ArrowRight")) return;
-    const step = event.key === "ArrowLeft" ? -1 : 1;
-    const next = ui.alignment.querySelector(
-      `.token[data-side="${token.dataset.side}"][data-index="${Number(token.dataset.index) + step}"]`,
-    );
-    if (next) {
-      event.preventDefault();
-      next.focus();
-    }
+    // Arrow keys, Home and End walk along the row of tokens, so the view works without a mouse.
+    const row = [...token.parentNode.querySelectorAll(".token")];
+    const at = row.indexOf(token);
+    const to = { ArrowLeft: at - 1, ArrowRight: at + 1, Home: 0, End: row.length - 1 }[event.key];
+    if (to === undefined) return;
+    event.preventDefault();
+    const next = row[Math.min(row.length - 1, Math.max(0, to))];
+    if (next !== token) next.focus();
   });
 
   document.body.dataset.state = "loading";

@@ -24,6 +24,20 @@ SVG = "{http://www.w3.org/2000/svg}"
 README_SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "screenshots" / "attention.png"
 
 
+# One number per line: the service translates each line as a sentence of its own (block diagonal weights).
+NUMBER_LINES = [
+    "three hundred and forty-two",
+    "five hundred and six",
+    "one thousand and twelve",
+    "eighty-seven",
+    "six hundred and sixty-one",
+    "nine hundred and ninety-nine",
+]
+# The page draws at most this many attention cells at once (as the service's SVG route, MAX_SVG_CELLS).
+MAX_DRAWN_CELLS = 20_000
+EOS = "</s>"
+
+
 def api_attention(base_url: str, text: str, beam_size: int = 1, **extra: Any) -> httpx.Response:
     body = {"text": text, "source": "en", "target": "de", "beam_size": beam_size, **extra}
     return httpx.post(f"{base_url}/v1/attention", json=body, timeout=60.0)
@@ -195,6 +209,9 @@ def test_every_form_control_has_a_label(page: Any) -> None:
     )
     assert unlabelled == []
     expect(page.get_by_role("button", name="Translate")).to_be_enabled()
+    # The example is a sentence for the shipped English -> German model, not the tests' number words.
+    placeholder = page.get_by_label("Text to translate").get_attribute("placeholder") or ""
+    assert placeholder[:1].isupper() and placeholder.endswith(".") and "hundred" not in placeholder
 
 
 def test_the_svg_format_returns_the_same_heatmap_as_a_document(live_server: str) -> None:
@@ -206,3 +223,288 @@ def test_the_svg_format_returns_the_same_heatmap_as_a_document(live_server: str)
     assert root.tag == f"{SVG}svg"
     cells = [rect for rect in root.iter(f"{SVG}rect") if rect.get("class") == "cell"]
     assert len(cells) == len(expected["target_tokens"]) * len(expected["source_tokens"])
+
+
+def sentence_blocks(data: dict[str, Any]) -> list[tuple[range, range]]:
+    """(target rows, source columns) of each sentence: both its token lists end with its own </s>."""
+    row_ends = [i + 1 for i, token in enumerate(data["target_tokens"]) if token == EOS]
+    column_ends = [i + 1 for i, token in enumerate(data["source_tokens"]) if token == EOS]
+    assert len(row_ends) == len(column_ends)
+    return [
+        (range(r0, r1), range(c0, c1))
+        for r0, r1, c0, c1 in zip([0, *row_ends[:-1]], row_ends, [0, *column_ends[:-1]], column_ends, strict=True)
+    ]
+
+
+def fabricated_attention(sentences: list[tuple[list[str], list[str]]], translation: str) -> dict[str, Any]:
+    """An /v1/attention answer for `sentences` ([(source pieces, target pieces)], each without its </s>):
+    the block diagonal the service sends, every row attending to its own sentence's source only."""
+    sources: list[str] = []
+    targets: list[str] = []
+    blocks = []
+    for source, target in sentences:
+        blocks.append((len(targets), len(target) + 1, len(sources), len(source) + 1))
+        sources += [*source, EOS]
+        targets += [*target, EOS]
+    weights = [[0.0] * len(sources) for _ in targets]
+    for row, rows, column, columns in blocks:
+        for t in range(row, row + rows):
+            for s in range(column, column + columns):
+                weights[t][s] = 1.0 / columns
+    return {
+        "model": {"name": "en-de", "version": "1"}, "translation": translation, "truncated": False,
+        "source_tokens": sources, "target_tokens": targets, "weights": weights, "alignment": [], "moses": "",
+    }
+
+
+def answer_attention_with(page: Any, answer: dict[str, Any]) -> None:
+    """POST v1/attention gets `answer` instead of going to the service."""
+    page.route("**/v1/attention", lambda route: route.fulfill(json=answer))
+
+
+def drawn_cells(page: Any) -> list[tuple[int, int, float]]:
+    return [tuple(cell) for cell in page.eval_on_selector_all(
+        "#heatmap td.cell", "cells => cells.map(c => [+c.dataset.t, +c.dataset.s, +c.dataset.weight])")]
+
+
+def test_a_text_of_several_sentences_shows_one_sentence_at_a_time(page: Any, live_server: str) -> None:
+    text = "\n".join(NUMBER_LINES)
+    expected = api_attention(live_server, text).json()
+    blocks = sentence_blocks(expected)
+    assert len(blocks) == len(NUMBER_LINES)
+    open_page(page)
+    translate(page, text)
+    # The translation stays whole; the heatmap and the alignment show the first sentence.
+    assert page.locator("#translation").inner_text() == expected["translation"]
+    picker = page.get_by_label("Sentence shown")
+    expect(picker).to_be_visible()
+    expect(picker.locator("option")).to_have_count(len(NUMBER_LINES))
+    expect(picker).to_have_value("0")
+    expect(picker.locator("option").first).to_contain_text(NUMBER_LINES[0])
+    alignment = page.locator("#alignment")
+    minimum = float(alignment.get_attribute("data-min-weight") or "nan")
+
+    def check_shows(index: int) -> None:
+        rows, columns = blocks[index]
+        expect(page.locator("#heatmap td.cell")).to_have_count(len(rows) * len(columns))
+        cells = drawn_cells(page)
+        assert {(t, s) for t, s, _ in cells} == {(t, s) for t in rows for s in columns}
+        for t, s, weight in cells:
+            assert weight == pytest.approx(expected["weights"][t][s], abs=1e-6)
+        expect(page.locator("#heatmap th.row-label")).to_have_count(len(rows))
+        expect(alignment.locator('.token[data-side="target"]')).to_have_count(len(rows))
+        expect(alignment.locator('.token[data-side="source"]')).to_have_count(len(columns))
+        block_weights = [expected["weights"][t][columns.start: columns.stop] for t in rows]
+        expect(alignment.locator("line")).to_have_count(weights_at_least(block_weights, minimum))
+        expect(page.locator("#sentence-position")).to_contain_text(f"Sentence {index + 1} of {len(blocks)}")
+
+    check_shows(0)
+    status = page.locator("#status").inner_text()
+    assert "answered in" in status and "drawing took" in status, status  # the request and the drawing, apart
+    # The stepper's buttons move one sentence, the keyboard keeps its place on them.
+    next_button = page.get_by_role("button", name="Next sentence")
+    next_button.click()
+    expect(picker).to_have_value("1")
+    check_shows(1)
+    next_button.focus()
+    page.keyboard.press("Enter")
+    expect(picker).to_have_value("2")
+    expect(next_button).to_be_focused()
+    check_shows(2)
+    # Hovering a word reads its weights from its own sentence.
+    first_target = alignment.locator(f'.token[data-side="target"][data-index="{blocks[2][0].start}"]')
+    first_target.hover()
+    expect(alignment.locator("line.hl")).to_have_count(
+        weights_at_least([expected["weights"][blocks[2][0].start][blocks[2][1].start: blocks[2][1].stop]], minimum))
+    picker.select_option(str(len(blocks) - 1))
+    check_shows(len(blocks) - 1)
+    expect(next_button).to_have_attribute("aria-disabled", "true")
+    next_button.focus()
+    page.keyboard.press("Enter")  # nothing after the last sentence, and the focus stays
+    expect(picker).to_have_value(str(len(blocks) - 1))
+    expect(next_button).to_be_focused()
+    page.get_by_role("button", name="Previous sentence").click()
+    check_shows(len(blocks) - 2)
+
+    # A text of one sentence has no picker.
+    translate(page, SENTENCE)
+    expect(picker).to_be_hidden()
+    assert page.foreign_requests == [] and page.page_errors == []
+
+
+def test_a_long_text_never_draws_more_than_one_sentence(page: Any) -> None:
+    # 120 sentences like "Hi. " x 120 (480 x 360 tokens): drawn whole, such a text made a page of hundreds of
+    # thousands of nodes that froze the tab (a 1.9M-node page and 79 s for 250 of them).
+    sentences = [(["\u2581Hi", "."], ["\u2581Hal", "lo", "."]) for _ in range(120)]
+    answer = fabricated_attention(sentences, " ".join(["Hallo."] * 120))
+    answer_attention_with(page, answer)
+    open_page(page)
+    translate(page, "Hi. " * 120)
+    expect(page.get_by_label("Sentence shown").locator("option")).to_have_count(120)
+    expect(page.locator("#heatmap td.cell")).to_have_count(4 * 3)
+    assert page.evaluate("document.querySelectorAll('*').length") < 2_000
+    assert page.page_errors == []
+
+
+def test_a_sentence_too_large_to_draw_is_described_in_words(page: Any) -> None:
+    # Inputs: one sentence of 150 x 140 tokens (21,000 cells, over the cap), then one small sentence.
+    big = ([f"\u2581s{i}" for i in range(139)], [f"\u2581t{i}" for i in range(149)])
+    small = (["\u2581Hi", "."], ["\u2581Hal", "lo", "."])
+    answer_attention_with(page, fabricated_attention([big, small], "t0 t1. Hallo."))
+    open_page(page)
+    translate(page, "s0 s1. Hi.")
+    cells = 150 * 140
+    assert cells > MAX_DRAWN_CELLS
+    notice = page.locator("#heatmap-too-large")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("150 \u00d7 140")
+    expect(notice).to_contain_text(f"{cells:,}")
+    expect(page.locator("#heatmap td.cell")).to_have_count(0)
+    expect(page.locator("#alignment line")).to_have_count(0)
+    expect(page.locator("#alignment-too-large")).to_be_visible()
+    # The next sentence is small enough: it is drawn, and the notice goes.
+    page.get_by_role("button", name="Next sentence").click()
+    expect(page.locator("#heatmap td.cell")).to_have_count(4 * 3)
+    expect(notice).to_be_hidden()
+    expect(page.locator("#alignment-too-large")).to_be_hidden()
+    assert page.page_errors == []
+
+
+def test_model_and_user_text_is_shown_as_text_never_as_markup(page: Any) -> None:
+    evil = '<img src=x onerror="window.__xss=1">'
+    answer_attention_with(page, fabricated_attention(
+        [([f"\u2581{evil}", "."], [evil, "."]), (["\u2581b"], [f"\u2581{evil}"])], f"{evil}. {evil}"))
+    open_page(page)
+    translate(page, f"{evil}. b")
+    expect(page.locator("#translation")).to_have_text(f"{evil}. {evil}")
+    expect(page.get_by_label("Sentence shown").locator("option").first).to_contain_text(evil)
+    page.get_by_role("button", name="Next sentence").click()
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("window.__xss") is None
+    assert page.page_errors == []
+
+
+def test_the_translation_keeps_its_line_breaks_and_indentation(page: Any, live_server: str) -> None:
+    text = "Hello world.\nHow are you?\n\n  Indented line."
+    expected = api_attention(live_server, text).json()
+    assert expected["translation"].count("\n") == 3 and "\n\n  " in expected["translation"]
+    open_page(page)
+    translate(page, text)
+    assert page.locator("#translation").inner_text() == expected["translation"]
+
+
+def test_the_api_documentation_works_offline(page: Any, live_server: str) -> None:
+    open_page(page)
+    page.get_by_role("link", name="API documentation").click()
+    expect(page).to_have_url(f"{live_server}/docs")
+    expect(page.locator(".opblock-summary-path", has_text="/v1/attention")).to_have_count(1)
+    paths = httpx.get(f"{live_server}/openapi.json").json()["paths"]
+    listed = page.locator(".opblock-summary").evaluate_all(
+        "ops => ops.map(o => [o.querySelector('.opblock-summary-method').textContent.toLowerCase(),"
+        " o.querySelector('.opblock-summary-path').textContent.replace(/\\u200b/g, '')])")
+    assert {tuple(operation) for operation in listed} == {
+        (method, path) for path, operations in paths.items() for method in operations}
+    assert page.foreign_requests == []  # Swagger UI's files come from the service itself, not a CDN
+    assert page.page_errors == []
+    assert httpx.get(f"{live_server}/redoc").status_code == 404  # FastAPI's ReDoc page would load a CDN's script
+
+
+def test_the_page_and_the_docs_work_under_a_path_prefix(page: Any, live_server: str) -> None:
+    # A proxy that serves the service under /translator/ and strips the prefix before passing requests on.
+    prefix = f"{live_server}/translator/"
+    page.route(f"{prefix}**", lambda route: route.continue_(url=route.request.url.replace(prefix, live_server + "/")))
+    page.goto(prefix)
+    expect(page.get_by_label("Language pair")).to_have_value("en:de")
+    translate(page, SENTENCE)
+    page.get_by_role("link", name="API documentation").click()
+    expect(page).to_have_url(f"{prefix}docs")
+    expect(page.locator(".opblock-summary-path", has_text="/v1/attention")).to_have_count(1)
+    assert page.foreign_requests == [] and page.page_errors == []
+
+
+def test_tokens_are_named_without_the_word_start_mark_and_each_row_is_one_tab_stop(page: Any) -> None:
+    open_page(page)
+    translate(page, LONG_SENTENCE)
+    alignment = page.locator("#alignment")
+    targets = alignment.locator('.token[data-side="target"]')
+    sources = alignment.locator('.token[data-side="source"]')
+    assert targets.count() > 3 and sources.count() > 3
+    names = page.eval_on_selector_all(
+        "[aria-label], [title]", "els => els.flatMap(e => [e.getAttribute('aria-label'), e.getAttribute('title')])")
+    assert [name for name in names if name and "\u2581" in name] == []
+    labels = targets.evaluate_all("ts => ts.map(t => t.getAttribute('aria-label'))")
+    assert labels[0].startswith(f"target token 1 of {len(labels)}: ")
+    assert labels[-1].endswith("end of sentence")
+    # The drawing itself is no tab stop; each row of tokens is one: Tab goes from the first target token
+    # to the first source token, and the arrow keys move within a row.
+    assert alignment.get_attribute("focusable") == "false" and alignment.get_attribute("tabindex") is None
+    page.locator("#alignment-scroll").focus()
+    page.keyboard.press("Tab")
+    expect(targets.nth(0)).to_be_focused()
+    expect(alignment.locator('.token[tabindex="0"]')).to_have_count(2)
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    expect(targets.nth(2)).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(sources.nth(0)).to_be_focused()
+    page.keyboard.press("End")
+    expect(sources.nth(sources.count() - 1)).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(targets.nth(2)).to_be_focused()  # the row remembers its place
+    expect(alignment.locator('.token[tabindex="0"]')).to_have_count(2)
+    page.keyboard.press("Home")
+    expect(targets.nth(0)).to_be_focused()
+    assert page.page_errors == []
+
+
+# Holds each POST v1/attention until the test releases it, and records the text it carried.
+HOLD_ATTENTION_REQUESTS = """(() => {
+  const realFetch = window.fetch.bind(window);
+  window.__sent = [];
+  window.__release = [];
+  window.fetch = async (url, options) => {
+    if (String(url).includes("v1/attention")) {
+      window.__sent.push(JSON.parse(options.body).text);
+      await new Promise((resolve) => window.__release.push(resolve));
+    }
+    return realFetch(url, options);
+  };
+})();"""
+
+
+def test_a_submission_during_a_request_is_sent_when_it_ends(page: Any, live_server: str) -> None:
+    page.add_init_script(HOLD_ATTENTION_REQUESTS)
+    open_page(page)
+    text_box = page.get_by_label("Text to translate")
+    button = page.get_by_role("button", name="Translate")
+    text_box.fill(SENTENCE)
+    button.dblclick()  # the same text twice: one request
+    page.wait_for_function("window.__sent.length === 1")
+    newer, newest = NUMBER_LINES[1], NUMBER_LINES[2]
+    text_box.fill(newer)
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(button).to_be_focused()  # the keyboard keeps its place
+    expect(page.locator("#status")).to_contain_text("new text")
+    text_box.fill(newest)
+    button.click()  # replaces the waiting one: only the newest is sent
+    page.evaluate("window.__release[0]()")
+    page.wait_for_function("window.__sent.length === 2", timeout=10_000)
+    assert page.evaluate("window.__sent") == [SENTENCE, newest]
+    page.evaluate("window.__release[1]()")
+    expect(page.locator("body")).to_have_attribute("data-state", "done")
+    expect(page.locator("#translation")).to_have_text(api_attention(live_server, newest).json()["translation"])
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__sent") == [SENTENCE, newest]
+    expect(button).to_be_focused()
+    assert page.page_errors == []
+
+
+def test_the_page_fits_a_narrow_phone_screen(page: Any, artifact_dir: Path) -> None:
+    page.set_viewport_size({"width": 375, "height": 740})
+    open_page(page)
+    translate(page, "\n".join(NUMBER_LINES))
+    expect(page.get_by_label("Sentence shown")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    save_screenshot(page, artifact_dir, "attention-375.png")
+    assert page.page_errors == []
