@@ -2,6 +2,10 @@
 
 `evaluate_model` takes a `translate_fn(list[str]) -> list[str]`, so torch (greedy, beam) and ONNX
 (fp32, int8) models are scored identically. Must not import service or onnxruntime.
+
+Each test set may also be scored on its "novel" subset (`<name>_novel`): the segments whose source has
+no train source of similarity >= the threshold (training/data/novelty.py), from the same translations.
+Templated help paragraphs make near-copies of training sources, which score far higher than the rest.
 """
 
 from __future__ import annotations
@@ -10,17 +14,27 @@ import argparse
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 
+from training.data import novelty
 from training.length_gap import gap_by_length
 
 TranslateFn = Callable[[list[str]], list[str]]
 TestSets = dict[str, list[tuple[str, str]]]  # name -> [(source, reference)]
 Heatmap = tuple[list[str], list[str], np.ndarray]  # source tokens, target tokens, weights [T, S]
+
+
+@dataclass(frozen=True)
+class Novelty:
+    """Per segment of one test set: True if its source has no train source of similarity >= threshold."""
+    mask: tuple[bool, ...]
+    threshold: float
+
 
 # Source-length buckets in whitespace words: (first, last or None for open-ended, label).
 LENGTH_BUCKETS: tuple[tuple[int, int | None, str], ...] = (
@@ -31,6 +45,8 @@ EXAMPLES_PER_SET = 5
 # Key of a test set's report holding its segments (sources, references, hypotheses) for the length-gap
 # intervals; kept in memory only: evaluation.json would grow by ~0.3 MB per model and decoding.
 SEGMENTS = "segments"
+NOVEL_SUFFIX = "_novel"  # `everyday_novel`: the novel subset of `everyday`
+SUBSET_OF = "subset_of"  # key of a subset's report naming the test set it was taken from
 
 
 def length_bucket(source: str) -> str:
@@ -62,10 +78,17 @@ def score_translations(sources: Sequence[str], hypotheses: Sequence[str], refere
     }
 
 
-def evaluate_model(translate_fn: TranslateFn, test_sets: TestSets) -> dict[str, dict[str, Any]]:
+def evaluate_model(
+    translate_fn: TranslateFn, test_sets: TestSets, novel: dict[str, Novelty] | None = None,
+) -> dict[str, dict[str, Any]]:
     """-> {test set: {bleu, chrf, bleu_signature, chrf_signature, sentences, seconds,
-    sentences_per_second, by_length: {bucket: {bleu, sentences}}, examples, segments}}."""
+    sentences_per_second, by_length: {bucket: {bleu, sentences}}, examples, segments}}.
+
+    novel: {test set: Novelty} adds `<test set>_novel`, scored from the same translations: score_translations
+    of the novel segments, plus subset_of, novelty_threshold, near_duplicates {sentences, bleu, chrf}
+    (left out when no segment is novel). Subsets come after the full test sets."""
     report: dict[str, dict[str, Any]] = {}
+    subsets: dict[str, dict[str, Any]] = {}
     for name, pairs in test_sets.items():
         sources = [source for source, _ in pairs]
         references = [reference for _, reference in pairs]
@@ -85,7 +108,30 @@ def evaluate_model(translate_fn: TranslateFn, test_sets: TestSets) -> dict[str, 
         ]
         scores[SEGMENTS] = {"sources": sources, "references": references, "hypotheses": list(hypotheses)}
         report[name] = scores
-    return report
+        if novel and name in novel:
+            subset = novel_subset_scores(name, sources, hypotheses, references, novel[name])
+            if subset is not None:
+                subsets[name + NOVEL_SUFFIX] = subset
+    return report | subsets
+
+
+def novel_subset_scores(name: str, sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str],
+                        novelty: Novelty) -> dict[str, Any] | None:
+    """Scores of the novel segments of one test set and of the rest (None if none is novel)."""
+    if len(novelty.mask) != len(sources):
+        raise ValueError(f"{name}: novelty mask of {len(novelty.mask)} for {len(sources)} segments")
+    rows = [row for row, novel in enumerate(novelty.mask) if novel]
+    if not rows:
+        return None
+    near = [row for row, novel in enumerate(novelty.mask) if not novel]
+    scores = score_translations([sources[row] for row in rows], [hypotheses[row] for row in rows],
+                                [references[row] for row in rows])
+    near_scores = {"sentences": len(near), "bleu": None, "chrf": None}
+    if near:
+        near_hypotheses, near_references = [hypotheses[row] for row in near], [[references[row] for row in near]]
+        near_scores |= {"bleu": BLEU().corpus_score(near_hypotheses, near_references).score,
+                        "chrf": CHRF().corpus_score(near_hypotheses, near_references).score}
+    return scores | {SUBSET_OF: name, "novelty_threshold": novelty.threshold, "near_duplicates": near_scores}
 
 
 # ---- the report ------------------------------------------------------------------------------------
@@ -98,6 +144,11 @@ def _headline_decoding(results: dict[str, dict[str, dict]]) -> str:
         raise ValueError("no decoding is shared by every model")
     beams = [decoding for decoding in common if decoding.startswith("beam")]
     return beams[-1] if beams else common[0]
+
+
+def full_sets(report: dict[str, dict[str, Any]]) -> list[str]:
+    """The test sets of an evaluate_model report, without their subsets (`<name>_novel`)."""
+    return [name for name, scores in report.items() if SUBSET_OF not in scores]
 
 
 def _format(value: float | None) -> str:
@@ -113,7 +164,7 @@ def length_gaps(results: dict[str, dict[str, dict]]) -> dict[str, dict[str, Any]
     headline = _headline_decoding(results)
     first, second = results[labels[0]][headline], results[labels[1]][headline]
     gaps = {}
-    for name in first:
+    for name in full_sets(first):
         if SEGMENTS not in first[name] or SEGMENTS not in second[name]:
             return {}
         segments, other = first[name][SEGMENTS], second[name][SEGMENTS]
@@ -142,10 +193,39 @@ def _joined(tokens: Sequence[str]) -> str:
     return text.replace("\u2581", " ").strip()
 
 
+def _novelty_markdown(results: dict[str, dict[str, dict]]) -> list[str]:
+    """The novel subsets against their full test sets and the near-duplicates, every model and decoding."""
+    first = next(iter(next(iter(results.values())).values()))
+    subsets = [name for name in first if SUBSET_OF in first[name]]
+    if not subsets:
+        return []
+    threshold = first[subsets[0]]["novelty_threshold"]
+    lines = ["## Novel segments", "",
+             f"A segment is novel when no train source has similarity >= {threshold} with its source "
+             "(difflib ratio of the dedup keys, training/data/novelty.py); the rest are near-duplicates of "
+             "training sources (templated help paragraphs, mostly). The full test sets are unchanged; "
+             "`<test set>_novel` is scored from the same translations.", ""]
+    header = ["model", "decoding", "test set", "all", "novel", "near-dup", "BLEU all", "BLEU novel",
+              "BLEU near-dup", "chrF all", "chrF novel", "chrF near-dup"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, by_decoding in results.items():
+        for decoding, report in by_decoding.items():
+            for subset in subsets:
+                novel = report[subset]
+                full, near = report[novel[SUBSET_OF]], novel["near_duplicates"]
+                cells = [label, decoding, novel[SUBSET_OF], str(full["sentences"]), str(novel["sentences"]),
+                         str(near["sentences"])]
+                cells += [_format(value) for metric in ("bleu", "chrf") for value in
+                          (full[metric], novel[metric], near[metric])]
+                lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _markdown(results: dict[str, dict[str, dict]], heatmap_files: list[tuple[str, Heatmap]],
               notes: dict[str, Any], gaps: dict[str, dict[str, Any]]) -> str:
     labels = list(results)
-    test_names = list(next(iter(next(iter(results.values())).values())))
+    test_names = list(next(iter(next(iter(results.values())).values())))  # subsets included
+    full_names = full_sets(next(iter(next(iter(results.values())).values())))
     headline = _headline_decoding(results)
     lines = ["# Evaluation", ""]
     lines += [f"- {key}: {value}" for key, value in notes.items()]
@@ -162,9 +242,10 @@ def _markdown(results: dict[str, dict[str, dict]], heatmap_files: list[tuple[str
         for decoding, report in results[label].items():
             cells = [label, decoding]
             cells += [_format(report[name][metric]) for name in test_names for metric in ("bleu", "chrf")]
-            cells.append(f"{sum(report[name]['seconds'] for name in test_names):.1f}")
+            cells.append(f"{sum(report[name]['seconds'] for name in full_names):.1f}")
             lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    lines += _novelty_markdown(results)
 
     lines += [f"## BLEU by source length ({headline})", ""]
     gap = len(labels) >= 2
@@ -173,7 +254,7 @@ def _markdown(results: dict[str, dict[str, dict]], heatmap_files: list[tuple[str
         lines += [f"The gap's 95% interval in parentheses: {resamples} paired bootstrap resamples of each bucket's "
                   "segments (training/length_gap.py); growth compares the longest bucket of at least "
                   "30 segments with the shortest.", ""]
-    for name in test_names:
+    for name in full_names:
         header = ["source words", "sentences"] + labels + ([f"{labels[0]} − {labels[1]}"] if gap else [])
         lines += [f"### {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, _, bucket in LENGTH_BUCKETS:
@@ -199,7 +280,7 @@ def _markdown(results: dict[str, dict[str, dict]], heatmap_files: list[tuple[str
                       f"![attention]({file_name})", ""]
 
     lines += [f"## Examples ({labels[0]}, {headline})", ""]
-    for name in test_names:
+    for name in full_names:
         lines += [f"### {name}", ""]
         for example in results[labels[0]][headline][name]["examples"]:
             lines += [f"- source: {example['source']}", f"  - reference: {example['reference']}",
@@ -216,7 +297,7 @@ def plot_bleu_by_length(results: dict[str, dict[str, dict]], path: Path,
     from matplotlib.figure import Figure
 
     headline = _headline_decoding(results)
-    test_names = list(next(iter(results.values()))[headline])
+    test_names = full_sets(next(iter(results.values()))[headline])
     rows = 2 if gaps else 1
     figure = Figure(figsize=(5.5 * len(test_names), 4.2 * rows))
     FigureCanvasAgg(figure)
@@ -240,11 +321,11 @@ def plot_bleu_by_length(results: dict[str, dict[str, dict]], path: Path,
         if gaps and name in gaps:
             entries = [gaps[name]["buckets"][b] for b in buckets]
             shown = [i for i, entry in enumerate(entries) if entry is not None]
-            values = np.array([entries[i]["gap"] for i in shown])
-            errors = np.array([[values[k] - entries[i]["low"], entries[i]["high"] - values[k]]
+            gap_values = np.array([entries[i]["gap"] for i in shown])
+            errors = np.array([[gap_values[k] - entries[i]["low"], entries[i]["high"] - gap_values[k]]
                                for k, i in enumerate(shown)]).T.reshape(2, -1)
             below = figure.add_subplot(rows, len(test_names), len(test_names) + panel + 1)
-            below.errorbar(shown, values, yerr=errors, marker="o", capsize=4, color="tab:green")
+            below.errorbar(shown, gap_values, yerr=errors, marker="o", capsize=4, color="tab:green")
             below.axhline(0.0, color="grey", linewidth=0.8)
             below.set_xticks(range(len(buckets)), ticks)
             below.set_title(f"{name}: {labels[0]} − {labels[1]}, 95% interval")
@@ -302,8 +383,13 @@ def write_report(
         written.append(path)
     markdown = out_dir / "evaluation.md"
     markdown.write_text(_markdown(results, heatmap_files, notes, gaps) + "\n", encoding="utf-8")
+    first = next(iter(next(iter(results.values())).values()))
     document = {
         "notes": notes,
+        "novelty": {scores[SUBSET_OF]: {"threshold": scores["novelty_threshold"], "sentences":
+                                         first[scores[SUBSET_OF]]["sentences"], "novel": scores["sentences"],
+                                         "near_duplicates": scores["near_duplicates"]["sentences"]}
+                    for scores in first.values() if SUBSET_OF in scores},
         "headline_decoding": _headline_decoding(results),
         "results": _without_segments(results),
         "length_gap": gaps,
@@ -335,6 +421,19 @@ def _read_split(path: Path, what: str, direction: str, limit: int) -> list[tuple
     rows = read_tsv(path)
     rows = rows[:limit] if limit > 0 else rows
     return [(r.english, r.german) if direction == "en-de" else (r.german, r.english) for r in rows]
+
+
+def novelty_masks(corpus_dir: Path, test_sets: TestSets, *, direction: str = "en-de",
+                  threshold: float | None = None) -> dict[str, Novelty]:
+    """{test set: Novelty} of each test segment against the sources of the corpus's train split
+    (training/data/novelty.py; threshold None: its THRESHOLD); {} when there is no train.tsv."""
+    threshold = novelty.THRESHOLD if threshold is None else threshold
+    path = corpus_dir / "train.tsv"
+    if not path.is_file():
+        return {}
+    index = novelty.TrainIndex((source for source, _ in _read_split(path, "train split", direction, 0)), threshold)
+    return {name: Novelty(tuple(novelty.novel_mask([source for source, _ in pairs], index)), threshold)
+            for name, pairs in test_sets.items()}
 
 
 LENGTH_PENALTY_GRID = (0.6, 1.0, 1.4, 1.8, 2.2)  # GNMT alphas tried by tune_length_penalty
@@ -399,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heatmaps", type=int, default=4, help="attention heatmaps of test sentences")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    parser.add_argument("--novelty-threshold", type=float, default=novelty.THRESHOLD,
+                        help="also score each test set's segments with no train source of at least this "
+                             "similarity (`<name>_novel`); 0 = off")
     args = parser.parse_args(argv)
 
     if args.threads > 0:
@@ -406,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     test_sets = read_test_sets(args.corpus, direction=args.direction, limit=args.limit)
+    novel = (novelty_masks(args.corpus, test_sets, direction=args.direction, threshold=args.novelty_threshold)
+             if args.novelty_threshold > 0 else {})
     decodings = {"greedy": 1} | ({f"beam{args.beam}": args.beam} if args.beam > 1 else {})
     checkpoints = {"attention": args.checkpoint}
     alphas = {"attention": args.alpha}
@@ -421,9 +525,10 @@ def main(argv: list[str] | None = None) -> int:
         for decoding, beam_size in decodings.items():
             translate = make_translate_fn(model, codec, beam_size=beam_size, length_penalty_alpha=alphas[label],
                                           max_length_cap=args.max_length_cap)
-            results[label][decoding] = evaluate_model(translate, test_sets)
+            results[label][decoding] = evaluate_model(translate, test_sets, novel)
             summary = ", ".join(
-                f"{name} BLEU {r['bleu']:.2f} chrF {r['chrf']:.2f} ({r['seconds']:.1f}s)"
+                f"{name} BLEU {r['bleu']:.2f} chrF {r['chrf']:.2f}"
+                + (f" ({r['seconds']:.1f}s)" if "seconds" in r else f" ({r['sentences']} segments)")
                 for name, r in results[label][decoding].items()
             )
             print(f"{label} {decoding}: {summary}", flush=True)
@@ -450,6 +555,9 @@ def main(argv: list[str] | None = None) -> int:
                        if len(set(alphas.values())) > 1 else f"{args.alpha}")
                     + f"), max length min(2 * source + 10, {args.max_length_cap})",
         "device": str(device) if device.type != "cpu" else f"cpu (torch threads: {torch.get_num_threads()})",
+        "novel subsets": (", ".join(f"{name} {sum(n.mask)} of {len(n.mask)}" for name, n in novel.items())
+                          + f" segments have no train source of similarity >= {args.novelty_threshold}"
+                          if novel else "not scored (no train split or --novelty-threshold 0)"),
     }
     for path in write_report(args.out, results, heatmaps, notes):
         print(f"wrote {path}")

@@ -55,9 +55,11 @@ def test_parse_lines_classifies_sentences_and_phrases():
     pairs = list(ding.parse_lines(DING_LINES))
     assert Pair("I'm broke.", "Ich bin pleite.", "ding_sentence") in pairs
     assert Pair("He gave her the book.", "Er gab ihr das Buch.", "ding_sentence") in pairs
+    assert Pair("What do you mean?", "Was meinen Sie?", "ding_sentence") in pairs  # simplest reading
+    v1_pairs = list(ding.parse_lines(DING_LINES, ding.RULES_V1))
     assert (
         Pair("What do you mean (by that; exactly)?", "Was meinen Sie (damit; genau)?", "ding_sentence")
-        in pairs
+        in v1_pairs
     )
     assert Pair("on a poster", "auf einem Plakat", "ding_phrase") in pairs
     assert Pair("collection location", "Abholort", "ding_phrase") not in pairs  # one German token

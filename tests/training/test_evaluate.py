@@ -214,7 +214,8 @@ def test_cli_scores_checkpoints_and_writes_the_report(tmp_path, monkeypatch):
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    write_tsv([Pair(s, r, "ding_sentence") for s, r in EVERYDAY * 3 + TECHNICAL * 3], corpus / "train.tsv")
+    # EVERYDAY[3:] are not train sources: of the first 4 everyday segments scored, the 4th is novel
+    write_tsv([Pair(s, r, "ding_sentence") for s, r in EVERYDAY[:3] * 3 + TECHNICAL * 3], corpus / "train.tsv")
     write_tsv([Pair(s, r, "ding_sentence") for s, r in EVERYDAY], corpus / "test_everyday.tsv")
     write_tsv([Pair(s, r, "libreoffice_help") for s, r in TECHNICAL], corpus / "test_technical.tsv")
     tokenizer = train_tokenizer(corpus / "train.tsv", tmp_path / "tokenizer", vocab_size=120, num_threads=1)
@@ -264,6 +265,10 @@ def test_cli_scores_checkpoints_and_writes_the_report(tmp_path, monkeypatch):
         np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-3)
         assert is_png(out / heatmap["file"])
     assert is_png(out / "bleu_by_length.png")
+    assert document["novelty"] == {"everyday": {"threshold": 0.9, "sentences": 4, "novel": 1, "near_duplicates": 3}}
+    assert set(document["results"]["none"]["beam2"]) == {"everyday", "technical", "everyday_novel"}
+    assert document["results"]["attention"]["greedy"]["everyday_novel"]["sentences"] == 1
     markdown = (out / "evaluation.md").read_text(encoding="utf-8")
+    assert "- novel subsets: everyday 1 of 4, technical 0 of 4 segments have no train source" in markdown
     assert "| none | beam2 |" in markdown
     assert "GNMT length penalty alpha attention 1.4, none 0.6" in markdown

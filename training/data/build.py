@@ -34,7 +34,8 @@ def mean_words(pairs: list[corpus.Pair], side: str) -> float:
     return round(sum(len(getattr(pair, side).split()) for pair in pairs) / len(pairs), 2)
 
 
-def build_stats(splits: dict[str, list[corpus.Pair]]) -> dict[str, object]:
+def build_stats(splits: dict[str, list[corpus.Pair]], exceptions: dict[str, int] | None = None,
+                previous_split: str | None = None) -> dict[str, object]:
     return {
         "build_date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "package_versions": package_versions(),
@@ -52,7 +53,10 @@ def build_stats(splits: dict[str, list[corpus.Pair]]) -> dict[str, object]:
             "length_slack_words": corpus.LENGTH_SLACK_WORDS,
             "split_rules": [list(rule) for rule in corpus.SPLIT_RULES],
             "hash_buckets": corpus.HASH_BUCKETS,
+            "ding_rules": ding.RULES_V2,
+            "previous_split": previous_split,
         },
+        "split_exceptions": exceptions or {},
     }
 
 
@@ -66,18 +70,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--help-root", type=Path, default=libreoffice.HELP_ROOT)
     parser.add_argument("--ui-dir", type=Path, default=libreoffice.UI_CATALOG_DIR)
     parser.add_argument("--no-ui", action="store_true", help="leave out the LibreOffice UI strings")
+    parser.add_argument("--no-previous-split", action="store_true",
+                        help="split by hash alone, not keeping sources where the v1 corpus had them")
     parser.add_argument("--min-test-pairs", type=int, default=corpus.MIN_TEST_PAIRS, help="fail below this")
     args = parser.parse_args(argv)
 
-    raw: list[corpus.Pair] = list(ding.read_ding(args.ding))
-    raw += libreoffice.read_help(args.help_root / "en-US", args.help_root / "de")
+    with args.ding.open(encoding="utf-8") as handle:
+        ding_lines = list(handle)
+    other: list[corpus.Pair] = list(libreoffice.read_help(args.help_root / "en-US", args.help_root / "de"))
     if not args.no_ui and args.ui_dir.is_dir():
-        raw += libreoffice.read_ui(args.ui_dir)
+        other += libreoffice.read_ui(args.ui_dir)
     elif not args.no_ui:
         print(f"note: {args.ui_dir} missing, building without libreoffice_ui", file=sys.stderr)
+    raw = [*ding.parse_lines(ding_lines), *other]
     print(f"raw pairs: {dict(sorted(Counter(p.origin for p in raw).items()))}")
 
-    splits = corpus.split_corpus(raw)
+    previous, previous_split = None, None
+    if not args.no_previous_split:
+        # The corpus of en-de/1-3 (Ding rules v1): its sources keep their split, so no sentence those
+        # models were trained on lands in the new held-out sets (and no old test sentence in train).
+        v1_raw = [*ding.parse_lines(ding_lines, ding.RULES_V1), *other]
+        previous = corpus.split_assignments(corpus.split_corpus(v1_raw))
+        previous_split = f"sources keep their split in the corpus built with Ding rules v{ding.RULES_V1}"
+    splits, exceptions = corpus.split_corpus_with_notes(raw, previous)
+    for note, count in exceptions.items():
+        print(f"split exception: {note}: {count}")
     if args.max_pairs is not None:
         splits["train"] = splits["train"][: args.max_pairs]
     for split in ("test_everyday", "test_technical"):
@@ -87,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for split, pairs in splits.items():
         corpus.write_tsv(pairs, args.out / f"{split}.tsv")
-    stats = build_stats(splits)
+    stats = build_stats(splits, exceptions, previous_split)
     (args.out / "stats.json").write_text(
         json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
