@@ -13,6 +13,10 @@ from pathlib import Path
 import sentencepiece as spm
 
 WORD_START = "\u2581"  # SentencePiece's marker for a piece that begins a new word
+# Every whitespace character becomes a plain space (one for one, so piece surfaces keep their offsets):
+# tokenizers trained without SentencePiece's NFKC rules (training.tokenizer) would otherwise read a
+# no-break or ideographic space as a character of a word, and a text of spaces as something to translate.
+_AS_SPACE = {code: " " for code in range(0x3001) if chr(code).isspace() and chr(code) != " "}
 
 # Fixed special ids, written into every tokenizer the project trains (see training.tokenizer).
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -48,7 +52,7 @@ class Codec:
 
     def encode(self, text: str) -> list[int]:
         """Piece ids of `text`, without bos/eos."""
-        return list(self._sp.encode(text, out_type=int))
+        return list(self._sp.encode(text.translate(_AS_SPACE), out_type=int))
 
     def source_ids(self, text: str) -> list[int]:
         return [*self.encode(text), self.eos_id]
@@ -88,7 +92,7 @@ class Codec:
 
     def split_source(self, text: str) -> SourcePieces:
         """Pieces of `text` with the surface string each covers, for display and <unk> replacement."""
-        proto = self._sp.encode(text, out_type="proto")
+        proto = self._sp.encode(text.translate(_AS_SPACE), out_type="proto")
         ids, pieces, surfaces, word_index = [], [], [], []
         word = -1
         for piece in proto.pieces:

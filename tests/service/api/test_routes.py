@@ -686,16 +686,18 @@ def test_reload_under_traffic_drops_no_request(make_client: ClientFactory) -> No
 
 def test_queue_full_is_429_with_retry_after(make_client: ClientFactory) -> None:
     client = make_client(step_delay_s=0.05, max_queue_requests=2, max_batch_rows=1)
-    earlier: list = []
-    senders = [threading.Thread(target=lambda text=text: earlier.append(client.post("/v1/translate",
-                                                                                    json={"text": text})))
-               for text in ("hello world", "good morning", "the house")]
     scheduler = client.app.state.service.registry.default.scheduler  # type: ignore[attr-defined]
-    for sender in senders:
+    earlier: list = []
+    senders = [threading.Thread(target=lambda: earlier.append(client.post(
+        "/v1/translate", json={"text": "one two three four five six seven eight nine ten"}))) for _ in range(3)]
+    # One at a time, each seen by the engine before the next: the first decodes (the one row, ~0.6 s),
+    # the other two wait and fill the queue.
+    for sender, engine_holds in zip(senders, ((0, 1), (1, 1), (2, 1)), strict=True):
         sender.start()
-    deadline = time.monotonic() + 10
-    while scheduler.snapshot().queue_depth < 2 and time.monotonic() < deadline:
-        time.sleep(0.005)  # until one decodes (the one row) and two wait
+        deadline = time.monotonic() + 10
+        while (scheduler.snapshot().queue_depth, scheduler.snapshot().active_requests) != engine_holds:
+            assert time.monotonic() < deadline, (scheduler.snapshot(), engine_holds)
+            time.sleep(0.002)
     response = client.post("/v1/translate", json={"text": "big"})
     for sender in senders:
         sender.join()
