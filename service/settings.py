@@ -78,11 +78,14 @@ class Settings(BaseSettings):
     # HTTP work: with 5 ms the decoder idles behind it (0.5 ms: +19% int8, +11% fp32 sentences/s
     # on 2 cores, docs/benchmarks.md). Process-wide, set by `python -m service`; 0: Python's default.
     gil_switch_interval_ms: float = Field(default=0.5, ge=0.0, le=100.0)
-    # The decoder step's, per lane. Every lane steps at the same time as the others and the encoder,
-    # so by default the CPUs the encoder leaves are shared among the lanes (at least one each): on 2
-    # cores, one thread per lane instead of ORT's two, whose halves of each step waited for each
-    # other behind the other threads (under load: 16% lower mean latency, 3-8% less CPU; a lone
-    # request pays ~1-1.5 ms, its steps no longer split over both cores; docs/benchmarks.md). 0: that default.
+    # The decoder session's, shared by its lanes: ONNX Runtime computes a step on the calling lane's
+    # thread and this many - 1 pool threads, which every lane's steps share. Every lane steps at the
+    # same time as the others and the encoder, so by default the lanes' own threads and the pool
+    # together take the CPUs the encoder leaves (cpus - encoder - lanes + 1, at least 1; 1 = each lane
+    # computes on its own thread only): on 2 cores, one thread per lane instead of ORT's two, whose
+    # halves of each step waited for each other behind the other threads (under load: 16% lower mean
+    # latency, 3-8% less CPU; a lone request pays ~1-1.5 ms, its steps no longer split over both
+    # cores; docs/benchmarks.md). 0: that default.
     intra_op_threads: int = Field(default=0, ge=0, le=1024)
     # The encoder runs at the same time as the decoder's steps (on its own thread), so by default it
     # gets half the CPUs rather than competing for all of them: on 2 cores, +19% fp32 and +14% int8
@@ -144,14 +147,18 @@ class Settings(BaseSettings):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"TRANSLATOR_MODELS names a model more than once: {duplicates}")
+        if self.batching == "static" and self.static_max_wait_ms >= self.request_timeout_s * 1000:
+            raise ValueError(f"TRANSLATOR_STATIC_MAX_WAIT_MS ({self.static_max_wait_ms:g}) must be shorter than "
+                             f"TRANSLATOR_REQUEST_TIMEOUT_S ({self.request_timeout_s:g} s): a request waiting to "
+                             "fill a static batch would pass its deadline first")
         if self.api_keys_file is not None and not self.api_keys_file.is_file():
             raise ValueError(f"TRANSLATOR_API_KEYS_FILE {str(self.api_keys_file)!r} is not a readable file")
         return self
 
     @property
     def decoder_threads(self) -> int:
-        """The decoder session's intra-op threads: TRANSLATOR_INTRA_OP_THREADS, else the CPUs the
-        encoder's threads leave, shared among the decoder lanes (at least 1)."""
+        """The decoder session's intra-op threads: TRANSLATOR_INTRA_OP_THREADS, else as many as keep
+        the lanes' own threads and the session's pool within the CPUs the encoder leaves (at least 1)."""
         lanes = len(set(self.decoder_lane_bounds)) + 1
         return self.intra_op_threads or default_decoder_threads(lanes, self.encoder_threads)
 
@@ -175,8 +182,11 @@ def default_encoder_threads() -> int:
 
 
 def default_decoder_threads(lanes: int, encoder_threads: int) -> int:
-    """Each decoder lane's share of the CPUs the encoder's threads leave (at least 1)."""
-    return max(1, (len(os.sched_getaffinity(0)) - encoder_threads) // lanes)
+    """Intra-op threads for the one decoder session all `lanes` step with at once: each lane computes
+    on its own thread plus the session's pool of (threads - 1), so lanes + threads - 1 CPUs, here the
+    ones the encoder's threads leave (at least 1). (Divided per lane, 16 CPUs left 3 of the decoder's
+    8 idle: a pool of 4 shared by 2 lanes.)"""
+    return max(1, len(os.sched_getaffinity(0)) - encoder_threads - lanes + 1)
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -243,8 +243,7 @@ class DecodeLoop:
                     greedy_slots.append(first)
                     greedy_tokens.append(token)
                 else:
-                    self._leave(ticket, batch)
-                    report.finished.append((ticket, self._result(ticket, search, now)))
+                    self._finish(ticket, search, batch, now, report)
                 continue
             assert search is not None
             # Beams, and the rare greedy row whose model prefers pad/bos: the search sees the rows.
@@ -259,12 +258,22 @@ class DecodeLoop:
                 continue
             report.generated_tokens += advance.generated_tokens
             if advance.done:
-                self._leave(ticket, batch)
-                report.finished.append((ticket, self._result(ticket, search, now)))
+                self._finish(ticket, search, batch, now, report)
                 continue
             batch.continue_rows(key, advance.parents, advance.tokens)
         batch.continue_in_place(greedy_slots, greedy_tokens)
         self._settle(batch)
+
+    def _finish(self, ticket: Ticket, search: Search, batch: DecodeBatch, now: float, report: DecoderReport) -> None:
+        """The request ended: its rows leave the batch, and its result goes to the report, or, should
+        building it fail, an EngineFailure (a ticket out of the batch but in no report was never
+        answered, and its rows stayed held)."""
+        self._leave(ticket, batch)
+        try:
+            report.finished.append((ticket, self._result(ticket, search, now)))
+        except Exception as exc:
+            logger.exception("building the result failed for one request")
+            report.failed.append((ticket, EngineFailure(f"decoding failed: {type(exc).__name__}")))
 
     @staticmethod
     def _result(ticket: Ticket, search: Search, now: float) -> TranslationResult:

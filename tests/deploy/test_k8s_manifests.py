@@ -128,16 +128,17 @@ def test_deployment_matches_the_service_contract(overlay: str, rendered_overlays
         assert {"cpu", "memory"} <= resources[kind].keys()
     # Every thread that can be busy at once fits in the CPU limit, or on a node with free cores they
     # spend the CFS quota early in each period and the pod stalls for the rest of it: the encoder's
-    # intra-op threads, each decoder lane's (lanes step side by side) and the event loop's. The pools
-    # are set explicitly, since the service's defaults count the node's CPUs, not the pod's limit.
+    # intra-op threads, each decoder lane's own thread (lanes step side by side) plus the decoder
+    # session's shared pool (its intra-op threads - 1), and the event loop's. The pools are set
+    # explicitly, since the service's defaults count the node's CPUs, not the pod's limit.
     assert cpu_cores(resources["requests"]["cpu"]) <= cpu_cores(resources["limits"]["cpu"])
     bounds = {b.strip() for b in settings["TRANSLATOR_DECODER_LANE_BOUNDS"].split(",") if b.strip()}
     lanes = len(bounds) + 1  # as Settings.decoder_threads counts them; "" is one lane
     encoder_threads = int(settings["TRANSLATOR_ENCODER_INTRA_OP_THREADS"])
-    lane_threads = int(settings["TRANSLATOR_INTRA_OP_THREADS"])
-    assert encoder_threads >= 1 and lane_threads >= 1, "0 picks the defaults, sized by the node's CPUs"
+    decoder_threads = int(settings["TRANSLATOR_INTRA_OP_THREADS"])
+    assert encoder_threads >= 1 and decoder_threads >= 1, "0 picks the defaults, sized by the node's CPUs"
     event_loop = 1
-    busy_threads = encoder_threads + lanes * lane_threads + event_loop
+    busy_threads = encoder_threads + lanes + (decoder_threads - 1) + event_loop
     limit = cpu_cores(resources["limits"]["cpu"])
     assert busy_threads <= limit, f"{busy_threads} threads can be busy at once, CPU limit {limit}"
 

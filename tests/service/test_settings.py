@@ -105,15 +105,18 @@ def test_the_encoder_gets_half_the_cpus_unless_told(monkeypatch: pytest.MonkeyPa
     assert Settings().encoder_threads == 3
 
 
-@pytest.mark.parametrize(("cpus", "lanes", "expected"), [(1, "32", 1), (2, "32", 1), (2, "", 1), (16, "32", 4),
-                                                      (16, "", 8), (16, "16,32,64", 2)])
-def test_each_decoder_lane_gets_a_share_of_the_cpus_the_encoder_leaves(
+@pytest.mark.parametrize(("cpus", "lanes", "expected"), [(1, "32", 1), (2, "32", 1), (2, "", 1), (16, "32", 7),
+                                                      (16, "", 8), (16, "16,32,64", 5)])
+def test_the_decoder_lanes_and_their_shared_pool_take_the_cpus_the_encoder_leaves(
         monkeypatch: pytest.MonkeyPatch, cpus: int, lanes: str, expected: int) -> None:
+    """One decoder session for all lanes: each lane computes on its own thread plus the session's
+    pool (threads - 1), so lanes + threads - 1 = the CPUs the encoder leaves."""
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
     monkeypatch.setenv("TRANSLATOR_DECODER_LANE_BOUNDS", lanes)
     assert Settings().decoder_threads == expected
-    monkeypatch.setenv("TRANSLATOR_ENCODER_INTRA_OP_THREADS", "2")  # the lanes share what the encoder leaves
-    assert Settings().decoder_threads == max(1, (cpus - 2) // (lanes.count(",") + 1 + bool(lanes)))
+    monkeypatch.setenv("TRANSLATOR_ENCODER_INTRA_OP_THREADS", "2")
+    count = lanes.count(",") + 1 + bool(lanes)
+    assert Settings().decoder_threads == max(1, cpus - 2 - count + 1)
     monkeypatch.setenv("TRANSLATOR_INTRA_OP_THREADS", "3")  # told: as told
     assert Settings().decoder_threads == 3
 
@@ -138,3 +141,14 @@ def test_decoder_lanes_split_at_32_tokens_unless_told(monkeypatch: pytest.Monkey
         with pytest.raises(ValidationError) as caught:
             Settings()
         assert "TRANSLATOR_DECODER_LANE_BOUNDS" in describe_validation_error(caught.value)
+
+
+def test_a_static_batch_wait_longer_than_the_request_timeout_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request that did not fill a batch would wait past its deadline: 504 for all of them."""
+    monkeypatch.setenv("TRANSLATOR_BATCHING", "static")
+    monkeypatch.setenv("TRANSLATOR_STATIC_MAX_WAIT_MS", "3000")
+    monkeypatch.setenv("TRANSLATOR_REQUEST_TIMEOUT_S", "1")
+    with pytest.raises(ValidationError, match="TRANSLATOR_STATIC_MAX_WAIT_MS"):
+        Settings()
+    monkeypatch.setenv("TRANSLATOR_BATCHING", "continuous")  # the wait does not apply: fine
+    assert Settings().static_max_wait_ms == 3000

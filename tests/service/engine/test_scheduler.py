@@ -17,6 +17,7 @@ from service.engine import (
     DeadlineExceeded,
     Draining,
     EngineFailure,
+    GreedySearch,
     InvalidRequest,
     Overloaded,
     Scheduler,
@@ -277,6 +278,32 @@ def test_a_request_that_expires_in_the_queue_reports_its_wait(slow_model) -> Non
     run(main())
     waits = [wait for s in stats for wait in s.unadmitted_queue_waits]
     assert len(waits) == 1 and 0.04 <= waits[0] < 1.0, waits
+
+
+def test_a_result_that_cannot_be_built_fails_that_request_and_frees_its_rows(
+    fake_model, greedy_oracle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in building one result (search.best) is an EngineFailure for that request, not a request
+    out of the batch but never answered, with its rows held for good (and, at one row, nothing else served)."""
+    original = GreedySearch.best
+    calls = {"n": 0}
+
+    def best_failing_first(self: GreedySearch) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("injected")
+        return original(self)
+
+    monkeypatch.setattr(GreedySearch, "best", best_failing_first)
+
+    async def main() -> TranslationResult:
+        async with running(fake_model, max_batch_rows=1) as scheduler:
+            with pytest.raises(EngineFailure):
+                await scheduler.submit(request([5, 6], deadline=time.monotonic() + 5))
+            await wait_until(lambda: scheduler.snapshot().active_rows == 0)
+            return await scheduler.submit(request([5, 6]))
+
+    assert run(main()).target_ids == greedy_oracle([5, 6, 3])
 
 
 def test_default_timeout_applies_without_a_deadline(slow_model) -> None:
