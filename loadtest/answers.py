@@ -1,11 +1,15 @@
 """What a well-formed answer of the service looks like: each function returns why an answer is wrong,
-or None. Shared by the Locust traffic and the benchmark client, so a wrong answer is a failure in both.
+or None. Shared by the Locust traffic, the benchmark client and the overload test, so a wrong answer is a
+failure in all of them: first its shape, then (ReferenceBook, below) whether it is the answer the same
+server gave to the same text asked on its own.
 
 Stdlib only (the Locust process imports it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 ROW_SUM_TOLERANCE = 1e-3
@@ -57,3 +61,97 @@ def libre_problem(body: Any) -> str | None:
         return "not a JSON object"
     text = body.get("translatedText")
     return None if isinstance(text, str) and text.strip() else f"empty translatedText {text!r:.100}"
+
+
+# ---- reference answers -------------------------------------------------------------------------------
+# A well-formed answer can still be the wrong one: "falsch" for every text, or a batch's translations in
+# another order. Every server under test first translates the run's sentences one request at a time; its
+# answers under load are then compared with those, position by position in batch requests. The fp32
+# answers of this service do not depend on what else is in the batch (checked under load), so any fp32
+# answer that differs is an error; int8's may (dynamic quantization scales by the batch's values), so
+# for int8 only the share that differs is reported.
+
+# Fewer distinct answers than this share of the distinct sentences asked: the server is not translating.
+MIN_DISTINCT_SHARE = 0.5
+
+
+def reference_key(text: str, max_length: int | None = None) -> str:
+    """What a reference answer is filed under: the text, and the max_length the request sent (a forced
+    length changes the answer of an untrained stand-in; None: the model's own length)."""
+    return text if max_length is None else f"{text}\x1f{max_length}"
+
+
+def strict_for(variant: str | None) -> bool:
+    """Whether an answer that differs from the server's sequential one is an error: yes for fp32 (and a
+    variant nobody reported), no for int8, whose answers may change with the batch."""
+    return variant != "int8"
+
+
+def degenerate_references(sources: Sequence[str], answers: Sequence[str | None]) -> str | None:
+    """Why a server's sequential answers cannot be a translation (a few answers for many different
+    sentences, e.g. "falsch" for everything), or None."""
+    distinct_sources = len(set(sources))
+    distinct_answers = len({answer for answer in answers if answer is not None})
+    if distinct_sources >= 2 and distinct_answers < MIN_DISTINCT_SHARE * distinct_sources:
+        return (f"its sequential answers are degenerate: {distinct_answers} distinct translations for "
+                f"{distinct_sources} distinct sentences")
+    return None
+
+
+def differing_positions(outputs: Sequence[str], expected: Sequence[str | None]) -> list[int]:
+    """Positions whose answer differs from the reference for that position (None: no reference)."""
+    return [i for i, (got, want) in enumerate(zip(outputs, expected, strict=True))
+            if want is not None and got != want]
+
+
+def mismatch_reason(outputs: Sequence[str], expected: Sequence[str | None], positions: Sequence[int]) -> str:
+    first = positions[0]
+    where = f"text {first} of {len(outputs)}" if len(outputs) > 1 else "the text"
+    return (f"{len(positions)} of {len(outputs)} translations differ from this server's sequential answers "
+            f"({where}: {outputs[first]!r:.60} instead of {expected[first]!r:.60})")
+
+
+@dataclass
+class ReferenceBook:
+    """A server's sequential answers by reference_key, and the running tally of the answers compared
+    with them. Keys without a reference take the first answer seen as theirs (counted as `learned`)."""
+
+    answers: dict[str, str] = field(default_factory=dict)
+    strict: bool = True
+    variant: str | None = None
+    checked: int = 0  # translations compared with a reference
+    differing: int = 0  # of which differed
+    learned: int = 0  # translations that became the reference of their key (first seen, not compared)
+
+    def check(self, keys: Sequence[str], outputs: Sequence[str]) -> str | None:
+        """Compare a request's translations with the references of its texts' keys, position by
+        position; -> why the answer is wrong (strict and a translation differs), else None."""
+        expected: list[str | None] = []
+        for key, output in zip(keys, outputs, strict=True):
+            if key in self.answers:
+                expected.append(self.answers[key])
+            else:
+                self.answers[key] = output
+                self.learned += 1
+                expected.append(None)
+        positions = differing_positions(outputs, expected)
+        self.checked += sum(want is not None for want in expected)
+        self.differing += len(positions)
+        if positions and self.strict:
+            return mismatch_reason(outputs, expected, positions)
+        return None
+
+    def tally(self) -> dict[str, Any]:
+        return {"checked": self.checked, "differing": self.differing, "learned": self.learned,
+                "strict": self.strict, "variant": self.variant, "references": len(self.answers)}
+
+    def reset_tally(self) -> None:
+        self.checked = self.differing = self.learned = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"variant": self.variant, "strict": self.strict, "answers": self.answers}
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> ReferenceBook:
+        return cls(answers=dict(document.get("answers", {})), strict=bool(document.get("strict", True)),
+                   variant=document.get("variant"))

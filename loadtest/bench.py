@@ -5,6 +5,13 @@ driven by the same client over the same sentences: one unloaded ~10-word request
 Poisson rate for latency under load (static and continuous), the configs' runs interleaved (A B C,
 then C B A) so that every ratio compares runs from the same stretch of this shared machine's time.
 
+Before anything is timed, every server translates the run's sentences one request at a time: its
+reference answers (per server: the naive baseline decodes a paragraph whole, the service sentence by
+sentence). Under load, an fp32 answer that differs from its server's reference for the same sentence
+is an error; for int8, whose answers may change with the batch, the share that differs is reported.
+Latency percentiles count every request: one that failed (an error, a 429, a wrong answer, a timeout)
+or an open-loop arrival the client dropped counts at the client's timeout (FAILURE_LATENCY_S).
+
 `python -m loadtest.bench [--quick]` writes loadtest/results/bench.json, then runs loadtest.engine_bench
 (engine_bench.json) and renders docs/benchmarks.md: the whole benchmark is this one command.
 Must not import locust, service or torch (servers run in their own processes).
@@ -29,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import client
+from loadtest.answers import strict_for
 from loadtest.machine import describe_machine
 from loadtest.report import write_benchmarks_doc
 from loadtest.sentences import UNLOADED_SENTENCE, Sentence, load_sentences
@@ -40,6 +48,7 @@ from loadtest.servers import (
     decoder_activity,
     naive_weights,
     scrape_counters,
+    service_env,
     start_naive,
     start_service,
 )
@@ -62,7 +71,11 @@ LABELS = {
     "continuous": "service, TRANSLATOR_BATCHING=continuous",
     "int8": "service, continuous + TRANSLATOR_VARIANT=int8",
 }
-AGREEMENT_SENTENCES = 8  # translated by every config and compared: all servers must do the same work
+SAMPLE_TRANSLATIONS = 8  # the first few reference answers, kept in the results for a reader
+# A request that failed or was never sent counts in the latency percentiles as if it had waited this long
+# (the client's timeout): leaving it out would give a config that sheds load a better p99.
+FAILURE_LATENCY_S = client.REQUEST_TIMEOUT_S
+LATENCY_CONVENTION = "failures_at_timeout"
 RUN_METRICS = ("sentences_per_s", "target_tokens_per_s", "p50_ms", "p95_ms", "p99_ms", "mean_ms", "errors",
                "rows_per_decoder_step", "server_cpu_ms_per_sentence")
 OPEN_METRICS = (*RUN_METRICS, "offered_per_s", "dropped")
@@ -84,10 +97,13 @@ class Plan:
     unloaded_requests: int = 50
     warmup_s: float = 3.0
     seed: int = 0
+    # The first N of the shuffled sentences only (None: all). Every server translates each of them once,
+    # one at a time, before the load (its reference answers), which takes ~15-40 ms a sentence here.
+    max_sentences: int | None = None
 
 
 QUICK_PLAN = Plan(concurrency=4, duration_s=0.5, repeats=2, open_duration_s=0.5, unloaded_requests=3,
-                  warmup_s=0.2)
+                  warmup_s=0.2, max_sentences=48)
 
 
 TAIL_SHARE = 0.01  # the slowest answers whose time is broken down (the p99's neighbourhood)
@@ -109,6 +125,22 @@ def slowest_phases_ms(outcomes: list[client.Outcome], share: float = TAIL_SHARE)
     return phases
 
 
+def latencies_counting_failures(record: client.RunRecord) -> list[float]:
+    """Every request's latency (s): an answered one's own, a failed one (error, 429, wrong answer,
+    timeout) and an arrival the client dropped at FAILURE_LATENCY_S, so that a server which fails or
+    sheds requests never shows a better p99 for it. The one convention of bench and compare."""
+    return ([o.latency_s if o.output is not None else FAILURE_LATENCY_S for o in record.outcomes]
+            + [FAILURE_LATENCY_S] * record.dropped)
+
+
+def reference_summary(outcomes: list[client.Outcome]) -> dict[str, Any]:
+    """How many answers were compared with the server's reference answers and how many differed."""
+    checked = [o for o in outcomes if o.checked]
+    differing = sum(o.differs for o in checked)
+    return {"reference_checked": len(checked), "reference_differing": differing,
+            "reference_agreement": 1.0 - differing / len(checked) if checked else math.nan}
+
+
 def summarize_run(record: client.RunRecord, codec: Codec, before: dict[str, float],
                   after: dict[str, float]) -> dict[str, Any]:
     ok = record.ok
@@ -124,7 +156,10 @@ def summarize_run(record: client.RunRecord, codec: Codec, before: dict[str, floa
         "sentences_per_s": len(ok) / elapsed,
         "target_tokens_per_s": target_tokens / elapsed,
         "target_tokens_per_sentence": target_tokens / len(ok) if ok else math.nan,
-        **latency_summary_ms([o.latency_s for o in ok]),
+        **latency_summary_ms(latencies_counting_failures(record)),
+        "latency_convention": LATENCY_CONVENTION,
+        "failure_latency_ms": 1000.0 * FAILURE_LATENCY_S,
+        **reference_summary(record.outcomes),
     }
     summary |= decoder_activity(before, after)
     if (tail := slowest_phases_ms(ok)) is not None:
@@ -143,23 +178,38 @@ def server_cpu(before_s: float | None, after_s: float | None, answers: int) -> d
     return {"server_cpu_ms_per_sentence": 1000.0 * (after_s - before_s) / answers}
 
 
+def config_settings(name: str, server_env: dict[str, str], model_spec: str) -> dict[str, str] | None:
+    """The TRANSLATOR_* settings (without the prefix) the config's server runs with: --server-env,
+    then the config's own, then the model; None for the naive baseline."""
+    settings = CONFIGS[name]
+    return None if settings is None else server_env | settings | {"models": model_spec}
+
+
+def config_variant(settings: dict[str, str] | None) -> str:
+    """The graph variant a config serves (the naive baseline: fp32 torch)."""
+    return (settings or {}).get("variant", "fp32")
+
+
 def _start(name: str, store: Path, naive: NaiveWeights | None, raw_dir: Path, model_spec: str,
            server_env: dict[str, str]) -> ServerProcess:
     log_path = raw_dir / f"server-{name}.log"
-    settings = CONFIGS[name]
+    settings = config_settings(name, server_env, model_spec)
     if settings is None:
         if naive is None:
             raise ServerStartError("no weights for the naive baseline")
         return start_naive(naive, log_path)
-    return start_service(store, log_path, server_env | settings | {"models": model_spec}, label=name)
+    return start_service(store, log_path, settings, label=name)
 
 
-def model_alone(store: Path, manifest: Manifest, variant: str, text: str, repeats: int) -> dict[str, Any]:
+def model_alone(store: Path, manifest: Manifest, variant: str, text: str, repeats: int,
+                settings: dict[str, str] | None = None) -> dict[str, Any]:
     """The unloaded sentence's model time alone, now (loadtest.lone_model in its own process: this
-    client never imports ONNX Runtime)."""
+    client never imports ONNX Runtime), in the environment the config's server got (its TRANSLATOR_*
+    settings, none of this process's), so it loads the model with the server's threads."""
     argv = [sys.executable, "-m", "loadtest.lone_model", "--store", str(store), "--model", manifest.name,
             "--version", manifest.version, "--variant", variant, "--text", text, "--repeats", str(repeats)]
-    done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(argv, cwd=REPO_ROOT, env=service_env(store, settings), capture_output=True, text=True,
+                          timeout=600, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"loadtest.lone_model failed ({done.returncode}): {done.stderr[-1000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -168,21 +218,57 @@ def model_alone(store: Path, manifest: Manifest, variant: str, text: str, repeat
 
 def bench_unloaded(name: str, server: ServerProcess, sentences: list[Sentence], plan: Plan,
                    force_lengths: bool, unloaded_text: str = UNLOADED_SENTENCE,
-                   measure_model_alone: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Warm-up, the unloaded latency (and, right after, the model alone on the same sentence) and the
-    sample translations of one config, while the other servers idle."""
+                   measure_model_alone: Callable[[], dict[str, Any]] | None = None,
+                   reference: client.Reference | None = None) -> dict[str, Any]:
+    """Warm-up (its answers checked against the reference: a config that answers wrongly fails here,
+    before anything is timed), then the unloaded latency (and, right after, the model alone on the
+    same sentence) of one config, while the other servers idle."""
     url = server.base_url
-    client.run(lambda: client.closed_loop(url, sentences, plan.concurrency, plan.warmup_s, force_lengths))
+    warmup = client.run(lambda: client.closed_loop(url, sentences, plan.concurrency, plan.warmup_s, force_lengths,
+                                                   reference=reference))
+    if wrong := [o for o in warmup.errors if o.differs]:
+        raise RuntimeError(f"{len(wrong)} of {len(warmup.outcomes)} warm-up answers differ from this server's "
+                           f"sequential answers (first: {wrong[0].error})")
     unloaded_payload = client.translate_payload(Sentence(unloaded_text, None), force_lengths)
     unloaded = client.run(lambda: client.sequential(url, unloaded_payload, plan.unloaded_requests))
     alone = measure_model_alone() if measure_model_alone is not None else None
-    samples = client.run(lambda: client.translate_each(url, sentences[:AGREEMENT_SENTENCES], force_lengths))
     return {
         "label": LABELS[name],
         "unloaded": {"requests": len(unloaded), "sentence": unloaded_text, **latency_summary_ms(unloaded)}
                     | ({"model_alone": alone} if alone is not None else {}),
-        "sample_translations": samples,
     }
+
+
+def reference_pass(servers: dict[str, ServerProcess], sentences: list[Sentence], force_lengths: bool,
+                   variants: dict[str, str], raw_dir: Path) -> tuple[dict[str, client.Reference], dict[str, str]]:
+    """Every server translates every sentence once, one request at a time (the servers side by side,
+    before anything is timed): its reference answers, written to raw_dir/references-NAME.json.
+    -> (references of the servers that passed, why each of the others failed)."""
+    started = time.monotonic()
+    urls = {name: server.base_url for name, server in servers.items()}
+    strict = {name: strict_for(variants[name]) for name in servers}
+    passes = client.run(lambda: client.references(urls, sentences, force_lengths, strict))
+    print(f"[bench] reference answers: {len(sentences)} sentences, one at a time, from {len(servers)} servers in "
+          f"{time.monotonic() - started:.0f} s", flush=True)
+    references: dict[str, client.Reference] = {}
+    failures: dict[str, str] = {}
+    for name, result in passes.items():
+        if isinstance(result, client.ReferencePassError):
+            failures[name] = f"reference answers: {result}"
+            continue
+        references[name] = result
+        (raw_dir / f"references-{name}.json").write_text(json.dumps(
+            {"variant": variants[name], "strict": result.strict,
+             "answers": {s.english: a for s, a in zip(sentences, result.answers, strict=True)}},
+            ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
+    return references, failures
+
+
+def reference_record(reference: client.Reference, variant: str) -> dict[str, Any]:
+    """What the results keep of a server's reference answers (all of them are in raw/)."""
+    return {"sentences": len(reference.answers), "distinct_answers": len(set(reference.answers)),
+            "variant": variant, "policy": "error" if reference.strict else "share",
+            "sample_translations": list(reference.answers[:SAMPLE_TRANSLATIONS])}
 
 
 def measured_run(server: ServerProcess, codec: Codec, clock_zero: float,
@@ -199,14 +285,16 @@ def measured_run(server: ServerProcess, codec: Codec, clock_zero: float,
 
 
 def closed_loop_run(server: ServerProcess, sentences: list[Sentence], codec: Codec, plan: Plan,
-                    force_lengths: bool, repeat: int, clock_zero: float) -> dict[str, Any]:
+                    force_lengths: bool, repeat: int, clock_zero: float,
+                    reference: client.Reference | None = None) -> dict[str, Any]:
     """One closed-loop run: `plan.concurrency` clients, each sending its next sentence on an answer."""
     return measured_run(server, codec, clock_zero, lambda url: client.closed_loop(
-        url, sentences, plan.concurrency, plan.duration_s, force_lengths, repeat * 997))
+        url, sentences, plan.concurrency, plan.duration_s, force_lengths, repeat * 997, reference))
 
 
 def bench_closed_interleaved(servers: dict[str, ServerProcess], sentences: list[Sentence], codec: Codec,
-                             plan: Plan, force_lengths: bool, clock_zero: float) -> dict[str, dict[str, Any]]:
+                             plan: Plan, force_lengths: bool, clock_zero: float,
+                             references: dict[str, client.Reference] | None = None) -> dict[str, dict[str, Any]]:
     """`plan.repeats` closed-loop runs of every server, the servers up side by side and their runs
     interleaved (A B C, then C B A), so the throughput ratios between configs come from the same
     stretch of the machine's time. Per config: its runs and their spread."""
@@ -215,17 +303,19 @@ def bench_closed_interleaved(servers: dict[str, ServerProcess], sentences: list[
         for name in interleaved_order(list(servers), repeat):
             print(f"[bench] closed loop {name}, run {repeat + 1}/{plan.repeats}", flush=True)
             runs[name].append(closed_loop_run(servers[name], sentences, codec, plan, force_lengths, repeat,
-                                              clock_zero))
+                                              clock_zero, (references or {}).get(name)))
     return {name: {"concurrency": plan.concurrency, "duration_s": plan.duration_s, "runs": by_name,
                    "summary": spread_of_runs(by_name, RUN_METRICS)}
             for name, by_name in runs.items()}
 
 
 def open_loop_run(server: ServerProcess, sentences: list[Sentence], codec: Codec, plan: Plan,
-                  force_lengths: bool, rate_per_s: float, repeat: int, clock_zero: float) -> dict[str, Any]:
+                  force_lengths: bool, rate_per_s: float, repeat: int, clock_zero: float,
+                  reference: client.Reference | None = None) -> dict[str, Any]:
     """One open-loop run at `rate_per_s` on the repeat's Poisson schedule (the same for every config)."""
     return measured_run(server, codec, clock_zero, lambda url: client.open_loop(
-        url, sentences, rate_per_s, plan.open_duration_s, force_lengths, plan.seed + repeat))
+        url, sentences, rate_per_s, plan.open_duration_s, force_lengths, plan.seed + repeat,
+        reference=reference))
 
 
 def interleaved_order(names: list[str], repeat: int) -> list[str]:
@@ -235,8 +325,8 @@ def interleaved_order(names: list[str], repeat: int) -> list[str]:
 
 
 def bench_open_interleaved(servers: dict[str, ServerProcess], sentences: list[Sentence], codec: Codec,
-                           plan: Plan, force_lengths: bool, rates_per_s: list[float],
-                           clock_zero: float) -> dict[str, list[dict[str, Any]]]:
+                           plan: Plan, force_lengths: bool, rates_per_s: list[float], clock_zero: float,
+                           references: dict[str, client.Reference] | None = None) -> dict[str, list[dict[str, Any]]]:
     """`plan.repeats` open-loop runs of every server at each rate, the servers up side by side and their
     runs interleaved: each config's p99 is taken over the same stretch of the machine's time, which on
     a shared VM moves a single run's p99 by up to 2x. Per config: one result per rate, in that order."""
@@ -246,7 +336,7 @@ def bench_open_interleaved(servers: dict[str, ServerProcess], sentences: list[Se
             for name in interleaved_order(list(servers), repeat + index):
                 print(f"[bench] open loop {name} at {rate:.1f}/s, run {repeat + 1}/{plan.repeats}", flush=True)
                 runs[name][index].append(open_loop_run(servers[name], sentences, codec, plan, force_lengths, rate,
-                                                       repeat, clock_zero))
+                                                       repeat, clock_zero, (references or {}).get(name)))
     return {name: [{"offered_per_s": rate, "duration_s": plan.open_duration_s, "runs": by_rate[index],
                     "summary": spread_of_runs(by_rate[index], OPEN_METRICS)}
                    for index, rate in enumerate(rates_per_s)]
@@ -254,26 +344,28 @@ def bench_open_interleaved(servers: dict[str, ServerProcess], sentences: list[Se
 
 
 def bench_open_phase(servers: dict[str, ServerProcess], results: dict[str, Any], sentences: list[Sentence],
-                     codec: Codec, plan: Plan, force_lengths: bool, rate_per_s: float, clock_zero: float) -> None:
+                     codec: Codec, plan: Plan, force_lengths: bool, rate_per_s: float, clock_zero: float,
+                     references: dict[str, client.Reference] | None = None) -> None:
     """Run the open-loop configs' servers (warm from the closed loop) interleaved at the headline rate
     and its other shares, and put each config's results in `results[name]["open"]` (headline) and
     `["open_other"]`."""
     rates = [rate_per_s, *(share * rate_per_s for share in plan.other_open_shares)]
-    by_name = bench_open_interleaved(servers, sentences, codec, plan, force_lengths, rates, clock_zero)
+    by_name = bench_open_interleaved(servers, sentences, codec, plan, force_lengths, rates, clock_zero, references)
     for name, (headline, *others) in by_name.items():
         results[name]["open"] = headline
         results[name]["open_other"] = [load | {"share_of_offered": share}
                                        for load, share in zip(others, plan.other_open_shares, strict=True)]
 
 
-def agreement(results: dict[str, Any], reference: str = "continuous") -> dict[str, float]:
-    """Per config: the fraction of the sample sentences translated exactly as `reference` translated them
-    (greedy fp32 everywhere, so naive/off/static should be 1.0; int8 may differ a little)."""
-    expected = results.get(reference, {}).get("sample_translations")
-    if not expected:
+def agreement(references: dict[str, client.Reference], reference: str = "continuous") -> dict[str, float]:
+    """Per config: the fraction of the run's sentences its server (asked one at a time) translated exactly
+    as `reference`'s did (greedy fp32 everywhere, so off/static should be 1.0; the naive baseline decodes
+    a multi-sentence paragraph whole, and int8 may differ a little)."""
+    expected = references.get(reference)
+    if expected is None or not expected.answers:
         return {}
-    return {name: sum(a == b for a, b in zip(result["sample_translations"], expected, strict=False)) / len(expected)
-            for name, result in results.items() if result.get("sample_translations")}
+    return {name: sum(a == b for a, b in zip(ref.answers, expected.answers, strict=True)) / len(expected.answers)
+            for name, ref in references.items()}
 
 
 def _median(results: dict[str, Any], name: str, section: str, metric: str) -> float:
@@ -302,7 +394,7 @@ def bleu_drop(manifest: Manifest) -> dict[str, float]:
     return drops
 
 
-def p99_ratios_by_load(results: dict[str, Any]) -> list[dict[str, float]]:
+def p99_ratios_by_load(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Continuous / static open-loop p99 at each offered rate both ran (the headline rate first)."""
     def runs(name: str) -> list[dict[str, Any]]:
         result = results.get(name, {})
@@ -312,6 +404,9 @@ def p99_ratios_by_load(results: dict[str, Any]) -> list[dict[str, float]]:
     ratios = []
     for static, continuous in zip(runs("static"), runs("continuous"), strict=False):
         static_p99, continuous_p99 = static["summary"]["p99_ms"]["median"], continuous["summary"]["p99_ms"]["median"]
+        # Requests that failed or were dropped count at the timeout in each p99; a ratio of two p99s
+        # then says little (static shedding a few would make continuous look better), so it is not judged.
+        failed = sum(run.get("errors", 0) + run.get("dropped", 0) for run in [*static["runs"], *continuous["runs"]])
         # Repeat by repeat: the two runs of a repeat ran back to back (interleaved), so their ratio
         # shows how much of the spread is the machine's moment rather than the batching.
         by_repeat = [_ratio(c["p99_ms"], s["p99_ms"])
@@ -320,7 +415,7 @@ def p99_ratios_by_load(results: dict[str, Any]) -> list[dict[str, float]]:
                        "share_of_static_saturated": _ratio(continuous["offered_per_s"], static_saturated),
                        "static_p99_ms": static_p99,
                        "continuous_p99_ms": continuous_p99, "ratio": _ratio(continuous_p99, static_p99),
-                       "ratio_by_repeat": by_repeat})
+                       "ratio_by_repeat": by_repeat, "failed_or_dropped": failed})
     return ratios
 
 
@@ -343,8 +438,14 @@ def saturation_ratios_by_round(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def evaluate_targets(results: dict[str, Any], manifest: Manifest) -> list[dict[str, Any]]:
     """The issue's targets, each with the measured value and whether it is met (None: not measured)."""
-    def target(name: str, value: float, goal: str, met: bool | None) -> dict[str, Any]:
-        return {"target": name, "value": value, "goal": goal, "met": None if math.isnan(value) else met}
+    def target(name: str, value: float, goal: str, met: bool | None, note: str | None = None) -> dict[str, Any]:
+        row = {"target": name, "value": value, "goal": goal, "met": None if math.isnan(value) or note else met}
+        return row | ({"note": note} if note else {})
+
+    def not_judged(load: dict[str, Any]) -> str | None:
+        failed = load.get("failed_or_dropped", 0)
+        return (f"not judged: {failed} requests failed or were dropped (each counted at the "
+                f"{FAILURE_LATENCY_S:.0f} s timeout)") if failed else None
 
     speedup = _ratio(_median(results, "continuous", "closed", "sentences_per_s"),
                      _median(results, "naive", "closed", "sentences_per_s"))
@@ -353,7 +454,8 @@ def evaluate_targets(results: dict[str, Any], manifest: Manifest) -> list[dict[s
     p99_rows = [target("continuous / static p99 at the same offered load (open loop), "
                        + (f"{load['share_of_static_saturated']:.2f} x static's saturated rate"
                           if math.isfinite(load.get("share_of_static_saturated", math.nan))
-                          else f"{load['offered_per_s']:.1f}/s offered"), load["ratio"], "<= 0.5", load["ratio"] <= 0.5)
+                          else f"{load['offered_per_s']:.1f}/s offered"), load["ratio"], "<= 0.5", load["ratio"] <= 0.5,
+                       not_judged(load))
                 for load in p99_ratios_by_load(results)]
     if not p99_rows:
         p99_rows = [target("continuous / static p99 at the same offered load (open loop)", math.nan, "<= 0.5", False)]
@@ -374,8 +476,9 @@ def evaluate_targets(results: dict[str, Any], manifest: Manifest) -> list[dict[s
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run (tests); numbers mean little")
     parser.add_argument("--store", type=Path, default=REPO_ROOT / "model_store")
     parser.add_argument("--model", default="en-de", help="model name in the store")
@@ -395,18 +498,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--open-fraction", type=float)
     parser.add_argument("--open-rate", type=float, help="offered sentences/s of the open-loop runs (default: auto)")
     parser.add_argument("--unloaded-requests", type=int)
+    parser.add_argument("--max-sentences", type=int,
+                        help="only the first N of the shuffled sentences (each server translates each of them once, "
+                             "one at a time, before the load: its reference answers)")
     parser.add_argument("--unloaded-text", default=UNLOADED_SENTENCE, help="the unloaded-latency request's text")
     parser.add_argument("--skip-engine", action="store_true", help="do not run loadtest.engine_bench afterwards")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra TRANSLATOR_* setting for every service config, e.g. MAX_BATCH_ROWS=128")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "loadtest/results")
     parser.add_argument("--docs", default=str(REPO_ROOT / "docs/benchmarks.md"), help="'' to skip")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     plan = QUICK_PLAN if args.quick else Plan()
     overrides = {"concurrency": args.concurrency, "duration_s": args.duration_s, "repeats": args.repeats,
                  "open_duration_s": args.open_duration_s, "open_fraction": args.open_fraction,
-                 "open_rate_per_s": args.open_rate, "unloaded_requests": args.unloaded_requests}
+                 "open_rate_per_s": args.open_rate, "unloaded_requests": args.unloaded_requests,
+                 "max_sentences": args.max_sentences}
     plan = replace(plan, **{k: v for k, v in overrides.items() if v is not None})
     names = [name for name in CONFIGS if name in args.configs.split(",")]  # canonical order
     if unknown := set(args.configs.split(",")) - CONFIGS.keys():
@@ -421,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     all_sentences, sentences_source = load_sentences(args.sentences)
     sentences = list(all_sentences)
     random.Random(plan.seed).shuffle(sentences)  # mixed lengths in every window; same order everywhere
+    if plan.max_sentences:
+        sentences = sentences[:plan.max_sentences]
     naive = naive_weights(args.checkpoint, artifact_dir) if "naive" in names else None
     if naive is not None and naive.source == "artifact":
         print(f"[bench] naive: no checkpoint at {args.checkpoint}; running the fp32 weights of {artifact_dir} "
@@ -432,6 +546,10 @@ def main(argv: list[str] | None = None) -> int:
     machine = describe_machine()
     started = time.monotonic()
     results: dict[str, Any] = {}
+    references: dict[str, client.Reference] = {}
+    model_spec = f"{manifest.name}@{manifest.version}"
+    settings = {name: config_settings(name, server_env, model_spec) for name in names}
+    variants = {name: config_variant(settings[name]) for name in names}
     open_rate = plan.open_rate_per_s
     failed = False
     with contextlib.ExitStack() as stack:
@@ -439,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         # runs of all configs can be interleaved like the open loop's.
         servers: dict[str, ServerProcess] = {}
         for name in names:
-            variant = (CONFIGS[name] or {}).get("variant", "fp32")
+            variant = variants[name]
             if variant not in manifest.variants:
                 # The export drops int8 when it costs too much BLEU: nothing to serve, not a failure.
                 reason = f"the artifact has no {variant} variant (bleu drop recorded: {bleu_drop(manifest) or 'none'})"
@@ -447,27 +565,34 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[bench] {name} skipped: {reason}", flush=True)
                 continue
             try:
-                servers[name] = stack.enter_context(_start(name, args.store, naive, raw_dir,
-                                                           f"{manifest.name}@{manifest.version}", server_env))
+                servers[name] = stack.enter_context(_start(name, args.store, naive, raw_dir, model_spec, server_env))
             except ServerStartError as exc:
                 failed = True
                 results[name] = {"label": LABELS[name], "error": str(exc)[-2000:]}
                 print(f"[bench] {name} FAILED: {exc}", file=sys.stderr, flush=True)
+        # Before anything is timed: each server's own answers, one request at a time.
+        references, reference_failures = reference_pass(servers, sentences, force_lengths, variants, raw_dir)
+        for name, why in reference_failures.items():
+            failed = True
+            results[name] = {"label": LABELS[name], "error": why[-2000:]}
+            print(f"[bench] {name} FAILED: {why}", file=sys.stderr, flush=True)
+            del servers[name]
         for name, server in list(servers.items()):
             print(f"[bench] {name}: {LABELS[name]}", flush=True)
-            variant = (CONFIGS[name] or {}).get("variant", "fp32")
             alone = None if CONFIGS[name] is None else functools.partial(
-                model_alone, args.store, manifest, variant, args.unloaded_text, plan.unloaded_requests)
+                model_alone, args.store, manifest, variants[name], args.unloaded_text, plan.unloaded_requests,
+                settings[name])
             try:
                 results[name] = bench_unloaded(name, server, sentences, plan, force_lengths, args.unloaded_text,
-                                               alone)
+                                               alone, references[name])
+                results[name]["reference"] = reference_record(references[name], variants[name])
             except RuntimeError as exc:
                 failed = True
                 results[name] = {"label": LABELS[name], "error": str(exc)[-2000:]}
                 print(f"[bench] {name} FAILED: {exc}", file=sys.stderr, flush=True)
                 del servers[name]
         for name, closed in bench_closed_interleaved(servers, sentences, codec, plan, force_lengths,
-                                                     started).items():
+                                                     started, references).items():
             results[name]["closed"] = closed
             print(f"[bench] {name}: {closed['summary']['sentences_per_s']['median']:.1f} sentences/s, "
                   f"p99 {closed['summary']['p99_ms']['median']:.0f} ms, unloaded p50 "
@@ -479,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not (math.isfinite(open_rate) and open_rate > 0):
                     raise RuntimeError(f"no open-loop rate: {opened[0]} served nothing in the closed loop")
                 bench_open_phase({name: servers[name] for name in opened}, results, sentences, codec, plan,
-                                 force_lengths, open_rate, started)
+                                 force_lengths, open_rate, started, references)
             except RuntimeError as exc:
                 failed = True
                 for name in opened:
@@ -506,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
                       "source_tokens_p50": sorted(lengths)[len(lengths) // 2],
                       "source_tokens_max": max(lengths)},
         "configs": results,
-        "agreement_with_continuous": agreement(results),
+        "agreement_with_continuous": agreement(references),
+        "agreement_sentences": len(sentences),
         "targets": evaluate_targets(results, manifest),
         "p99_ratio_by_offered_load": p99_ratios_by_load(results),
         "saturation_ratios_by_round": saturation_ratios_by_round(results),

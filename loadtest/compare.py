@@ -7,6 +7,9 @@ moves by up to 2x with the VM's neighbours: a config measured alone, minutes fro
 compared with it). Open loop at `--rate` sentences/s (the side-by-side benchmark's schedule and
 summaries), and with `--closed N` first a closed loop of N clients. Prints medians and every run,
 writes the JSON. How the settings in docs/benchmarks.md's "What limits it" were compared.
+As in the side-by-side benchmark, every server first translates the sentences one request at a time
+(its reference answers; an fp32 answer under load that differs is an error, int8's are counted), and
+the percentiles count a failed or dropped request at the client's timeout.
 Must not import locust, service or torch (servers run in their own processes).
 """
 
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import client
+from loadtest.answers import strict_for
 from loadtest.bench import Plan, bench_closed_interleaved, bench_open_interleaved
 from loadtest.machine import describe_machine
 from loadtest.sentences import load_sentences
@@ -53,8 +57,9 @@ def _joined(values: list[float]) -> str:
     return ", ".join(f"{value:.0f}" for value in values)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("configs", nargs="+", metavar="NAME:KEY=VALUE;...", help="two or more service configs")
     parser.add_argument("--rate", type=float, required=True, help="offered sentences/s of the open loop")
     parser.add_argument("--duration-s", type=float, default=20.0, help="each open-loop run")
@@ -66,7 +71,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="en-de")
     parser.add_argument("--version")
     parser.add_argument("--sentences", type=Path, help="default: the test sets, else loadtest/sentences.txt")
+    parser.add_argument("--max-sentences", type=int, help="only the first N of the shuffled sentences")
+    parser.add_argument("--lengths", choices=["model", "reference"], default="model",
+                        help="reference: send max_length = the reference length (untrained stand-in models)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "loadtest/results/compare.json")
+    return parser
+
+
+def _run_line(load: dict[str, Any]) -> str:
+    runs = load["runs"]
+    errors, dropped = sum(r["errors"] for r in runs), sum(r.get("dropped", 0) for r in runs)
+    checked, differing = sum(r["reference_checked"] for r in runs), sum(r["reference_differing"] for r in runs)
+    return (f"errors {errors}, dropped {dropped}, answers differing from the server's sequential ones "
+            f"{differing}/{checked}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         configs = dict(parse_config(spec) for spec in args.configs)
@@ -81,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     sentences, source = load_sentences(args.sentences)
     sentences = list(sentences)
     random.Random(0).shuffle(sentences)  # the side-by-side benchmark's order
+    if args.max_sentences:
+        sentences = sentences[:args.max_sentences]
+    force_lengths = args.lengths == "reference"
+    variants = {name: settings.get("variant", "fp32") for name, settings in configs.items()}
     plan = replace(Plan(), repeats=args.repeats, open_duration_s=args.duration_s)
     log_dir = args.out.parent / "raw" / "compare"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -92,13 +117,22 @@ def main(argv: list[str] | None = None) -> int:
                 args.store, log_dir / f"server-{name}.log",
                 settings | {"models": f"{manifest.name}@{manifest.version}"}, label=name))
                 for name, settings in configs.items()}
-            for server in servers.values():
+            passes = client.run(lambda: client.references(
+                {name: server.base_url for name, server in servers.items()}, sentences, force_lengths,
+                {name: strict_for(variant) for name, variant in variants.items()}))
+            if failures := {name: str(r) for name, r in passes.items() if isinstance(r, client.ReferencePassError)}:
+                for name, why in failures.items():
+                    print(f"[compare] {name}: reference answers: {why}", file=sys.stderr)
+                return 1
+            references = {name: r for name, r in passes.items() if isinstance(r, client.Reference)}
+            for name, server in servers.items():
                 client.run(functools.partial(client.closed_loop, server.base_url, sentences, 16, args.warmup_s,
-                                             False))
+                                             force_lengths, reference=references[name]))
             closed = (bench_closed_interleaved(servers, sentences, codec, replace(
-                plan, concurrency=args.closed, duration_s=args.closed_duration_s), False, started)
-                      if args.closed else {})
-            opened = bench_open_interleaved(servers, sentences, codec, plan, False, [args.rate], started)
+                plan, concurrency=args.closed, duration_s=args.closed_duration_s), force_lengths, started,
+                references) if args.closed else {})
+            opened = bench_open_interleaved(servers, sentences, codec, plan, force_lengths, [args.rate], started,
+                                            references)
     except ServerStartError as exc:
         print(f"[compare] a server did not start: {exc}", file=sys.stderr)
         return 1
@@ -109,17 +143,20 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {"settings": configs[name], "open": load}
         cpu = summary["server_cpu_ms_per_sentence"]["median"]
         line = (f"{name}: p99 {summary['p99_ms']['median']:.0f} ms (runs {_joined(summary['p99_ms']['values'])}), "
-                f"mean {summary['mean_ms']['median']:.0f} ms, server CPU {cpu:.1f} ms/sentence, "
-                f"errors {sum(r['errors'] for r in load['runs'])}")
+                f"mean {summary['mean_ms']['median']:.0f} ms, server CPU {cpu:.1f} ms/sentence, {_run_line(load)}")
         if name in closed:
             results[name]["closed"] = closed[name]
             served = closed[name]["summary"]["sentences_per_s"]
-            line += f"; closed loop {served['median']:.0f} sentences/s (runs {_joined(served['values'])})"
+            line += (f"; closed loop {served['median']:.0f} sentences/s (runs {_joined(served['values'])}), "
+                     f"{_run_line(closed[name])}")
         print(line, flush=True)
     document = {"kind": "compare", "command": "python -m loadtest.compare " + shlex.join(
                     argv if argv is not None else sys.argv[1:]),
                 "machine": machine, "wall_s": time.monotonic() - started, "model": str(artifact_dir),
                 "sentences": {"source": source, "count": len(sentences)}, "offered_per_s": args.rate,
+                "lengths": args.lengths, "variants": variants,
+                "latency_convention": "failures_at_timeout (percentiles count a failed or dropped request at "
+                                      f"{client.REQUEST_TIMEOUT_S:.0f} s)",
                 "closed_clients": args.closed, "configs": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(json_safe(document), indent=2) + "\n", encoding="utf-8")

@@ -1,6 +1,7 @@
 """One step of the step load, in its own process: Locust (driven through its Python API) runs N users
 of loadtest/locustfile.py against HOST for exactly S seconds after they are all spawned, then writes
-PREFIX.json (exact totals and the measured window), PREFIX_stats.csv, PREFIX_failures.csv, PREFIX.html.
+PREFIX.json (exact totals and the measured window: requests sent, requests the users' schedules meant
+to send, answers compared with the reference answers), PREFIX_stats.csv, PREFIX_failures.csv, PREFIX.html.
 
 Importing locust monkey-patches this whole process with gevent, so nothing else runs here.
 `python -m loadtest.locust_step --host URL --users N --seconds S --prefix PATH`
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     from locust.html import get_html_report
     from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
+    from loadtest import locustfile
     from loadtest.locustfile import SENTENCES_SOURCE, TranslatorUser
 
     environment = Environment(user_classes=[TranslatorUser], host=args.host)
@@ -38,9 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         runner.spawning_greenlet.join()
     # The window starts once every user runs, so each step measures its user count only.
     environment.stats.reset_all()
+    locustfile.reset_tallies()
     began = time.monotonic()
     gevent.sleep(args.seconds)
-    elapsed_s = time.monotonic() - began
+    ended = time.monotonic()
+    elapsed_s = ended - began
+    sent = locustfile.SENT[0]
     runner.quit()  # requests still in flight are abandoned, not counted
 
     stats = environment.stats
@@ -49,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         "users": args.users,
         "elapsed_s": elapsed_s,
         "sentences": SENTENCES_SOURCE,
+        "sent": sent,  # requests started in the window
+        "scheduled": locustfile.scheduled_between(began, ended),  # ... that the schedules meant to start
+        "latency_from": "schedule" if locustfile.USER_RPS > 0 else "send",
+        "reference": locustfile.REFERENCES.tally(),
         "stats": stats.serialize_stats(),
         "errors": [{"name": e.name, "error": str(e.error), "occurrences": e.occurrences}
                    for e in stats.errors.values()],

@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     manifest = read_manifest(artifact_dir)
     codec = Codec(artifact_dir / manifest.tokenizer_file)
     # Threads as `python -m service` sets them in this environment (by default: the encoder half the
-    # CPUs, each decoder lane a share of the rest).
+    # CPUs, each decoder lane a share of the rest). The side-by-side benchmark runs this module in the
+    # environment of the server it stands beside (loadtest.servers.service_env: that server's
+    # TRANSLATOR_* settings, --server-env included, and none of the benchmark's own).
     settings = Settings()
     model = OnnxSeq2SeqModel.load(artifact_dir, manifest, variant=args.variant,
                                   intra_op_threads=settings.decoder_threads,

@@ -1,5 +1,9 @@
 """Overload benchmark: bursts of POST /v1/translate at a few offered rates against a running service,
 reporting how much load was held (200) and how much was shed (429/503), and the accepted p99 latency.
+Every 200 is validated: its shape, and each translation (each position of a batch) against the server's
+own answer to that text asked on its own before the bursts. A 200 whose answer is malformed, or (fp32)
+differs from that reference, is a wrong answer, not held load; for int8, whose answers may change with
+the batch, the differing translations are counted instead.
 
 `python -m loadtest.overload --url http://127.0.0.1:8000 [--quick] [--out overload.json]`
 Must not import locust, service, onnxruntime or torch (the server under test runs in its own process).
@@ -20,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from loadtest.answers import ReferenceBook, degenerate_references, reference_key, strict_for, translation_problem
 from loadtest.machine import describe_machine
 from loadtest.stats import json_safe, percentile
 
@@ -40,6 +45,7 @@ class Answer:
     latency_s: float
     retry_after: str | None
     error_code: str | None  # `error.code` of an error body, when the body has that shape
+    problem: str | None = None  # a 200 whose answer is wrong: malformed, or (fp32) not the reference
 
 
 def _error_code(response: httpx.Response) -> str | None:
@@ -51,20 +57,64 @@ def _error_code(response: httpx.Response) -> str | None:
     return str(error.get("code")) if isinstance(error, dict) and "code" in error else None
 
 
-async def _send(client: httpx.AsyncClient, payload: dict[str, Any]) -> Answer:
+def answer_problem(response: httpx.Response, texts: list[str], references: ReferenceBook | None) -> str | None:
+    """Why a 200's body is not the right answer to `texts` (shape, then each position against the
+    text's reference), or None."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "not JSON"
+    if problem := translation_problem(body, len(texts)):
+        return problem
+    if references is None:
+        return None
+    return references.check([reference_key(t) for t in texts], [item["text"] for item in body["translations"]])
+
+
+async def _send(client: httpx.AsyncClient, payload: dict[str, Any], references: ReferenceBook | None = None) -> Answer:
     started = time.perf_counter()
     try:
         response = await client.post(TRANSLATE_PATH, json=payload)
     except httpx.HTTPError:
         return Answer(None, time.perf_counter() - started, None, None)
     latency_s = time.perf_counter() - started
-    code = None if response.status_code == 200 else _error_code(response)
-    return Answer(response.status_code, latency_s, response.headers.get("retry-after"), code)
+    if response.status_code == 200:
+        problem = answer_problem(response, list(payload["texts"]), references)
+        return Answer(200, latency_s, response.headers.get("retry-after"), None, problem)
+    return Answer(response.status_code, latency_s, response.headers.get("retry-after"), _error_code(response))
+
+
+async def reference_answers(base_url: str, texts: tuple[str, ...], headers: dict[str, str] | None = None,
+                            variant: str | None = None) -> ReferenceBook:
+    """Each text translated on its own, one request at a time, before any burst: the answers the
+    bursts' 200s must give (fp32: any other is wrong; int8: counted). `variant` None: asked of the
+    server (GET /v1/models), fp32 rules when it does not say. Raises RuntimeError when a text gets no
+    well-formed answer or the answers are degenerate (the same answer for different texts)."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_S, headers=headers) as client:
+        if variant is None:
+            try:
+                models = (await client.get("/v1/models")).json().get("models", [])
+                default = next((m for m in models if m.get("default")), models[0] if models else {})
+                variant = default.get("variant")
+            except (httpx.HTTPError, ValueError, AttributeError):
+                variant = None
+        book = ReferenceBook(strict=strict_for(variant), variant=variant)
+        answers = []
+        for text in dict.fromkeys(texts):
+            response = await client.post(TRANSLATE_PATH, json={"texts": [text]})
+            if response.status_code != 200 or (problem := answer_problem(response, [text], None)):
+                raise RuntimeError(f"reference answer for {text!r:.60}: HTTP {response.status_code} "
+                                   f"{response.text[:200]}")
+            answers.append(str(response.json()["translations"][0]["text"]))
+            book.answers[reference_key(text)] = answers[-1]
+    if problem := degenerate_references(list(dict.fromkeys(texts)), answers):
+        raise RuntimeError(f"reference answers: {problem}")
+    return book
 
 
 async def burst(
     base_url: str, requests: int, rate_per_s: float, texts: tuple[str, ...] = DEFAULT_TEXTS,
-    headers: dict[str, str] | None = None, texts_per_request: int = 1,
+    headers: dict[str, str] | None = None, texts_per_request: int = 1, references: ReferenceBook | None = None,
 ) -> list[Answer]:
     """Send `requests` translations spaced 1/rate apart (inf: all at once), each on its own connection
     so the client never queues them itself; returns every answer in send order.
@@ -85,19 +135,27 @@ async def burst(
                     await asyncio.sleep(delay_s)
             first = index * texts_per_request
             payload = {"texts": [texts[(first + k) % len(texts)] for k in range(texts_per_request)]}
-            tasks.append(asyncio.create_task(_send(client, payload)))
+            tasks.append(asyncio.create_task(_send(client, payload, references)))
         return list(await asyncio.gather(*tasks))
 
 
-def summarize(answers: list[Answer], rate_per_s: float, elapsed_s: float) -> dict[str, Any]:
+def summarize(answers: list[Answer], rate_per_s: float, elapsed_s: float,
+              references: ReferenceBook | None = None) -> dict[str, Any]:
     statuses = Counter("transport_error" if a.status is None else str(a.status) for a in answers)
-    held = [a for a in answers if a.status == 200]
+    held = [a for a in answers if a.status == 200 and a.problem is None]
+    wrong = [a for a in answers if a.status == 200 and a.problem is not None]
     shed = [a for a in answers if a.status in SHED_STATUSES]
-    unexpected = len(answers) - len(held) - len(shed)
+    unexpected = len(answers) - len(held) - len(wrong) - len(shed)
+    tally = references.tally() if references is not None else {}
     return {
         "offered_rate_per_s": rate_per_s if math.isfinite(rate_per_s) else "all at once",
         "sent": len(answers),
-        "held": len(held),
+        "held": len(held),  # answered 200 with the right answer
+        "wrong_answers": len(wrong),  # answered 200 with a malformed or (fp32) differing answer
+        "wrong_samples": sorted({a.problem or "" for a in wrong})[:3],
+        "reference_checked": tally.get("checked"),
+        "reference_differing": tally.get("differing"),
+        "reference_policy": None if not tally else ("error" if tally["strict"] else "share"),
         "shed": len(shed),
         "unexpected": unexpected,  # neither 200 nor 429/503: 5xx, 4xx or no answer at all
         "held_fraction": len(held) / len(answers) if answers else math.nan,
@@ -126,19 +184,25 @@ async def server_rss_mb(base_url: str) -> float | None:
 async def run_overload(
     base_url: str, rates_per_s: tuple[float, ...], requests: int, texts: tuple[str, ...] = DEFAULT_TEXTS,
     pause_s: float = 1.0, headers: dict[str, str] | None = None, texts_per_request: int = 1,
+    variant: str | None = None,
 ) -> dict[str, Any]:
-    """One burst per offered rate, with a pause between them so each starts from an empty queue."""
+    """One burst per offered rate, with a pause between them so each starts from an empty queue; first,
+    each text's reference answer, asked on its own."""
+    references = await reference_answers(base_url, texts, headers, variant)
     results = []
     for position, rate in enumerate(rates_per_s):
         if position:
             await asyncio.sleep(pause_s)
         rss_before_mb = await server_rss_mb(base_url)
+        references.reset_tally()
         started = time.perf_counter()
-        answers = await burst(base_url, requests, rate, texts, headers, texts_per_request)
-        summary = summarize(answers, rate, time.perf_counter() - started)
+        answers = await burst(base_url, requests, rate, texts, headers, texts_per_request, references)
+        summary = summarize(answers, rate, time.perf_counter() - started, references)
         summary |= {"server_rss_before_mb": rss_before_mb, "server_rss_after_mb": await server_rss_mb(base_url)}
         results.append(summary)
-    return {"url": base_url, "requests_per_rate": requests, "texts_per_request": texts_per_request, "runs": results}
+    return {"url": base_url, "requests_per_rate": requests, "texts_per_request": texts_per_request,
+            "variant": references.variant, "reference_policy": "error" if references.strict else "share",
+            "runs": results}
 
 
 def _rate(text: str) -> float:
@@ -163,9 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     texts = tuple(args.text) if args.text else DEFAULT_TEXTS
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else None
     machine = describe_machine()  # before the run: the load average says whether the machine was quiet
-    report = json_safe(asyncio.run(run_overload(
-        args.url.rstrip("/"), rates, requests, texts, headers=headers, texts_per_request=args.texts_per_request
-    )))
+    try:
+        report = json_safe(asyncio.run(run_overload(
+            args.url.rstrip("/"), rates, requests, texts, headers=headers, texts_per_request=args.texts_per_request
+        )))
+    except RuntimeError as exc:  # no reference answers: the server cannot be judged
+        print(f"[overload] {exc}", file=sys.stderr)
+        return 1
     command_args = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--api-key")]
     report |= {"command": "python -m loadtest.overload " + " ".join(command_args), "machine": machine}
     text = json.dumps(report, indent=2)
@@ -173,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
-    # Anything but held or shed (a 500, a hang, a refused connection) is a failure of the service.
-    return 1 if any(run["unexpected"] for run in report["runs"]) else 0
+    # Anything but held or shed (a 500, a hang, a refused connection, a wrong answer) is a failure of the service.
+    return 1 if any(run["unexpected"] or run["wrong_answers"] for run in report["runs"]) else 0
 
 
 if __name__ == "__main__":

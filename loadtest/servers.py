@@ -106,12 +106,19 @@ def start_service(store: Path, log_path: Path, settings: dict[str, str] | None =
     """`python -m service` over `store`; `settings` are TRANSLATOR_* variables without the prefix
     ({"batching": "static", "variant": "int8"}). Other TRANSLATOR_* variables of this process are dropped."""
     port = free_port()
+    env = service_env(store, settings) | {"TRANSLATOR_HOST": "127.0.0.1", "TRANSLATOR_PORT": str(port)}
+    return _start(label, [sys.executable, "-m", "service"], env, port, log_path, ready_timeout_s)
+
+
+def service_env(store: Path, settings: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a service process under test gets: this process's, without its TRANSLATOR_*
+    variables, plus the store and `settings` (TRANSLATOR_* without the prefix). Also what
+    loadtest.lone_model runs in, so that it loads the model as that server does."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("TRANSLATOR_")}
-    env |= {"TRANSLATOR_HOST": "127.0.0.1", "TRANSLATOR_PORT": str(port),
-            "TRANSLATOR_MODEL_STORE": str(Path(store).resolve()), "TRANSLATOR_LOG_LEVEL": "WARNING",
+    env |= {"TRANSLATOR_MODEL_STORE": str(Path(store).resolve()), "TRANSLATOR_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1"}
     env |= {f"TRANSLATOR_{key.upper()}": str(value) for key, value in (settings or {}).items()}
-    return _start(label, [sys.executable, "-m", "service"], env, port, log_path, ready_timeout_s)
+    return env
 
 
 @dataclass(frozen=True)

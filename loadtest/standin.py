@@ -14,9 +14,13 @@ from pathlib import Path
 
 DEFAULT_TOKENIZER = Path("data/tokenizer/spm.model")
 STANDIN_NAME, STANDIN_VERSION = "en-de", "1"
+# training/cli.py's preset of the shipped en-de/3: 2 encoder layers, a 512-wide decoder, tied embeddings
+# (its manifest's model_config). The `cpu` preset is smaller (one encoder layer, 256-wide decoder) and
+# would time a different model.
+SHIPPED_PRESET = "gpu"
 
 
-def write_standin(out_dir: Path, tokenizer: Path, preset: str = "cpu", seed: int = 0) -> tuple[Path, Path]:
+def write_standin(out_dir: Path, tokenizer: Path, preset: str = SHIPPED_PRESET, seed: int = 0) -> tuple[Path, Path]:
     """-> (artifact dir `<out_dir>/store/en-de/1`, checkpoint `<out_dir>/standin.pt`)."""
     import torch
 
@@ -44,12 +48,17 @@ def write_standin(out_dir: Path, tokenizer: Path, preset: str = "cpu", seed: int
     return artifact_dir, checkpoint
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.standin", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("loadtest/results/raw/standin"))
     parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER)
-    parser.add_argument("--preset", default="cpu")
-    args = parser.parse_args(argv)
+    parser.add_argument("--preset", default=SHIPPED_PRESET,
+                        help=f"training/cli.py preset (default {SHIPPED_PRESET}: the shipped model's shape)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     artifact_dir, checkpoint = write_standin(args.out, args.tokenizer, args.preset)
     print(f"artifact   {artifact_dir}\ncheckpoint {checkpoint}")
     return 0

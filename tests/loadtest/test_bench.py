@@ -39,9 +39,16 @@ def test_every_configuration_served_well_formed_answers(quick_bench: tuple[dict,
         assert "error" not in result, (name, result.get("error"))
         closed = result["closed"]
         assert len(closed["runs"]) == bench.QUICK_PLAN.repeats
+        # every server translated the run's sentences one at a time first: its reference answers
+        reference = result["reference"]
+        assert reference["sentences"] == document["sentences"]["count"] == bench.QUICK_PLAN.max_sentences
+        assert reference["policy"] == ("share" if name == "int8" else "error")
         for run in closed["runs"]:
             assert run["errors"] == 0, (name, run["error_samples"])
             assert run["requests_ok"] > 0
+            assert run["reference_checked"] == run["requests_ok"]  # every answer compared with the reference
+            if name != "int8":  # fp32: a differing answer would have been an error
+                assert run["reference_differing"] == 0 and run["reference_agreement"] == 1.0
             assert run["sentences_per_s"] > 0 and run["target_tokens_per_s"] > 0
             assert 0 < run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"]
             assert run["target_tokens_per_sentence"] >= 2  # at least one piece + eos
@@ -83,6 +90,8 @@ def test_open_loop_runs_static_and_continuous_at_one_offered_rate(quick_bench: t
             [share * rates[name] for share in bench.QUICK_PLAN.other_open_shares])
         for run in [*document["configs"][name]["open"]["runs"], *(r for o in others for r in o["runs"])]:
             assert run["errors"] == 0 and run["requests_ok"] > 0 and run["dropped"] == 0
+            assert run["reference_checked"] == run["requests_ok"] and run["reference_differing"] == 0
+            assert run["latency_convention"] == "failures_at_timeout"
             # the slowest answers broken down by the service's Server-Timing header
             tail = run["slowest_1pct_ms"]
             assert set(tail) == {"latency", "queue", "encode", "decode", "other"}
@@ -174,6 +183,10 @@ def test_engine_results_and_report_are_written(quick_bench: tuple[dict, Path, Pa
         assert lone["decoder_steps"] >= 1 and 0 < lone["min_ms"] <= lone["p50_ms"]
     text = docs.read_text(encoding="utf-8")
     assert "model alone in this process" in text
+    off_answers = sum(run["requests_ok"] for run in quick_bench[0]["configs"]["off"]["closed"]["runs"])
+    assert f"| 0 | all {off_answers} equal |" in text  # off's closed loop: errors, answers vs its reference
+    assert "answers vs the server's reference" in text and " equal |" in text
+    assert "- **In the runs above** (read from their results" in text
     assert "The slowest 1% of those answers" in text
     for heading in ("## Side-by-side benchmark", "## Engine only (no HTTP)", "quick mode"):
         assert heading in text
@@ -224,5 +237,5 @@ def test_the_naive_baseline_without_a_checkpoint_runs_the_artifact(
     naive = document["configs"]["naive"]
     assert "error" not in naive, naive.get("error")
     assert all(run["errors"] == 0 and run["requests_ok"] > 0 for run in naive["closed"]["runs"])
-    assert all(naive["sample_translations"])
+    assert all(naive["reference"]["sample_translations"])
     assert f"naive baseline weights: the artifact's fp32 graphs (`{tiny_artifact}`)" in docs.read_text(encoding="utf-8")

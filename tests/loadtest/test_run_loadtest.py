@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,12 @@ def test_quick_step_load(tiny_store: Path, number_sentences: Path, tmp_path: Pat
         assert 0 < step["p50_ms"] <= step["p95_ms"] <= step["p99_ms"]
         assert step["rows_per_decoder_step"] >= 1.0
         assert sum(r["requests"] for r in step["by_request"].values()) == step["requests"]
+        # every translation compared with the server's own sequential answer, and all the same (fp32)
+        assert step["reference_checked"] > 0 and step["reference_differing"] == 0
+        assert step["reference_policy"] == "error"
+        assert step["latency_from"] == "send" and step["saturated"] is None  # users back to back: no schedule
+        assert step["sent_requests"] >= step["requests"] - step["users"]
+    assert document["references"]["sentences"] > 0 and Path(document["references"]["file"]).is_file()
     assert set().union(*(step["by_request"] for step in steps)) >= REQUEST_NAMES
 
     with (tmp_path / "loadtest_summary.csv").open(encoding="utf-8") as handle:
@@ -47,3 +54,27 @@ def test_quick_step_load(tiny_store: Path, number_sentences: Path, tmp_path: Pat
         for suffix in (".json", ".html", "_stats.csv", "_failures.csv"):
             assert (raw / f"users{users:04d}{suffix}").is_file()
     assert "## Locust step load" in docs.read_text(encoding="utf-8")
+
+
+def test_a_saturated_step_is_marked_and_timed_from_the_schedule(stub_server: Any, tmp_path: Path) -> None:
+    """A server that serves one request at a time in 25 ms (40/s) under 80 users offering 1 request/s
+    each: the step sends far fewer than scheduled, is marked saturated, and its latency (timed from each
+    request's scheduled start) holds the queue; 5 users (5/s) are served on schedule."""
+    sentences = tmp_path / "s.tsv"
+    sentences.write_text("".join(f"sentence {i}\tSatz {i}\n" for i in range(20)), encoding="utf-8")
+    server = stub_server("echo", service_s=0.025)
+    code = run_loadtest.main(["--url", server.base_url, "--users", "5,80", "--step-s", "4", "--sentences",
+                              str(sentences), "--out", str(tmp_path), "--docs", str(tmp_path / "b.md")])
+    assert code == 0
+    light, heavy = json.loads((tmp_path / "loadtest.json").read_text(encoding="utf-8"))["steps"]
+    for step in (light, heavy):
+        assert step["latency_from"] == "schedule" and step["failures"] == 0
+        assert step["reference_checked"] > 0 and step["reference_differing"] == 0
+    assert light["saturated"] is False
+    assert heavy["saturated"] is True and heavy["sent_per_s"] < 0.95 * heavy["scheduled_per_s"]
+    assert heavy["scheduled_per_s"] == pytest.approx(80, rel=0.25) and heavy["requests_per_s"] < 45
+    # the queue the schedule saw: far above the 25 ms a request took to serve
+    assert heavy["p50_ms"] > 200 and heavy["p50_ms"] > 5 * light["p50_ms"]
+    text = (tmp_path / "b.md").read_text(encoding="utf-8")
+    assert "**saturated**" in text and "timed from each request's scheduled start" in text
+
