@@ -211,6 +211,26 @@ def _check_relative(relative: str, where: str, source: str) -> None:
         )
 
 
+def _check_ranges(fields: dict[str, Any], source: str) -> None:
+    """Values the service computes with: a vocabulary holding the special tokens, distinct special ids
+    inside it, room for a token and the end-of-sentence token per source (the engine would index out of
+    the vocabulary or refuse every request)."""
+    vocab_size, special = fields["vocab_size"], fields["special_tokens"]
+    ids = {"pad_id": special.pad_id, "unk_id": special.unk_id, "bos_id": special.bos_id, "eos_id": special.eos_id}
+    if vocab_size <= len(ids):
+        raise ManifestError(f"{source}: field vocab_size is {vocab_size}: the vocabulary must hold the four "
+                            "special tokens and at least one other")
+    for name, token in ids.items():
+        if not 0 <= token < vocab_size:
+            raise ManifestError(f"{source}: field special_tokens.{name} is {token}, outside the vocabulary "
+                                f"(0-{vocab_size - 1})")
+    if len(set(ids.values())) != len(ids):
+        raise ManifestError(f"{source}: field special_tokens gives two tokens one id: {ids}")
+    for name in ("max_source_tokens", "opset"):
+        if fields[name] < (2 if name == "max_source_tokens" else 1):
+            raise ManifestError(f"{source}: field {name} is {fields[name]}, too small")
+
+
 def _parse_manifest(raw: Any, source: str) -> Manifest:
     if not isinstance(raw, dict):
         raise ManifestError(f"{source}: must hold a JSON object, got {_describe(raw)}")
@@ -230,6 +250,7 @@ def _parse_manifest(raw: Any, source: str) -> Manifest:
     fields["special_tokens"] = SpecialTokens(
         **_object(fields["special_tokens"], _SPECIAL_TOKEN_FIELDS, "special_tokens", source)
     )
+    _check_ranges(fields, source)
     variants: dict[str, dict[str, GraphSpec]] = {}
     for variant, graphs in _entries(fields["variants"], dict, "variants", source).items():
         variants[variant] = {}

@@ -278,6 +278,25 @@ def test_a_field_of_the_wrong_type_is_a_manifest_error_naming_it(
             read(artifact)
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    (_set("vocab_size", value=0), "field vocab_size is 0: the vocabulary must hold"),
+    (_set("vocab_size", value=-5), "field vocab_size is -5"),
+    (_set("special_tokens", "eos_id", value=99_999), r"field special_tokens\.eos_id is 99999, outside the vocabulary"),
+    (_set("special_tokens", "pad_id", value=-1), r"field special_tokens\.pad_id is -1, outside"),
+    (_set("special_tokens", "bos_id", value=3), "field special_tokens gives two tokens one id"),
+    (_set("max_source_tokens", value=1), "field max_source_tokens is 1, too small"),
+    (_set("opset", value=0), "field opset is 0, too small"),
+])
+def test_a_value_out_of_range_is_a_manifest_error_naming_it(
+    tmp_path: Path, change: Callable[[Raw], object], message: str
+) -> None:
+    """Well typed but unusable: the engine would index outside the vocabulary or refuse every request."""
+    artifact = _artifact(tmp_path)
+    _edit(artifact, change)
+    with pytest.raises(ManifestError, match=rf"{artifact / 'manifest.json'}: {message}"):
+        read_manifest(artifact)
+
+
 def test_the_writer_refuses_what_the_readers_would_refuse(tmp_path: Path) -> None:
     artifact = _artifact(tmp_path)
     manifest = read_manifest(artifact)
