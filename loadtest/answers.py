@@ -155,3 +155,12 @@ class ReferenceBook:
     def from_json(cls, document: dict[str, Any]) -> ReferenceBook:
         return cls(answers=dict(document.get("answers", {})), strict=bool(document.get("strict", True)),
                    variant=document.get("variant"))
+
+
+def default_variant(models_document: Any) -> str | None:
+    """The graph variant (fp32, int8) of the default model in a GET /v1/models body; None when it
+    does not say."""
+    models = models_document.get("models", []) if isinstance(models_document, dict) else []
+    default = next((m for m in models if isinstance(m, dict) and m.get("default")), models[0] if models else {})
+    variant = default.get("variant") if isinstance(default, dict) else None
+    return str(variant) if variant else None

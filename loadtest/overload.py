@@ -24,7 +24,14 @@ from typing import Any
 
 import httpx
 
-from loadtest.answers import ReferenceBook, degenerate_references, reference_key, strict_for, translation_problem
+from loadtest.answers import (
+    ReferenceBook,
+    default_variant,
+    degenerate_references,
+    reference_key,
+    strict_for,
+    translation_problem,
+)
 from loadtest.machine import describe_machine
 from loadtest.stats import json_safe, percentile
 
@@ -93,10 +100,8 @@ async def reference_answers(base_url: str, texts: tuple[str, ...], headers: dict
     async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_S, headers=headers) as client:
         if variant is None:
             try:
-                models = (await client.get("/v1/models")).json().get("models", [])
-                default = next((m for m in models if m.get("default")), models[0] if models else {})
-                variant = default.get("variant")
-            except (httpx.HTTPError, ValueError, AttributeError):
+                variant = default_variant((await client.get("/v1/models")).json())
+            except (httpx.HTTPError, ValueError):
                 variant = None
         book = ReferenceBook(strict=strict_for(variant), variant=variant)
         answers = []

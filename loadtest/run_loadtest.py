@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import client
-from loadtest.answers import ReferenceBook, degenerate_references, reference_key, strict_for
+from loadtest.answers import ReferenceBook, default_variant, reference_key, strict_for
 from loadtest.machine import describe_machine
 from loadtest.report import write_benchmarks_doc
 from loadtest.sentences import forced_length_tokens, load_sentences
@@ -119,12 +119,9 @@ def served_variant(base_url: str) -> str | None:
     """The graph variant of the server's default model, from GET /v1/models (None: not reported)."""
     try:
         with urllib.request.urlopen(base_url + "/v1/models", timeout=10.0) as response:
-            models = json.loads(response.read()).get("models", [])
-    except (OSError, ValueError, AttributeError):
+            return default_variant(json.loads(response.read()))
+    except (OSError, ValueError):
         return None
-    default = next((m for m in models if m.get("default")), models[0] if models else {})
-    variant = default.get("variant") if isinstance(default, dict) else None
-    return str(variant) if variant else None
 
 
 def write_references(base_url: str, sentences_path: Path | None, force_lengths: bool, path: Path) -> dict[str, Any]:
@@ -140,14 +137,10 @@ def write_references(base_url: str, sentences_path: Path | None, force_lengths: 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     for forced in sorted({False, force_lengths}):
         outcomes = client.run(functools.partial(client.sequential_outcomes, base_url, sentences, forced, headers))
-        if failed := [o for o in outcomes if o.output is None]:
-            raise RuntimeError(f"reference answers: {len(failed)} of {len(outcomes)} sentences got no well-formed "
-                               f"answer (first: {sentences[failed[0].sentence].english!r:.60}: {failed[0].error})")
-        if problem := degenerate_references([s.english for s in sentences], [o.output for o in outcomes]):
-            raise RuntimeError(f"reference answers: {problem}")
-        for sentence, outcome in zip(sentences, outcomes, strict=True):
+        reference = client.reference_from(outcomes, sentences, book.strict)  # ReferencePassError: a RuntimeError
+        for sentence, answer in zip(sentences, reference.answers, strict=True):
             key = reference_key(sentence.english, forced_length_tokens(sentence) if forced else None)
-            book.answers[key] = str(outcome.output)
+            book.answers[key] = str(answer)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(book.to_json(), ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
     return {"sentences": len(sentences), "answers": len(book.answers), "variant": variant,
