@@ -30,22 +30,28 @@ def unk_replace(
     """For each target token: None, or for an <unk> the source text it stands for (Luong et al. 2015).
 
     Only the source's own <unk> pieces are candidates: the text the vocabulary lacks (an emoji, a
-    currency sign) is all the model cannot write itself, and each <unk> copies the one it attended
-    to most (`source_surfaces[j]`, the text piece j covers; source eos excluded). Copying the whole
-    attended word instead repeated what the model had already written of it ("5€" became "5 5€").
-    An <unk> when the source has none stands for nothing and becomes "".
+    currency sign) or that is kept verbatim (a URL) is all the model cannot write itself.
+    `source_surfaces[j]` is the text piece j covers (source eos excluded); copying the whole attended
+    word instead repeated what the model had already written of it ("5€" became "5 5€"). Each source
+    <unk> is copied once: target and source <unk> are paired by attention, the strongest pair first
+    (with two URLs attended alike, taking each <unk>'s own best copied one URL twice and lost the
+    other). An <unk> left over when every source <unk> is copied, or when the source has none,
+    stands for nothing new and becomes "".
     """
     result: list[str | None] = [None] * len(target_ids)
-    unknown = [j for j, token in enumerate(source_ids[: len(source_surfaces)]) if token == unk_id]
     weights = np.asarray(attention, dtype=np.float64)
-    for position, token in enumerate(target_ids):
-        if token != unk_id:
-            continue
-        if not unknown or position >= weights.shape[0]:
-            result[position] = ""
-            continue
-        best = unknown[int(np.argmax(weights[position, unknown]))]
-        result[position] = source_surfaces[best].strip()
+    unknown = [j for j, token in enumerate(source_ids[: len(source_surfaces)]) if token == unk_id]
+    written = [i for i, token in enumerate(target_ids) if token == unk_id]
+    pairs = sorted(((i, j) for i in written if i < weights.shape[0] for j in unknown),
+                   key=lambda pair: -weights[pair])  # stable: ties keep target, then source order
+    copied: set[int] = set()
+    for i, j in pairs:
+        if result[i] is None and j not in copied:
+            result[i] = source_surfaces[j].strip()
+            copied.add(j)
+    for i in written:
+        if result[i] is None:
+            result[i] = ""
     return result
 
 

@@ -52,8 +52,10 @@ def length_penalty(length: int, alpha: float) -> float:
     return float(((5.0 + length) / 6.0) ** alpha)
 
 
-def _allowed_log_probs(log_probs: np.ndarray, special: SpecialIds, force_eos: bool) -> np.ndarray:
-    """float64 copy with tokens that may not be generated here set to -inf."""
+def _allowed_log_probs(log_probs: np.ndarray, special: SpecialIds, force_eos: bool,
+                       eos_blocked: np.ndarray | bool = False) -> np.ndarray:
+    """float64 copy with tokens that may not be generated here set to -inf; `eos_blocked` (per row,
+    or for all rows): rows that may not end yet (they have not copied every <unk> of the source)."""
     allowed = np.asarray(log_probs, dtype=np.float64).copy()
     if force_eos:
         eos = allowed[:, special.eos_id].copy()
@@ -62,6 +64,7 @@ def _allowed_log_probs(log_probs: np.ndarray, special: SpecialIds, force_eos: bo
     else:
         # pad and bos are never outputs; masking them keeps a badly trained model from looping on them
         allowed[:, [special.pad_id, special.bos_id]] = -np.inf
+        allowed[np.broadcast_to(np.asarray(eos_blocked, bool), allowed.shape[:1]), special.eos_id] = -np.inf
     return allowed
 
 
@@ -137,7 +140,8 @@ class BeamSearch:
     measured with, training.decode.beam_batch), when no live hypothesis can beat the best finished one
     under the length penalty (which cannot change the winner), or at `max_length` (eos is then
     forced). The best finished hypothesis by length-normalised score wins. With beam_size 1 this is
-    exactly greedy search.
+    exactly greedy search. A row may not end before it has written `min_unknowns` <unk> tokens: with
+    a beam, hypotheses that place them can win where a single row that skipped one would only ramble on.
 
     Stopping as soon as the top-ranked continuation ended (OpenNMT's rule) answered shorter
     translations than the evaluation's beam: on en-de/3's test sets a different output for 369 of
@@ -151,8 +155,11 @@ class BeamSearch:
         max_length: int,
         alpha: float,
         want_attention: bool,
+        min_unknowns: int = 0,
     ) -> None:
         self._special = special
+        self._min_unknowns = min_unknowns
+        self._unknowns = np.zeros(beam_size, np.int64)  # <unk> tokens each live row has written
         self._k = beam_size
         self._max_length = max_length
         self._alpha = alpha
@@ -171,7 +178,7 @@ class BeamSearch:
         step = len(self._tokens)
         vocab = log_probs.shape[1]
         forced = step >= self._max_length
-        allowed = _allowed_log_probs(log_probs, self._special, forced)
+        allowed = _allowed_log_probs(log_probs, self._special, forced, self._unknowns < self._min_unknowns)
         totals = self._scores[:, None] + allowed  # [rows, vocab]
         # Rank on totals shifted by the best row's score: with one row this is exactly the row's
         # log-probs, so beam 1 breaks ties like argmax and equals greedy bit for bit.
@@ -205,6 +212,7 @@ class BeamSearch:
                 break
         self._tokens.append(np.array(tokens, np.int64))
         self._parents.append(np.array(parents, np.int64))
+        self._unknowns = self._unknowns[self._parents[-1]] + (self._tokens[-1] == self._special.unk_id)
         self._scores = np.array(scores, np.float64)
         self.rows = len(parents)
         done = self.rows == 0 or len(self._finished) >= self._k or self._cannot_improve(step)
@@ -255,6 +263,7 @@ class BeamSearch:
 
 
 def make_search(request: TranslationRequest, special: SpecialIds, max_length: int) -> Search:
-    if request.beam_size == 1:
+    if request.beam_size == 1 and not request.min_unknown_tokens:
         return GreedySearch(special, max_length, request.want_attention)
-    return BeamSearch(special, request.beam_size, max_length, request.length_penalty, request.want_attention)
+    return BeamSearch(special, request.beam_size, max_length, request.length_penalty, request.want_attention,
+                      request.min_unknown_tokens)

@@ -37,6 +37,12 @@ class TranslationRequest:
     # The sentences of one HTTP request share a group: admission lets other groups go first once a
     # group holds half the batch. None: a group of its own.
     group: int | None = None
+    # The translation may not end before it has written this many <unk> tokens: the source's <unk>
+    # (text kept verbatim, characters the vocabulary lacks) are copied into it by attention, and a
+    # translation that skipped one lost that text (a URL, a phone number). Beam search only (a greedy
+    # row that may not end rambles on, so a beam of beam_size rows is searched even for 1); the API
+    # asks for it only to retry a sentence that lost one. 0: no constraint.
+    min_unknown_tokens: int = 0
 
 
 @dataclass(frozen=True)

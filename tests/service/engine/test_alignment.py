@@ -30,6 +30,24 @@ def test_unk_without_unknown_source_text_becomes_nothing() -> None:
     assert unk_replace([UNK], np.ones((2, 1)), [], [], UNK) == [""]
 
 
+def test_each_source_unk_is_copied_once_strongest_pair_first() -> None:
+    # Two URLs: both target <unk> attend most to the first, the second less so to the second.
+    # Each takes its own best: the first URL twice, the second lost. Paired: each copied once.
+    source_ids = [40, UNK, 41, UNK, 3]
+    surfaces = ["See", " https://a.example", " and", " https://b.example"]
+    attention = np.array(
+        [
+            [0.9, 0.05, 0.05, 0.0, 0.0],
+            [0.1, 0.7, 0.0, 0.2, 0.0],  # <unk>: the first, surely
+            [0.1, 0.5, 0.0, 0.4, 0.0],  # <unk>: the first again, a little more than the second
+            [0.1, 0.6, 0.0, 0.3, 0.0],  # a third <unk>: both are copied already -> nothing
+            [0.0, 0.0, 0.0, 0.0, 1.0],
+        ]
+    )
+    assert unk_replace([17, UNK, UNK, UNK], attention, source_ids, surfaces, UNK) == [
+        None, "https://a.example", "https://b.example", ""]
+
+
 def test_word_alignment_merges_pieces_into_words() -> None:
     # source words: the(0) house(1: ▁hou se) is(2); target words: das(0) Haus(1: ▁Ha us) ist(2)
     source_words = word_index_of_pieces(["▁the", "▁hou", "se", "▁is"])

@@ -158,6 +158,37 @@ def test_pad_and_bos_are_never_generated() -> None:
         assert best.target_ids == [4, 5, 4]
 
 
+@pytest.mark.parametrize("beam_size", [2, 3])
+def test_no_end_before_every_source_unk_is_written(beam_size: int) -> None:
+    # The model would end after one token, skipping the source's two <unk> (say a URL and a number);
+    # writing them is its second choice after eos, so with the constraint both come before eos.
+    def skips_unknowns(step: int, previous: np.ndarray) -> np.ndarray:
+        rows = np.full((len(previous), 8), -9.0, dtype=np.float32)
+        rows[:, 4 if step == 0 else SPECIAL.eos_id] = -0.1
+        rows[:, SPECIAL.unk_id] = -3.0
+        return rows
+
+    assert drive(BeamSearch(SPECIAL, beam_size, 10, 1.0, False), skips_unknowns).target_ids == [4]
+    constrained = drive(BeamSearch(SPECIAL, beam_size, 10, 1.0, False, min_unknowns=2), skips_unknowns)
+    assert constrained.target_ids.count(SPECIAL.unk_id) == 2
+    assert constrained.target_ids[0] == 4 and not constrained.cut_short
+    # max_length still ends it: eos is forced there whatever is missing
+    assert len(drive(BeamSearch(SPECIAL, beam_size, 2, 1.0, False, min_unknowns=3), skips_unknowns).target_ids) == 2
+
+
+def test_the_constraint_comes_from_the_request_even_for_one_row() -> None:
+    def ends_at_once(step: int, previous: np.ndarray) -> np.ndarray:
+        rows = np.full((len(previous), 6), -9.0, dtype=np.float32)
+        rows[:, SPECIAL.eos_id] = -0.1
+        rows[:, SPECIAL.unk_id] = -2.0
+        return rows
+
+    for beam_size in (1, 2):
+        search = make_search(TranslationRequest([1, 5, 3], beam_size=beam_size, min_unknown_tokens=1), SPECIAL, 10)
+        assert isinstance(search, BeamSearch)
+        assert drive(search, ends_at_once).target_ids == [SPECIAL.unk_id]
+
+
 def test_length_penalty_prefers_longer_hypotheses_as_alpha_grows() -> None:
     assert length_penalty(1, 1.0) == 1.0
     assert length_penalty(7, 1.0) == 2.0
