@@ -18,6 +18,11 @@ WORD_START = "\u2581"  # SentencePiece's marker for a piece that begins a new wo
 # no-break or ideographic space as a character of a word, and a text of spaces as something to translate.
 _AS_SPACE = {code: " " for code in range(0x3001) if chr(code).isspace() and chr(code) != " "}
 
+# Stands in for a span kept verbatim while the text is encoded: a Unicode noncharacter (reserved for
+# a program's internal use, never in a tokenizer's vocabulary), so SentencePiece reads it as <unk>
+# exactly as it reads any character it does not know, and the model places it as it learnt to.
+VERBATIM_MARK = "\ufdd0"
+
 # Fixed special ids, written into every tokenizer the project trains (see training.tokenizer).
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
@@ -76,6 +81,7 @@ class Codec:
         `replacements[i]` where that is not None: its text as it is, joined to the piece before it
         unless the model began a new word there (a piece that is only the word-start marker)."""
         pieces: list[str] = []
+        copied: list[bool] = []  # per piece: it is a replacement
         for token, replacement in zip(ids, replacements, strict=True):
             if token == self.eos_id:
                 break
@@ -83,24 +89,51 @@ class Codec:
                 continue
             if replacement is None:
                 pieces.append(str(self._sp.id_to_piece(int(token))))
+                copied.append(False)
             elif replacement:
                 pieces.append(replacement)
+                copied.append(True)
+        # A bare word start right after a copy and before another word start (or the end): the model
+        # wrote a word break either side of the copy, which came back as two spaces.
+        pieces = [piece for position, piece in enumerate(pieces)
+                  if not (piece == WORD_START and position > 0 and copied[position - 1]
+                          and (position + 1 == len(pieces) or pieces[position + 1].startswith(WORD_START)))]
         return str(self._sp.decode_pieces(pieces))
 
     def pieces(self, ids: list[int]) -> list[str]:
         return [str(self._sp.id_to_piece(int(token))) for token in ids]
 
-    def split_source(self, text: str) -> SourcePieces:
-        """Pieces of `text` with the surface string each covers, for display and <unk> replacement."""
-        proto = self._sp.encode(text.translate(_AS_SPACE), out_type="proto")
+    def split_source(self, text: str, verbatim: Sequence[tuple[int, int]] = ()) -> SourcePieces:
+        """Pieces of `text` with the surface string each covers, for display and <unk> replacement.
+
+        `verbatim`: sorted, disjoint [start, end) spans of `text` to encode as one <unk> each (with
+        the word-start piece SentencePiece gives an unknown word), whose surface is the span as sent,
+        so that the <unk> copy-through writes it back unchanged. `text` must not contain VERBATIM_MARK
+        when there are spans (ValueError)."""
+        if verbatim and VERBATIM_MARK in text:
+            raise ValueError("a text with spans kept verbatim may not contain U+FDD0")
+        marked, kept, previous = [], [], 0
+        for start, end in verbatim:
+            if not previous <= start < end <= len(text):
+                raise ValueError(f"verbatim spans must be sorted, disjoint and inside the text: {list(verbatim)}")
+            marked += [text[previous:start], VERBATIM_MARK]
+            kept.append(text[start:end])
+            previous = end
+        marked.append(text[previous:])
+        proto = self._sp.encode("".join(marked).translate(_AS_SPACE), out_type="proto")
+        spans = iter(kept)
         ids, pieces, surfaces, word_index = [], [], [], []
         word = -1
         for piece in proto.pieces:
             if piece.piece.startswith(WORD_START) or word < 0:
                 word += 1
+            surface, shown = str(piece.surface), str(piece.piece)
+            if VERBATIM_MARK in surface:  # an <unk>: the mark, or the mark and unknown characters beside it
+                surface = "".join(next(spans) if character == VERBATIM_MARK else character for character in surface)
+                shown = surface.lstrip()
             ids.append(int(piece.id))
-            pieces.append(str(piece.piece))
-            surfaces.append(str(piece.surface))
+            pieces.append(shown)
+            surfaces.append(surface)
             word_index.append(word)
         return SourcePieces(ids=ids, pieces=pieces, surfaces=surfaces, word_index=word_index)
 

@@ -99,6 +99,14 @@ class ServiceMetrics:
             "on (a max_length set too low, or a model looping).",
             registry=r,
         )
+        self.copy_retries = Counter(
+            "translator_copy_retries",
+            "Sentences translated again because their translation skipped source text it can only copy "
+            "(a URL, a number kept verbatim, a character the vocabulary lacks), by outcome: copied (the "
+            "retry wrote it all) or lost (it did not; the first translation was answered).",
+            ["outcome"],
+            registry=r,
+        )
         self.padding_waste = Gauge(
             "translator_padding_waste_ratio",
             "Fraction of source positions (encoder and decoder steps) that were padding, since start.",
@@ -135,6 +143,8 @@ class ServiceMetrics:
         )
         for reason in REJECT_REASONS:  # export zeros so rate() works before the first rejection
             self.rejected.labels(reason=reason)
+        for outcome in ("copied", "lost"):
+            self.copy_retries.labels(outcome=outcome)
         self._padded_total = 0
         self._positions_total = 0
         self._http_counters: dict[tuple[str, str, int], Any] = {}
@@ -191,6 +201,9 @@ class ServiceMetrics:
             self.padding_waste.set(self._padded_total / self._positions_total)
         self.queue_depth.set(stats.queue_depth)
         self.active_rows.set(stats.active_rows)
+
+    def observe_copy_retry(self, copied: bool) -> None:
+        self.copy_retries.labels(outcome="copied" if copied else "lost").inc()
 
     def observe_snapshots(self, snapshots: Iterable[SchedulerSnapshot]) -> None:
         """Refresh the gauges at scrape time, so an idle service does not report its last busy step."""

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 import model_store
+from model_store.verbatim import VERBATIM_KINDS, VerbatimKind
 
 DEFAULT_MODEL_STORE = Path(model_store.__file__).resolve().parent
 ENV_PREFIX = "TRANSLATOR_"
@@ -115,6 +116,10 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = None  # one key per line (a mounted secret); adds to api_keys
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_request_text: bool = False  # privacy: request texts stay out of the logs unless asked
+    # Text the translation carries over unchanged (model_store.verbatim): web addresses, e-mail
+    # addresses, file paths, numbers the model would mangle ("2024-05-17" came back "2024-17").
+    # Empty ("" in the environment): everything goes to the model as written.
+    keep_verbatim: Annotated[list[VerbatimKind], NoDecode] = Field(default_factory=lambda: list(VERBATIM_KINDS))
 
     @field_validator("models", mode="before")
     @classmethod
@@ -124,7 +129,7 @@ class Settings(BaseSettings):
             return [ModelSpec.parse(item) if isinstance(item, str) else item for item in items]
         return items
 
-    @field_validator("api_keys", "decoder_lane_bounds", mode="before")
+    @field_validator("api_keys", "decoder_lane_bounds", "keep_verbatim", mode="before")
     @classmethod
     def _parse_lists(cls, value: object) -> object:
         return _split_commas(value)

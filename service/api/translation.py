@@ -21,8 +21,9 @@ from typing import TypeVar
 import numpy as np
 from starlette.requests import Request
 
-from model_store.codec import word_index_of_pieces
+from model_store.codec import SourcePieces, word_index_of_pieces
 from model_store.sentences import LINE_BREAK, Sentence, split_sentences
+from model_store.verbatim import verbatim_spans
 from service.api.deps import ServiceState
 from service.api.errors import (
     AttentionUnavailable,
@@ -33,7 +34,14 @@ from service.api.errors import (
 )
 from service.api.html_text import HtmlDocument
 from service.api.middleware import SERVER_TIMING_STATE
-from service.engine import TranslationRequest, TranslationResult, moses_format, unk_replace, word_alignment
+from service.engine import (
+    EngineError,
+    TranslationRequest,
+    TranslationResult,
+    moses_format,
+    unk_replace,
+    word_alignment,
+)
 from service.models import LoadedModel
 
 log = logging.getLogger("service.api.translation")
@@ -43,12 +51,17 @@ log = logging.getLogger("service.api.translation")
 # and the <unk> copy-through takes source text as sent, so a NUL inside a word came back in the
 # translation ("a\x00b" -> "a a\x00b b"). Whitespace controls (tab, form feed, the separators
 # U+001C-U+001F, U+0085) are layout: line breaks to the sentence splitter, spaces within a sentence.
+# Noncharacters (U+FDD0-U+FDEF, U+FFFE, U+FFFF) are no text either, and the codec's VERBATIM_MARK is one.
 _CONTROL_CHARACTERS = re.compile(
-    r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u180e\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+    r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u180e\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069"
+    r"\ufdd0-\ufdef\ufeff\ufffe\uffff]")
 # Within a sentence, any run of whitespace (and zero-width spaces) is one word break.
 _SPACES = re.compile(r"[\s\u200b]+")
 T = TypeVar("T")
 EOS_TOKEN = "</s>"
+# A sentence that skipped text it can only copy is translated again by a beam this wide (the
+# width the shipped models' beam scores were measured with).
+COPY_RETRY_BEAM_SIZE = 5
 # One engine group per HTTP request: its sentences share it, so the scheduler can let other requests'
 # sentences go first once a big request holds half the batch.
 _request_groups = itertools.count()
@@ -101,10 +114,12 @@ def check_limits(state: ServiceState, texts: list[str], options: Options) -> Loa
 
 @dataclass(frozen=True)
 class _Piece:
-    """One sentence of a text (or the whole text, when it is not split) and its source ids."""
+    """One sentence of a text (or the whole text, when it is not split), its source pieces (spans
+    kept verbatim are one <unk> each) and ids."""
 
     sentence: Sentence
-    ids: list[int]  # with eos
+    split: SourcePieces
+    ids: list[int]  # split.ids + eos
 
     @property
     def empty(self) -> bool:
@@ -144,16 +159,20 @@ def _name(names: list[str] | None, position: int) -> str:
 
 
 def _pieces(state: ServiceState, loaded: LoadedModel, name: str, sentences: list[Sentence]) -> list[_Piece]:
-    """The sentences of a text (`name`: what a refusal calls it) with their ids;
+    """The sentences of a text (`name`: what a refusal calls it) with their pieces, web addresses,
+    numbers and the like (TRANSLATOR_KEEP_VERBATIM, model_store.verbatim) one <unk> each, and ids;
     TRANSLATOR_MAX_SOURCE_TOKENS applies to each, since each is decoded as a row of its own."""
     limit = state.settings.max_source_tokens
+    kinds = state.settings.keep_verbatim
+    codec = loaded.codec
     pieces = []
     for sentence in sentences:
-        ids = loaded.codec.source_ids(sentence.text)
+        split = codec.split_source(sentence.text, verbatim_spans(sentence.text, kinds) if kinds else ())
+        ids = [*split.ids, codec.eos_id]
         if len(ids) > limit:
             what = name if len(sentences) == 1 else f"a sentence of {name}"
             raise PayloadTooLarge(f"{what} is {len(ids)} tokens long; at most {limit}")
-        pieces.append(_Piece(sentence, ids))
+        pieces.append(_Piece(sentence, split, ids))
     return pieces
 
 
@@ -192,10 +211,49 @@ def _in_layout_of(text: str, translation: str) -> str:
     return text[: len(text) - len(text.lstrip())] + translation + text[len(text.rstrip()):]
 
 
+async def _translate_rows(state: ServiceState, http_request: Request, model: LoadedModel,
+                          requests: list[TranslationRequest]) -> list[TranslationResult]:
+    """The engine's results for `requests`, in order, and the engine's timing noted for the
+    response's Server-Timing header.
+
+    Each <unk> of a source (a span kept verbatim, characters the vocabulary lacks) is text its
+    translation can only have by copying it, by attention. A sentence whose translation wrote fewer
+    <unk> than its source has (the model skipped a URL: "Please send the form to <unk> by Friday." ->
+    "Sag das Formular an Freitag.") is translated again by a beam that may not end before it has
+    written them all (TranslationRequest.min_unknown_tokens; a single greedy row made to go on only
+    rambled), and that translation is kept when it has them all and ended by itself. A retry the
+    engine could not run (queue full, deadline, draining) leaves the first translations. Counted in
+    translator_copy_retries_total."""
+    results = await _submit_all(state, http_request, model, requests)
+    unk = model.codec.unk_id
+    lacking = [position for position, (request, result) in enumerate(zip(requests, results, strict=True))
+               if result.target_ids.count(unk) < request.source_ids.count(unk)]
+    if lacking and model.manifest.attention != "none":
+        retries = [replace(requests[position], beam_size=max(COPY_RETRY_BEAM_SIZE, requests[position].beam_size),
+                           min_unknown_tokens=requests[position].source_ids.count(unk)) for position in lacking]
+        try:
+            again = await _submit_all(state, http_request, model, retries)
+        except EngineError as error:
+            log.warning("%d sentences not translated again to copy what they left out: %s", len(lacking), error)
+            for _ in lacking:
+                state.metrics.observe_copy_retry(False)
+        else:
+            for position, retry, result in zip(lacking, retries, again, strict=True):
+                kept = result.target_ids.count(unk) >= retry.min_unknown_tokens and not result.cut_at_max_length
+                state.metrics.observe_copy_retry(kept)
+                first = results[position]
+                results[position] = replace(
+                    result if kept else first,  # with the time of both attempts
+                    queue_wait_seconds=first.queue_wait_seconds + result.queue_wait_seconds,
+                    encode_seconds=first.encode_seconds + result.encode_seconds,
+                    decode_seconds=first.decode_seconds + result.decode_seconds)
+    _note_server_timing(http_request, results)
+    return results
+
+
 async def _submit_all(state: ServiceState, http_request: Request, loaded: LoadedModel,
                       requests: list[TranslationRequest]) -> list[TranslationResult]:
-    """Submit concurrently; if one fails, cancel the others (their rows are freed) and raise; on
-    success, note the engine's timing for the response's Server-Timing header. At most a batch's
+    """Submit concurrently; if one fails, cancel the others (their rows are freed) and raise. At most a batch's
     worth of a request's sentences (TRANSLATOR_MAX_BATCH_ROWS) are in the engine at once, the next
     submitted as one ends, so that a long document neither fills the engine's queue (other clients
     would be refused with 429) nor needs to fit in it."""
@@ -219,7 +277,6 @@ async def _submit_all(state: ServiceState, http_request: Request, loaded: Loaded
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-    _note_server_timing(http_request, results)
     return results
 
 
@@ -268,12 +325,12 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-def _decode(loaded: LoadedModel, text: str, result: TranslationResult) -> str:
+def _decode(loaded: LoadedModel, piece: _Piece, result: TranslationResult) -> str:
     """Target text, with each <unk> replaced by the unknown source text it attended to most."""
     codec = loaded.codec
     if result.attention is None or codec.unk_id not in result.target_ids:
         return codec.decode(result.target_ids)
-    split = codec.split_source(text)
+    split = piece.split
     replacements = unk_replace(result.target_ids, result.attention, split.ids, split.surfaces, codec.unk_id)
     return codec.decode_replacing(result.target_ids, replacements)
 
@@ -291,7 +348,7 @@ def _attended(model: LoadedModel, pieces: list[_Piece], results: list[Translatio
     for piece, result in zip(pieces, results, strict=True):
         if result.attention is None:
             raise AttentionUnavailable("the engine returned no attention for this request")
-        split = codec.split_source(piece.sentence.text)
+        split = piece.split
         target_pieces = codec.pieces(result.target_ids)
         target_word_index = word_index_of_pieces(target_pieces)
         weights = np.asarray(result.attention, dtype=np.float64)[: len(target_pieces) + 1, : len(piece.ids)]
@@ -308,7 +365,7 @@ def _attended(model: LoadedModel, pieces: list[_Piece], results: list[Translatio
     for block in blocks:
         matrix[row: row + block.shape[0], column: column + block.shape[1]] = block
         row, column = row + block.shape[0], column + block.shape[1]
-    translations = [_decode(model, piece.sentence.text, result) for piece, result in zip(pieces, results, strict=True)]
+    translations = [_decode(model, piece, result) for piece, result in zip(pieces, results, strict=True)]
     return Attended(
         model=model,
         translation=_joined(translations, pieces),
@@ -382,11 +439,11 @@ async def _translate(
                      group=group)
             for pieces in layout for piece in pieces if not piece.empty
         ]
-        results = iter(await _submit_all(state, request, model, requests))
+        results = iter(await _translate_rows(state, request, model, requests))
         translations = []
         for text, pieces in zip(texts, layout, strict=True):
             own = [None if piece.empty else next(results) for piece in pieces]
-            sentences = ["" if result is None else _decode(model, piece.sentence.text, result)
+            sentences = ["" if result is None else _decode(model, piece, result)
                          for piece, result in zip(pieces, own, strict=True)]
             translations.append(TextTranslation(
                 text=_in_layout_of(text, _joined(sentences, pieces)),
@@ -410,7 +467,7 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
         deadline = time.monotonic() + state.settings.request_timeout_s
         group = next(_request_groups)
         requests = [_request(model, options, piece, deadline, want_attention=True, group=group) for piece in pieces]
-        results = await _submit_all(state, request, model, requests)
+        results = await _translate_rows(state, request, model, requests)
         return _attended(model, pieces, results)
 
     if loaded.manifest.attention == "none":

@@ -205,3 +205,39 @@ def test_codec_rejects_a_model_with_other_special_ids(tmp_path: Path) -> None:
     )  # sentencepiece's defaults: unk=0 bos=1 eos=2 pad=-1
     with pytest.raises(ValueError, match="special ids"):
         Codec(tmp_path / "other.model")
+
+
+def test_verbatim_spans_are_one_unk_each_and_come_back_as_sent(codec: Codec) -> None:
+    text = "the house 192.168.1.20 is small at www.a.org/x"
+    spans = [(10, 22), (35, 46)]
+    split = codec.split_source(text, spans)
+    unknowns = [surface for token, surface in zip(split.ids, split.surfaces, strict=True) if token == UNK_ID]
+    assert unknowns == ["192.168.1.20", "www.a.org/x"]
+    assert "192.168.1.20" in split.pieces and "www.a.org/x" in split.pieces  # what the attention view shows
+    before = codec.split_source("the house").ids
+    assert split.ids[:len(before)] == before  # the text around them is encoded as usual
+    replacements = [surface if token == UNK_ID else None for token, surface in zip(split.ids, split.surfaces,
+                                                                                  strict=True)]
+    assert codec.decode_replacing(split.ids, replacements) == text
+
+
+@pytest.mark.parametrize("spans", [[(3, 2)], [(0, 4), (2, 6)], [(5, 4)], [(0, 99)]])
+def test_verbatim_spans_must_be_sorted_disjoint_and_inside(codec: Codec, spans: list[tuple[int, int]]) -> None:
+    with pytest.raises(ValueError, match="verbatim spans"):
+        codec.split_source("the house", spans)
+
+
+def test_a_text_with_verbatim_spans_may_not_hold_the_mark(codec: Codec) -> None:
+    with pytest.raises(ValueError, match="U\\+FDD0"):
+        codec.split_source("the \ufdd0 house", [(0, 3)])
+
+
+def test_a_word_break_either_side_of_a_copy_is_one_space(codec: Codec) -> None:
+    # The model wrote "▁", <unk>, "▁", "▁house": the copy came back with two spaces after it.
+    the, house = codec.encode("the"), codec.encode("house")
+    word_start = codec.split_source("the x", [(4, 5)]).ids[len(the)]  # the bare word start before an unknown word
+    ids = [*the, word_start, UNK_ID, word_start, *house]
+    replacements: list[str | None] = [None] * len(ids)
+    replacements[len(the) + 1] = "1900-1999"
+    assert codec.decode_replacing(ids, replacements) == "the 1900-1999 house"
+    assert codec.decode_replacing(ids[:len(the) + 3], replacements[:len(the) + 3]) == "the 1900-1999"

@@ -70,6 +70,7 @@ def test_api_keys_from_env_and_file_are_secret(monkeypatch: pytest.MonkeyPatch, 
         ("TRANSLATOR_MAX_BATCH_ROWS", "0", "TRANSLATOR_MAX_BATCH_ROWS"),
         ("TRANSLATOR_MAX_SENTENCES_PER_TEXT", "0", "TRANSLATOR_MAX_SENTENCES_PER_TEXT"),
         ("TRANSLATOR_API_KEYS_FILE", "/no/such/file", "TRANSLATOR_API_KEYS_FILE"),
+        ("TRANSLATOR_KEEP_VERBATIM", "url,phone", "TRANSLATOR_KEEP_VERBATIM"),
     ],
 )
 def test_invalid_values_name_the_variable(
@@ -79,6 +80,14 @@ def test_invalid_values_name_the_variable(
     with pytest.raises(ValidationError) as caught:
         Settings()
     assert fragment in describe_validation_error(caught.value)
+
+
+def test_what_is_kept_verbatim_is_a_list_of_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().keep_verbatim == ["url", "email", "path", "number"]
+    monkeypatch.setenv("TRANSLATOR_KEEP_VERBATIM", "url, email")
+    assert Settings().keep_verbatim == ["url", "email"]
+    monkeypatch.setenv("TRANSLATOR_KEEP_VERBATIM", "")
+    assert Settings().keep_verbatim == []
 
 
 def test_duplicate_model_names_are_refused() -> None:

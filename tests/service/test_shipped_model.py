@@ -53,6 +53,66 @@ def test_the_service_translates_with_the_shipped_model(variant: str) -> None:
             assert sum(row) == pytest.approx(1.0, abs=1e-3)
 
 
+# Sentences and the text in them the translation must carry over as sent (model_store.verbatim):
+# en-de/3 without that wrote "2024-17", "um@beispiel.org", "Daten/2024.csv", "+49 3067".
+KEPT_AS_SENT = [
+    ("Visit https://example.com/docs/install?lang=en#top for details.", ["https://example.com/docs/install?lang=en#top"]),
+    ("Copy the file data/2024/summary.csv to the desktop.", ["data/2024/summary.csv"]),
+    ("The meeting was moved to 2024-05-17.", ["2024-05-17"]),
+    ("Contact us at anna.schmidt@firma.de or call +49 30 1234567.", ["anna.schmidt@firma.de", "+49 30 1234567"]),
+    ("See 192.168.1.20 and C:\\Users\\anna\\report.docx for more information.",
+     ["192.168.1.20", "C:\\Users\\anna\\report.docx"]),
+    # en-de/3's greedy translation skips the address ("Sag das Formular an Freitag."): retried by a beam
+    ("Please send the form to support@example.org by Friday.", ["support@example.org"]),
+]
+
+
+def test_addresses_paths_and_numbers_come_back_as_sent() -> None:
+    with TestClient(create_app(Settings(intra_op_threads=1))) as client:
+        answer = client.post("/v1/translate", json={"texts": [text for text, _ in KEPT_AS_SENT]})
+        assert answer.status_code == 200, answer.text
+        for (text, kept), translation in zip(KEPT_AS_SENT, answer.json()["translations"], strict=True):
+            assert all(span in translation["text"] for span in kept), (text, translation["text"])
+            assert "  " not in translation["text"]
+        retried = [line for line in client.get("/metrics").text.splitlines()
+                   if line.startswith('translator_copy_retries_total{outcome="copied"}')]
+        assert retried and float(retried[0].split()[-1]) >= 1, retried
+        attention = client.post("/v1/attention", json={"text": KEPT_AS_SENT[0][0]}).json()
+        assert KEPT_AS_SENT[0][1][0] in attention["source_tokens"]  # one token in the attention view
+        assert KEPT_AS_SENT[0][1][0] in attention["translation"]
+
+
+def _counter(client: TestClient, sample: str) -> float:
+    lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(sample + " ")]
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
+def test_a_retry_the_engine_cannot_run_leaves_the_first_translation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy retry is extra work: when the engine refuses it (queue full here), the request is still
+    answered, with the translation that left the address out, and the loss is counted."""
+    from service.api import translation
+    from service.engine import Overloaded
+
+    real_submit = translation._submit_all
+    calls = []
+
+    async def refuse_retries(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        if len(calls) > 1:
+            raise Overloaded(1.0)
+        return await real_submit(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(translation, "_submit_all", refuse_retries)
+    text, (address,) = KEPT_AS_SENT[-1]
+    with TestClient(create_app(Settings(intra_op_threads=1))) as client:
+        lost = 'translator_copy_retries_total{outcome="lost"}'
+        before = _counter(client, lost)
+        answer = client.post("/v1/translate", json={"text": text})
+        assert answer.status_code == 200, answer.text
+        assert address not in answer.json()["translations"][0]["text"]  # the model alone leaves it out
+        assert len(calls) == 2 and _counter(client, lost) == before + 1
+
+
 LONG_TEXT = (  # 42 tokens: past the default lane bound of 32, so it is decoded in the long lane
     "When you open a document that was created in another office suite, the program converts its styles, "
     "tables and footnotes, and you can then edit it and save it in the original file format again."

@@ -1,0 +1,92 @@
+"""Text a translation must carry over unchanged: web addresses, e-mail addresses, file paths, numbers.
+
+The model spells these piece by piece and gets them wrong (en-de/3: "2024-05-17" -> "2024-17",
+"support@example.org" -> "um@beispiel.org", "+49 30 1234567" -> "+49 3067"; of 126 such
+sentences, none of the addresses and paths and 40% of the numbers came back intact). Each span
+found here is given to the model as one unknown token (`Codec.split_source(text, verbatim=...)`),
+which it has learnt to place in its output like any word it cannot spell; the <unk> copy-through
+then writes the span back as sent, and the search may not end before it has written every one
+(the service's TranslationRequest.min_unknown_tokens). Stdlib only.
+
+Numbers the model writes well, or that a German translation may rightly change, stay with the
+model: integers, decimals ("12.5" -> "12,5"), times, and a word joined to a number ("Windows-1252").
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from typing import Literal
+
+VerbatimKind = Literal["url", "email", "path", "number"]
+VERBATIM_KINDS: tuple[VerbatimKind, ...] = ("url", "email", "path", "number")
+
+# Each pattern starts only where a run of the characters it begins with starts (its lookbehind),
+# so that a long run that matches nothing is read once, not once from each of its characters.
+_URL = re.compile(r"(?<![\w@.+-])(?:[a-z][a-z0-9+.-]*://|www\.)[^\s<>\"]+", re.IGNORECASE)
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_PATH = re.compile(
+    r"(?<![\w/\\.~%@+-])(?:"
+    r"[A-Za-z]:\\[^\s<>\"|?*]*"  # C:\Users\anna\report.docx
+    r"|\\\\[\w.$-]+(?:\\[^\s<>\"|?*\\]+)+"  # \\server\share\file
+    r"|(?:~|\.{1,2})?/[\w.@%+~-]+(?:/[\w.@%+~-]*)+"  # /etc/nginx/nginx.conf, ~/notes/a.txt, ./bin/run
+    r"|[\w.-]+(?:/[\w.-]+)+\.[A-Za-z][A-Za-z0-9]{0,4}(?![\w/])"  # data/2024/summary.csv
+    r")"
+)
+# An international phone number written in groups: +49 30 1234567, +1 (555) 123-4567.
+_PHONE = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?(?:\(\d+\)|\d+))+")
+# A word, separators inside it: 555-0199, 3.14.2, INV-2024-0815 (kept if _number_needs_keeping).
+_WORD = re.compile(r"(?<![\w.,:/-])\w+(?:[-.,:/]\w+)*")
+_TRAILING = ".,;:!?'\""  # sentence punctuation after an address is not part of it
+
+
+def _trimmed(text: str, start: int, end: int) -> int:
+    """End of the span text[start:end] without the punctuation that closes its sentence or clause,
+    nor a closing bracket it does not open."""
+    while end > start:
+        last = text[end - 1]
+        if last in _TRAILING or (last in ")]}" and text.count("([{"[")]}".index(last)], start, end) <
+                                  text.count(last, start, end)):
+            end -= 1
+        else:
+            break
+    return end
+
+
+def _number_needs_keeping(token: str) -> bool:
+    """A number the model mangles: two or more separators (dates, versions, addresses, codes such as
+    INV-2024-0815) or digits on both sides of a hyphen (phone numbers, ranges). A decimal
+    ("0.908789") is the model's to write, German writes it "0,908789"; so are a word joined to a
+    number ("Windows-1252", "mid-1980s") and plain integers, which it copies well."""
+    if not any(character.isdigit() for character in token):
+        return False
+    return sum(token.count(mark) for mark in "-.,:/") >= 2 or bool(re.search(r"\d-\d", token))
+
+
+def verbatim_spans(text: str, kinds: tuple[VerbatimKind, ...] | list[VerbatimKind] = VERBATIM_KINDS,
+                   ) -> list[tuple[int, int]]:
+    """[start, end) spans of `text` to keep as they are, in order, never overlapping."""
+    found: list[tuple[int, int]] = []  # sorted
+
+    def add(start: int, end: int) -> None:
+        at = bisect.bisect(found, (start, end))
+        if end > start and (at == 0 or found[at - 1][1] <= start) and (at == len(found) or end <= found[at][0]):
+            found.insert(at, (start, end))
+
+    if "url" in kinds:
+        for match in _URL.finditer(text):
+            add(match.start(), _trimmed(text, match.start(), match.end()))
+    if "email" in kinds:
+        for match in _EMAIL.finditer(text):
+            add(match.start(), match.end())
+    if "path" in kinds:
+        for match in _PATH.finditer(text):
+            add(match.start(), _trimmed(text, match.start(), match.end()))
+    if "number" in kinds:
+        for match in _PHONE.finditer(text):
+            if sum(c.isdigit() for c in match.group()) >= 7:
+                add(match.start(), match.end())
+        for match in _WORD.finditer(text):
+            if _number_needs_keeping(match.group()):
+                add(match.start(), match.end())
+    return found

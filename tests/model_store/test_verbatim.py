@@ -1,0 +1,57 @@
+"""Which text is kept verbatim (model_store.verbatim): addresses, paths and the numbers the model
+mangles, and not the numbers and words a German translation may rightly change."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from model_store.verbatim import verbatim_spans
+
+
+def kept(text: str, kinds: tuple = ("url", "email", "path", "number")) -> list[str]:
+    return [text[start:end] for start, end in verbatim_spans(text, kinds)]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Visit https://example.com/docs/install?lang=en#top for details.", ["https://example.com/docs/install?lang=en#top"]),
+    ("Download it (see www.libreoffice.org/download/).", ["www.libreoffice.org/download/"]),
+    ("The wiki (https://en.wikipedia.org/wiki/Foo_(bar)) says so.", ["https://en.wikipedia.org/wiki/Foo_(bar)"]),
+    ("Write to support@example.org, or to anna.schmidt@firma.de.", ["support@example.org", "anna.schmidt@firma.de"]),
+    ("Open C:\\Users\\anna\\report.docx now.", ["C:\\Users\\anna\\report.docx"]),
+    ("Edit /etc/nginx/nginx.conf and ~/notes/todo.txt.", ["/etc/nginx/nginx.conf", "~/notes/todo.txt"]),
+    ("Copy data/2024/summary.csv here.", ["data/2024/summary.csv"]),
+    ("Call 555-0199 or +49 30 1234567 or +1 (555) 123-4567.", ["555-0199", "+49 30 1234567", "+1 (555) 123-4567"]),
+    ("On 2024-05-17, version 3.14.2 moved to 192.168.1.20.", ["2024-05-17", "3.14.2", "192.168.1.20"]),
+    ("Invoice INV-2024-0815 covers 1990-1995, values 0-255.", ["INV-2024-0815", "1990-1995", "0-255"]),
+])
+def test_addresses_paths_and_fragile_numbers_are_kept(text: str, expected: list[str]) -> None:
+    assert kept(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "It rose by 12.5% to 0.908789 at 17:45.",  # decimals and times: German writes 12,5 %
+    "Export to Windows-1252 in the mid-1980s; COVID-19 and UTF-8.",  # a word joined to a number
+    "Use and/or in km/h, as in MM/DD/YYYY; cell A1:E10 holds 4711 or 1234567.",
+    "The /s switch and a lone / or http:// mean nothing here.",
+])
+def test_what_the_model_may_translate_is_left_to_it(text: str) -> None:
+    assert kept(text) == []
+
+
+def test_kinds_choose_what_is_kept() -> None:
+    text = "Mail a@b.org about https://x.org/a and 2024-05-17."
+    assert kept(text, ("email",)) == ["a@b.org"]
+    assert kept(text, ("url", "number")) == ["https://x.org/a", "2024-05-17"]
+    assert kept(text, ()) == []
+
+
+@given(st.text(alphabet="ab1/.-@:+ ()\\~_", max_size=60))
+def test_spans_are_sorted_disjoint_and_inside_the_text(text: str) -> None:
+    spans = verbatim_spans(text)
+    previous = 0
+    for start, end in spans:
+        assert previous <= start < end <= len(text)
+        assert not text[start:end].isspace()
+        previous = end
