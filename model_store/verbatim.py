@@ -38,6 +38,9 @@ _PHONE = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?(?:\(\d+\)|\d+))+")
 # A word, separators inside it: 555-0199, 3.14.2, INV-2024-0815 (kept if _number_needs_keeping).
 _WORD = re.compile(r"(?<![\w.,:/-])\w+(?:[-.,:/]\w+)*")
 _TRAILING = ".,;:!?'\""  # sentence punctuation after an address is not part of it
+# Every span holds one of these (a URL "://" or "www.", an e-mail "@", a path a slash, a number a
+# digit): most sentences have none and are passed over with one search (~1 us, not ~30).
+_ANY = re.compile(r"[0-9@/\\]|www\.", re.IGNORECASE)
 
 
 def _trimmed(text: str, start: int, end: int) -> int:
@@ -67,6 +70,8 @@ def verbatim_spans(text: str, kinds: tuple[VerbatimKind, ...] | list[VerbatimKin
                    ) -> list[tuple[int, int]]:
     """[start, end) spans of `text` to keep as they are, in order, never overlapping."""
     found: list[tuple[int, int]] = []  # sorted
+    if not kinds or not _ANY.search(text):
+        return found
 
     def add(start: int, end: int) -> None:
         at = bisect.bisect(found, (start, end))
