@@ -230,14 +230,22 @@ async def _translate_rows(state: ServiceState, http_request: Request, model: Loa
     "Sag das Formular an Freitag.") is translated again by a beam that may not end before it has
     written them all (TranslationRequest.min_unknown_tokens; a single greedy row made to go on only
     rambled), and that translation is kept when it has them all and ended by itself. A retry the
-    engine could not run (queue full, deadline, draining) leaves the first translations. Counted in
-    translator_copy_retries_total."""
+    engine could not run (queue full, deadline, draining) leaves the first translations, and so does
+    one beyond the request's row budget (TRANSLATOR_MAX_ROWS_PER_REQUEST: the retries' beams may
+    bring at most as many rows again as the request could). Counted in translator_copy_retries_total."""
     results = await _submit_all(state, http_request, model, requests)
     unk = model.codec.unk_id
     lacking = [position for position, (request, result) in enumerate(zip(requests, results, strict=True))
                if result.target_ids.count(unk) < request.source_ids.count(unk)]
-    if lacking and model.manifest.attention != "none":
-        retries = [replace(requests[position], beam_size=max(COPY_RETRY_BEAM_SIZE, requests[position].beam_size),
+    if model.manifest.attention == "none":
+        lacking = []
+    beam = max([COPY_RETRY_BEAM_SIZE, *(requests[position].beam_size for position in lacking)])
+    allowed = state.settings.max_rows_per_request // beam
+    for _ in lacking[allowed:]:  # beyond the row budget: answered as they are
+        state.metrics.observe_copy_retry(False)
+    lacking = lacking[:allowed]
+    if lacking:
+        retries = [replace(requests[position], beam_size=beam,
                            min_unknown_tokens=requests[position].source_ids.count(unk)) for position in lacking]
         try:
             again = await _submit_all(state, http_request, model, retries)

@@ -113,6 +113,20 @@ def test_a_retry_the_engine_cannot_run_leaves_the_first_translation(monkeypatch:
         assert len(calls) == 2 and _counter(client, lost) == before + 1
 
 
+def test_retries_stay_within_the_request_row_budget() -> None:
+    """Retries are beams of 5: with a budget of 6 rows a request gets one, whatever it sent."""
+    texts = ["Please send the form to support@example.org by Friday.", "Please send the form to 555-0199 by Friday."]
+    with TestClient(create_app(Settings(intra_op_threads=1, max_rows_per_request=6))) as client:
+        copied = 'translator_copy_retries_total{outcome="copied"}'
+        lost = 'translator_copy_retries_total{outcome="lost"}'
+        before = _counter(client, copied), _counter(client, lost)
+        answer = client.post("/v1/translate", json={"texts": texts})
+        assert answer.status_code == 200, answer.text
+        translations = [t["text"] for t in answer.json()["translations"]]
+        assert "support@example.org" in translations[0] and "555-0199" not in translations[1], translations
+        assert (_counter(client, copied), _counter(client, lost)) == (before[0] + 1, before[1] + 1)
+
+
 LONG_TEXT = (  # 42 tokens: past the default lane bound of 32, so it is decoded in the long lane
     "When you open a document that was created in another office suite, the program converts its styles, "
     "tables and footnotes, and you can then edit it and save it in the original file format again."
