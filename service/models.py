@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from model_store import Manifest, ManifestError, list_models, resolve_artifact, verify_artifact
 from model_store.codec import Codec
+from model_store.repetition import word_marks
 from service.engine import Draining, Scheduler, SchedulerConfig, SchedulerSnapshot, Seq2SeqModel, SpecialIds
 from service.engine.types import DEFAULT_LENGTH_PENALTY
 from service.metrics import ServiceMetrics
@@ -187,7 +188,7 @@ class ModelRegistry:
             log.error("model load failed", extra={"model": str(spec), "error": str(exc)})
             raise ModelLoadFailed(f"{spec}: {exc}") from exc
         # Built on the event loop: the scheduler's queue and tasks belong to it.
-        scheduler = self._scheduler(manifest, model)
+        scheduler = self._scheduler(manifest, codec, model)
         await scheduler.start()
         providers = [str(p) for p in getattr(model, "providers", [self._settings.providers])]
         loaded = LoadedModel(
@@ -227,10 +228,11 @@ class ModelRegistry:
         codec = Codec(artifact_dir / manifest.tokenizer_file)
         return manifest, codec, self._loader(artifact_dir, manifest, self._settings)
 
-    def _scheduler(self, manifest: Manifest, model: Seq2SeqModel) -> Scheduler:
+    def _scheduler(self, manifest: Manifest, codec: Codec, model: Seq2SeqModel) -> Scheduler:
         settings = self._settings
         tokens = manifest.special_tokens
-        special = SpecialIds(pad_id=tokens.pad_id, unk_id=tokens.unk_id, bos_id=tokens.bos_id, eos_id=tokens.eos_id)
+        special = SpecialIds(pad_id=tokens.pad_id, unk_id=tokens.unk_id, bos_id=tokens.bos_id, eos_id=tokens.eos_id,
+                             word_marks=tuple(word_marks(codec.pieces(list(range(codec.vocab_size))))))
         config = SchedulerConfig(
             mode=settings.batching,
             max_batch_rows=settings.max_batch_rows,

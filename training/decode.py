@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from model_store.codec import BOS_ID, EOS_ID, PAD_ID, Codec
+from model_store.repetition import MAX_PERIOD, looping_tokens, word_marks
 from training.model import Seq2Seq, source_mask_from_lengths
 
 DEFAULT_MAX_LENGTH_CAP = 200  # decode steps, whatever the source length
@@ -55,11 +56,27 @@ def _padded_batch(
     return source_ids.to(device), torch.as_tensor(lengths, dtype=torch.long, device=device)
 
 
+def vocabulary_marks(codec: Codec) -> list[int]:
+    """The loop rule's marks of every token (model_store.repetition.word_marks), as the service's."""
+    return word_marks(codec.pieces(list(range(codec.vocab_size))))
+
+
+def _ban_loops(log_probs: torch.Tensor, histories: Sequence[Sequence[int] | None], marks: Sequence[int]) -> None:
+    """-inf, in place, for each row's tokens that would write a group of words a third time in a row
+    (model_store.repetition, the service's rule); a None history is a row that is done."""
+    for row, history in enumerate(histories):
+        if history is not None and len(history) >= 2:
+            banned = looping_tokens(history[-(3 * MAX_PERIOD - 1):], marks)
+            if banned:
+                log_probs[row, banned] = float("-inf")
+
+
 def greedy_batch(
     model: Seq2Seq, sources: Sequence[Sequence[int]], *, max_length_cap: int = DEFAULT_MAX_LENGTH_CAP,
-    return_attention: bool = False,
+    return_attention: bool = False, loop_marks: Sequence[int] | None = None,
 ) -> list[Hypothesis]:
-    """Greedy search for one batch of source id lists (each pieces + [eos]); done rows leave in bulk."""
+    """Greedy search for one batch of source id lists (each pieces + [eos]); done rows leave in bulk.
+    `loop_marks` (vocabulary_marks): the loop rule applies, as in the service."""
     device = next(model.parameters()).device
     source_ids, source_lengths = _padded_batch(sources, device)
     memory, memory_keys, hidden, cell = model.encode(source_ids, source_lengths)
@@ -79,6 +96,8 @@ def greedy_batch(
         log_probs, hidden, cell, attention = model.decode_step(
             previous, hidden, cell, memory, memory_keys, source_mask
         )
+        if loop_marks is not None:
+            _ban_loops(log_probs, [None if row is None else tokens[row] for row in active], loop_marks)
         best_log_probs, best_tokens = log_probs.max(dim=-1)  # [B]
         best_tokens_list = best_tokens.tolist()
         best_log_probs_list = best_log_probs.tolist()
@@ -118,13 +137,15 @@ def beam_batch(
     model: Seq2Seq, sources: Sequence[Sequence[int]], *, beam_size: int,
     length_penalty_alpha: float = DEFAULT_LENGTH_PENALTY_ALPHA,
     max_length_cap: int = DEFAULT_MAX_LENGTH_CAP, return_attention: bool = False,
+    loop_marks: Sequence[int] | None = None,
 ) -> list[Hypothesis]:
     """Beam search for one batch; the best finished hypothesis per sentence by GNMT-normalised score.
 
     Each step takes the top 2K candidates of every sentence: eos candidates ranked within the top K
     finish (scored log_prob / length_penalty), the best K others stay alive. A sentence is done when
     K hypotheses have finished or it reaches its max length (then its alive beams finish as they are).
-    With K = 1 this is exactly greedy search.
+    With K = 1 this is exactly greedy search. `loop_marks` (vocabulary_marks): no beam may write a
+    group of words a third time in a row, as in the service.
     """
     if not 1 <= beam_size <= 8:
         raise ValueError(f"beam_size must be in 1..8, got {beam_size}")
@@ -160,6 +181,8 @@ def beam_batch(
         )
         step += 1
         vocab = log_probs.shape[-1]
+        if loop_marks is not None and history.shape[1] >= 2:
+            _ban_loops(log_probs, history[:, -(3 * MAX_PERIOD - 1):].tolist(), loop_marks)
         candidates = (scores.view(-1, 1) + log_probs.float()).view(n_active, k * vocab)  # [B, K*V]
         top_scores, top_index = candidates.topk(2 * k, dim=1)  # [B, 2K]
         top_beams = torch.div(top_index, vocab, rounding_mode="floor")
@@ -257,12 +280,13 @@ def _finish(
 def translate_ids(
     model: Seq2Seq, sources: Sequence[Sequence[int]], *, beam_size: int = 1,
     length_penalty_alpha: float = DEFAULT_LENGTH_PENALTY_ALPHA, max_length_cap: int = DEFAULT_MAX_LENGTH_CAP,
-    return_attention: bool = False, batch_sentences: int | None = None,
+    return_attention: bool = False, batch_sentences: int | None = None, loop_marks: Sequence[int] | None = None,
 ) -> list[Hypothesis]:
     """Decode many sources (each pieces + [eos]) in length-sorted batches; results in input order.
 
-    beam_size 1 runs greedy search. Runs in eval mode without autograd on the model's device and
-    restores the model's training flag afterwards.
+    beam_size 1 runs greedy search; `loop_marks` (vocabulary_marks): the service's loop rule applies.
+    Runs in eval mode without autograd on the model's device and restores the model's training flag
+    afterwards.
     """
     if not sources:
         return []
@@ -281,11 +305,12 @@ def translate_ids(
                 batch_sources = [sources[index] for index in chunk]
                 if beam_size == 1:
                     decoded = greedy_batch(model, batch_sources, max_length_cap=max_length_cap,
-                                           return_attention=return_attention)
+                                           return_attention=return_attention, loop_marks=loop_marks)
                 else:
                     decoded = beam_batch(model, batch_sources, beam_size=beam_size,
                                          length_penalty_alpha=length_penalty_alpha,
-                                         max_length_cap=max_length_cap, return_attention=return_attention)
+                                         max_length_cap=max_length_cap, return_attention=return_attention,
+                                         loop_marks=loop_marks)
                 for index, hypothesis in zip(chunk, decoded, strict=True):
                     results[index] = hypothesis
     finally:
@@ -296,13 +321,16 @@ def translate_ids(
 def make_translate_fn(
     model: Seq2Seq, codec: Codec, *, beam_size: int = 1,
     length_penalty_alpha: float = DEFAULT_LENGTH_PENALTY_ALPHA, max_length_cap: int = DEFAULT_MAX_LENGTH_CAP,
+    loop_rule: bool = True,
 ) -> Callable[[list[str]], list[str]]:
-    """texts -> translations, the interface training.evaluate scores."""
+    """texts -> translations, the interface training.evaluate scores: decoded as the service decodes
+    (its loop rule included unless `loop_rule` is False), so that the scores are those of what clients get."""
+    marks = vocabulary_marks(codec) if loop_rule else None
 
     def translate(texts: list[str]) -> list[str]:
         hypotheses = translate_ids(
             model, [codec.source_ids(text) for text in texts], beam_size=beam_size,
-            length_penalty_alpha=length_penalty_alpha, max_length_cap=max_length_cap,
+            length_penalty_alpha=length_penalty_alpha, max_length_cap=max_length_cap, loop_marks=marks,
         )
         return [codec.decode(hypothesis.token_ids) for hypothesis in hypotheses]
 

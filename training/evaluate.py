@@ -480,10 +480,16 @@ def main(argv: list[str] | None = None) -> int:
         DEFAULT_MAX_LENGTH_CAP,
         make_translate_fn,
         translate_ids,
+        vocabulary_marks,
     )
+    from training.from_artifact import load_artifact
 
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__)
-    parser.add_argument("--checkpoint", type=Path, required=True, help="the attention model (best.pt)")
+    model_source = parser.add_mutually_exclusive_group(required=True)
+    model_source.add_argument("--checkpoint", type=Path, help="the attention model (best.pt)")
+    model_source.add_argument("--artifact", type=Path,
+                              help="a published artifact (model_store/<name>/<version>): its fp32 graphs' weights "
+                                   "in PyTorch (training.from_artifact), to score a shipped model as served")
     parser.add_argument("--none-checkpoint", type=Path, help="the `none` (no attention) model to compare")
     parser.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     parser.add_argument("--out", type=Path, required=True)
@@ -498,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heatmaps", type=int, default=4, help="attention heatmaps of test sentences")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    parser.add_argument("--no-loop-rule", action="store_true",
+                        help="decode without the rule against loops (model_store.repetition) that the service applies")
     parser.add_argument("--novelty-threshold", type=float, default=novelty.THRESHOLD,
                         help="also score each test set's segments with no train source of at least this "
                              "similarity (`<name>_novel`); 0 = off")
@@ -511,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     novel = (novelty_masks(args.corpus, test_sets, direction=args.direction, threshold=args.novelty_threshold)
              if args.novelty_threshold > 0 else {})
     decodings = {"greedy": 1} | ({f"beam{args.beam}": args.beam} if args.beam > 1 else {})
-    checkpoints = {"attention": args.checkpoint}
+    checkpoints = {"attention": args.checkpoint or args.artifact}
     alphas = {"attention": args.alpha}
     if args.none_checkpoint:
         checkpoints["none"] = args.none_checkpoint
@@ -520,11 +528,15 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, dict]] = {}
     heatmaps: list[Heatmap] = []
     for label, checkpoint in checkpoints.items():
-        model, codec, _ = load_checkpoint(checkpoint, device)
+        if label == "attention" and args.artifact:
+            model, codec, _ = load_artifact(args.artifact)
+            model.to(device)
+        else:
+            model, codec, _ = load_checkpoint(checkpoint, device)
         results[label] = {}
         for decoding, beam_size in decodings.items():
             translate = make_translate_fn(model, codec, beam_size=beam_size, length_penalty_alpha=alphas[label],
-                                          max_length_cap=args.max_length_cap)
+                                          max_length_cap=args.max_length_cap, loop_rule=not args.no_loop_rule)
             results[label][decoding] = evaluate_model(translate, test_sets, novel)
             summary = ", ".join(
                 f"{name} BLEU {r['bleu']:.2f} chrF {r['chrf']:.2f}"
@@ -538,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
             hypotheses = translate_ids(
                 model, source_ids, beam_size=args.beam, length_penalty_alpha=args.alpha,
                 max_length_cap=args.max_length_cap, return_attention=True,
+                loop_marks=None if args.no_loop_rule else vocabulary_marks(codec),
             )
             for ids, hypothesis in zip(source_ids, hypotheses, strict=True):
                 assert hypothesis.attention is not None

@@ -13,7 +13,10 @@ from typing import Protocol
 
 import numpy as np
 
+from model_store.repetition import MAX_PERIOD, looping_tokens
 from service.engine.types import SpecialIds, TranslationRequest
+
+_RECENT_TOKENS = 3 * MAX_PERIOD - 1  # all the loop rule reads of a row's tokens
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ _FIRST_ROW.flags.writeable = False
 
 
 class GreedySearch:
-    """argmax at every step; `max_length` tokens at most, then eos is forced."""
+    """argmax at every step, except a token that would write a group of words a third time in a row
+    (model_store.repetition); `max_length` tokens at most, then eos is forced."""
 
     rows = 1
 
@@ -88,8 +92,11 @@ class GreedySearch:
 
     def advance(self, log_probs: np.ndarray, attention: np.ndarray | None, argmax: int | None = None) -> Advance:
         token = self.next_token(int(np.argmax(log_probs[0])) if argmax is None else argmax)
-        if token is None:  # pad/bos preferred by the model: the best allowed token instead
-            token = int(np.argmax(_allowed_log_probs(log_probs[:1], self._special, force_eos=False)[0]))
+        if token is None:  # pad/bos, or a loop, preferred by the model: the best allowed token instead
+            allowed = _allowed_log_probs(log_probs[:1], self._special, force_eos=False)
+            if self._special.word_marks:
+                allowed[0, looping_tokens(self._tokens, self._special.word_marks)] = -np.inf
+            token = int(np.argmax(allowed[0]))
         if self.take(token, float(log_probs[0, token]), None if attention is None else attention[0]):
             return Advance(_FIRST_ROW, np.array([token], np.int64), done=False, generated_tokens=1)
         return Advance(np.zeros(0, np.int64), np.zeros(0, np.int64), done=True, generated_tokens=1)
@@ -104,6 +111,10 @@ class GreedySearch:
             self._cut_short = argmax != self._special.eos_id
             return self._special.eos_id
         if argmax == self._special.pad_id or argmax == self._special.bos_id:
+            return None
+        tokens, marks = self._tokens, self._special.word_marks
+        # A loop's next token is one of the last few written (a slice: most steps need no more)
+        if marks and argmax in tokens[-MAX_PERIOD:] and argmax in looping_tokens(tokens, marks):
             return None
         return argmax
 
@@ -138,10 +149,13 @@ class BeamSearch:
     that rank within the top `beam_size` become finished hypotheses; the best `beam_size` others
     stay live. Stops when `beam_size` hypotheses have finished (the rule the published scores were
     measured with, training.decode.beam_batch), when no live hypothesis can beat the best finished one
-    under the length penalty (which cannot change the winner), or at `max_length` (eos is then
-    forced). The best finished hypothesis by length-normalised score wins. With beam_size 1 this is
-    exactly greedy search. A row may not end before it has written `min_unknowns` <unk> tokens: with
-    a beam, hypotheses that place them can win where a single row that skipped one would only ramble on.
+    under the length penalty (which cannot change the winner), or at `max_length` (every live row
+    then ends as it is, scored by its tokens so far, as the evaluation's beam ends it). The best
+    finished hypothesis by length-normalised score wins. With beam_size 1 this is exactly greedy
+    search. No row may write a group of words a third time in a row (the loop rule of
+    model_store.repetition, as in greedy search and training's beam). A row may not end before it has
+    written `min_unknowns` <unk> tokens: with a beam, hypotheses that place them can win where a
+    single row that skipped one would only ramble on.
 
     Stopping as soon as the top-ranked continuation ended (OpenNMT's rule) answered shorter
     translations than the evaluation's beam: on en-de/3's test sets a different output for 369 of
@@ -168,6 +182,8 @@ class BeamSearch:
         self._scores = np.full(beam_size, -np.inf)
         self._scores[0] = 0.0
         self.rows = beam_size
+        # per live row: its last tokens, as many as the loop rule reads (model_store.repetition)
+        self._recent: list[list[int]] = [[] for _ in range(beam_size)]
         self._tokens: list[np.ndarray] = []  # per step: [live rows] token of each live row
         self._parents: list[np.ndarray] = []  # per step: [live rows] row of the previous step
         self._attention: list[np.ndarray] = []  # per step: [rows that ran, src_len]
@@ -179,6 +195,14 @@ class BeamSearch:
         vocab = log_probs.shape[1]
         forced = step >= self._max_length
         allowed = _allowed_log_probs(log_probs, self._special, forced, self._unknowns < self._min_unknowns)
+        if forced:
+            # At the length limit every live row ends as it is, scored by its tokens so far, as the
+            # evaluation's beam scores it (training.decode.beam_batch): ending costs nothing here.
+            allowed[:, self._special.eos_id] = 0.0
+        marks = self._special.word_marks
+        if marks and not forced:
+            for row, recent in enumerate(self._recent):
+                allowed[row, looping_tokens(recent, marks)] = -np.inf
         totals = self._scores[:, None] + allowed  # [rows, vocab]
         # Rank on totals shifted by the best row's score: with one row this is exactly the row's
         # log-probs, so beam 1 breaks ties like argmax and equals greedy bit for bit.
@@ -200,7 +224,7 @@ class BeamSearch:
                 break
             if token == self._special.eos_id:
                 if rank < self._k:
-                    normalized = total / length_penalty(step + 1, self._alpha)
+                    normalized = total / length_penalty(step if forced else step + 1, self._alpha)
                     cut_short = forced and int(np.argmax(log_probs[parent])) != self._special.eos_id
                     self._finished.append(_Finished(normalized, total, step, parent, cut_short))
                     ended += 1
@@ -213,6 +237,9 @@ class BeamSearch:
         self._tokens.append(np.array(tokens, np.int64))
         self._parents.append(np.array(parents, np.int64))
         self._unknowns = self._unknowns[self._parents[-1]] + (self._tokens[-1] == self._special.unk_id)
+        if marks:
+            self._recent = [[*self._recent[parent], token][-_RECENT_TOKENS:] for parent, token in zip(parents, tokens,
+                                                                                                     strict=True)]
         self._scores = np.array(scores, np.float64)
         self.rows = len(parents)
         done = self.rows == 0 or len(self._finished) >= self._k or self._cannot_improve(step)

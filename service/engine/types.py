@@ -17,10 +17,15 @@ MAX_BEAM_SIZE = 8
 
 @dataclass(frozen=True)
 class SpecialIds:
+    """The token ids the searches treat apart, and which tokens hold a word (for the loop rule)."""
+
     pad_id: int
     unk_id: int
     bos_id: int
     eos_id: int
+    # Per token id: whether its piece starts a word and holds a letter (model_store.repetition.word_marks).
+    # A group of tokens holding a word may not come a third time in a row; empty: no such rule.
+    word_marks: tuple[int, ...] = ()
 
 
 DEFAULT_LENGTH_PENALTY = 1.0  # for artifacts that do not record the alpha they were evaluated with

@@ -179,3 +179,60 @@ def test_length_penalty_is_gnmt():
     assert length_penalty(1, 0.6) == pytest.approx(1.0)
     assert length_penalty(7, 1.0) == pytest.approx(2.0)
     assert length_penalty(10, 0.0) == 1.0
+
+
+def looping_model() -> Seq2Seq:
+    """A model that writes token 5 for ever (then 6, then eos, by its output bias): a loop, with margins
+    wide enough that two implementations of the loop rule can only agree or really differ."""
+    model = tiny_model(seed=3)
+    with torch.no_grad():
+        model.output_projection.bias.fill_(-10.0)
+        model.output_projection.bias[5] = 6.0
+        model.output_projection.bias[6] = 4.0
+        model.output_projection.bias[EOS_ID] = 2.0
+    return model.eval()
+
+
+def _served(model: Seq2Seq, source: list[int], beam_size: int, marks: list[int] | None) -> list[int]:
+    """The service's search (service.engine) driven by the PyTorch model's steps."""
+    from service.engine import BeamSearch, GreedySearch, SpecialIds
+
+    special = SpecialIds(PAD_ID, 1, BOS_ID, EOS_ID, word_marks=tuple(marks or ()))
+    limit = max_decode_steps(len(source), 40)  # tokens before eos, as training counts its steps
+    search = (GreedySearch(special, limit, False) if beam_size == 1
+              else BeamSearch(special, beam_size, limit, 1.0, False))
+    with torch.inference_mode():
+        memory, keys, hidden, cell = model.encode(torch.tensor([source]), torch.tensor([len(source)]))
+        rows = torch.zeros(search.rows, dtype=torch.long)
+        memory, keys, hidden, cell = memory[rows], keys[rows], hidden[:, rows], cell[:, rows]
+        mask = torch.ones((search.rows, len(source)), dtype=torch.bool)
+        previous = torch.full((search.rows,), BOS_ID, dtype=torch.long)
+        while True:
+            log_probs, hidden, cell, attention = model.decode_step(previous, hidden, cell, memory, keys, mask)
+            advance = search.advance(log_probs.numpy(), attention.numpy())
+            if advance.done:
+                return search.best().target_ids
+            parents = torch.as_tensor(advance.parents)
+            memory, keys, mask = memory[parents], keys[parents], mask[parents]
+            hidden, cell = hidden[:, parents], cell[:, parents]
+            previous = torch.as_tensor(advance.tokens)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_the_loop_rule_is_the_services(beam_size: int) -> None:
+    from model_store.repetition import WORDY, looping_tokens
+
+    model = looping_model()
+    marks = [WORDY] * VOCAB
+    sources = random_sources(4, seed=5)
+    plain = translate_ids(model, sources, beam_size=beam_size, length_penalty_alpha=1.0, max_length_cap=40)
+    ruled = translate_ids(model, sources, beam_size=beam_size, length_penalty_alpha=1.0, max_length_cap=40,
+                          loop_marks=marks)
+    for source, before, after in zip(sources, plain, ruled, strict=True):
+        assert before.token_ids[:3] == [5, 5, 5]  # the model loops
+        tokens = after.token_ids
+        if beam_size == 1:
+            assert tokens[:3] == [5, 5, 6], tokens  # the rule stops it at the third 5
+        assert all(tokens[i] not in looping_tokens(tokens[:i], marks) for i in range(len(tokens)))
+        assert _served(model, source, beam_size, marks) == tokens  # the service decodes the same
+        assert _served(model, source, beam_size, None) == before.token_ids

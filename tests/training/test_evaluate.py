@@ -272,3 +272,36 @@ def test_cli_scores_checkpoints_and_writes_the_report(tmp_path, monkeypatch):
     assert "- novel subsets: everyday 1 of 4, technical 0 of 4 segments have no train source" in markdown
     assert "| none | beam2 |" in markdown
     assert "GNMT length penalty alpha attention 1.4, none 0.6" in markdown
+
+
+@pytest.mark.parametrize("loop_rule", [True, False])
+def test_cli_scores_a_published_artifact_as_served(tmp_path, monkeypatch, number_model, tiny_artifact, loop_rule):
+    """`--artifact`: a shipped model scored from its graphs' weights, decoded with the service's loop
+    rule unless `--no-loop-rule`."""
+    import training.decode
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    lines = (number_model.corpus_dir / "test.tsv").read_text(encoding="utf-8").splitlines(keepends=True)[:6]
+    for name in ("test_everyday.tsv", "test_technical.tsv"):
+        (corpus / name).write_text("".join(lines), encoding="utf-8")
+    rules = []
+    real_make_translate_fn = training.decode.make_translate_fn
+
+    def recording_make_translate_fn(model, codec, **kwargs):
+        rules.append(kwargs["loop_rule"])
+        return real_make_translate_fn(model, codec, **kwargs)
+
+    monkeypatch.setattr(training.decode, "make_translate_fn", recording_make_translate_fn)
+    previous_threads = torch.get_num_threads()
+    try:
+        code = main(["--artifact", str(tiny_artifact), "--corpus", str(corpus), "--out", str(tmp_path / "eval"),
+                     "--beam", "2", "--heatmaps", "1", "--threads", "1", "--device", "cpu", "--novelty-threshold", "0",
+                     *([] if loop_rule else ["--no-loop-rule"])])
+    finally:
+        torch.set_num_threads(previous_threads)
+    assert code == 0 and rules == [loop_rule, loop_rule]  # greedy and beam
+    document = json.loads((tmp_path / "eval" / "evaluation.json").read_text(encoding="utf-8"))
+    scores = document["results"]["attention"]["beam2"]["everyday"]
+    assert scores["sentences"] == 6 and scores["chrf"] > 50  # the number model translates numbers
+    assert str(tiny_artifact) in (tmp_path / "eval" / "evaluation.md").read_text(encoding="utf-8")

@@ -189,6 +189,34 @@ def test_the_constraint_comes_from_the_request_even_for_one_row() -> None:
         assert drive(search, ends_at_once).target_ids == [SPECIAL.unk_id]
 
 
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_a_word_never_comes_a_third_time_in_a_row(beam_size: int) -> None:
+    # The model loves token 5 (a word) and would write it until the length limit; 6 is its second
+    # choice, eos its third after a few steps. Token 7 is a piece inside a word: it may repeat.
+    marks = SpecialIds(0, 1, 2, 3, word_marks=(0, 0, 0, 0, 0, 3, 3, 2))
+
+    def loops(step: int, previous: np.ndarray) -> np.ndarray:
+        rows = np.full((len(previous), 8), -12.0, dtype=np.float32)
+        rows[:, 5], rows[:, 6] = -0.1, -2.0
+        rows[:, SPECIAL.eos_id] = -1.0 if step >= 4 else -30.0
+        return rows
+
+    def search(special: SpecialIds) -> GreedySearch | BeamSearch:
+        return GreedySearch(special, 10, False) if beam_size == 1 else BeamSearch(special, beam_size, 10, 1.0, False)
+
+    assert drive(search(SPECIAL), loops).target_ids[:3] == [5, 5, 5]  # no rule: a loop
+    ruled = drive(search(marks), loops).target_ids
+    assert ruled[:3] == [5, 5, 6] and all(ruled[i:i + 3] != [ruled[i]] * 3 for i in range(len(ruled) - 2)), ruled
+
+    def inside_a_word(step: int, previous: np.ndarray) -> np.ndarray:
+        rows = np.full((len(previous), 8), -12.0, dtype=np.float32)
+        rows[:, 7] = -0.1
+        rows[:, SPECIAL.eos_id] = -0.01 if step >= 4 else -30.0
+        return rows
+
+    assert drive(search(marks), inside_a_word).target_ids == [7, 7, 7, 7]  # "XXXX" is no loop
+
+
 def test_length_penalty_prefers_longer_hypotheses_as_alpha_grows() -> None:
     assert length_penalty(1, 1.0) == 1.0
     assert length_penalty(7, 1.0) == 2.0
