@@ -2,7 +2,7 @@
 
 An LSTM translator sometimes falls into a loop and stays there until its length limit ("Drücken Sie
 Strg+Umschalt+F5, um neu neu neu neu neu neu neu laden.", "100 Euro EUR EUR EUR EUR EUR"; en-de/3,
-greedy: 12 of the 2,546 test sentences). Greedy and beam search, in training's evaluation and in the
+greedy: 18 of the 2,546 test sentences). Greedy and beam search, in training's evaluation and in the
 service alike, give -inf to a token that would make the last 1 to MAX_PERIOD tokens come a third time
 in a row, when that group begins a word with a letter in it (not letters inside a word, "XXXX", nor
 digits, "1,000,000,000", nor copied symbols, <unk> three times). Twice is allowed ("die, die").
@@ -15,9 +15,7 @@ from collections.abc import Sequence
 
 WORD_START = "\u2581"  # as model_store.codec's (which this stdlib-only module does not import)
 MAX_PERIOD = 6  # tokens in the longest group checked ("durch den Ursprung" is 3-5 pieces)
-
-
-STARTS_WORD, HAS_LETTER = 1, 2
+STARTS_WORD, HAS_LETTER = 1, 2  # word_marks' bits
 WORDY = STARTS_WORD | HAS_LETTER
 
 
