@@ -33,6 +33,7 @@ TEMPLATES = [
     "The server runs at {}.", "I will call you at {} tomorrow.", "The invoice number is {}.",
     "Copy the file {} to the desktop.", "He lives at number {}.", "See {} and {} for more information.",
     "The price rose to {} last year.", "Contact us at {} or call {}.", "The document {} was deleted.",
+    "Mirrors: {}, {} and {}.", "Links: {} {} {} {}",  # several in a row
 ]
 VALUES = {
     "url": ["https://example.com/docs/install?lang=en#top", "www.libreoffice.org/download",
@@ -41,7 +42,7 @@ VALUES = {
     "path": ["C:\\Users\\anna\\report.docx", "/etc/nginx/nginx.conf", "~/Documents/notes.txt", "data/2024/summary.csv"],
     "number": ["555-0199", "+49 30 1234567", "2024-05-17", "3.14.2", "1,234,567", "192.168.1.20", "INV-2024-0815"],
     # left to the model: a German translation may rightly rewrite these
-    "number (left to the model)": ["17:45", "4711", "12.5%"],
+    "number (left to the model)": ["17:45", "4711", "12.5%", "25,000"],
 }
 QUICK_TEMPLATES = 3
 BATCH = 32

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from model_store.repetition import word_marks
+
 WORD_START = "\u2581"  # SentencePiece's marker for a piece that begins a new word
 # Every whitespace character becomes a plain space (one for one, so piece surfaces keep their offsets):
 # tokenizers trained without SentencePiece's NFKC rules (training.tokenizer) would otherwise read a
@@ -93,6 +95,9 @@ class Codec:
             elif replacement:
                 pieces.append(replacement)
                 copied.append(True)
+            elif pieces and pieces[-1] == WORD_START:  # nothing to copy: nor the word break before it
+                pieces.pop()
+                copied.pop()
         # A bare word start right after a copy and before another word start (or the end): the model
         # wrote a word break either side of the copy, which came back as two spaces.
         pieces = [piece for position, piece in enumerate(pieces)
@@ -102,6 +107,11 @@ class Codec:
 
     def pieces(self, ids: list[int]) -> list[str]:
         return [str(self._sp.id_to_piece(int(token))) for token in ids]
+
+    def loop_marks(self) -> list[int]:
+        """Every token's marks for the rule against loops (model_store.repetition.word_marks)."""
+        return word_marks(self.pieces(list(range(self.vocab_size))),
+                          special_ids=(self.pad_id, self.unk_id, self.bos_id, self.eos_id))
 
     def split_source(self, text: str, verbatim: Sequence[tuple[int, int]] = ()) -> SourcePieces:
         """Pieces of `text` with the surface string each covers, for display and <unk> replacement.

@@ -11,7 +11,7 @@ Stdlib only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 WORD_START = "\u2581"  # as model_store.codec's (which this stdlib-only module does not import)
 MAX_PERIOD = 6  # tokens in the longest group checked ("durch den Ursprung" is 3-5 pieces)
@@ -19,13 +19,16 @@ STARTS_WORD, HAS_LETTER = 1, 2  # word_marks' bits
 WORDY = STARTS_WORD | HAS_LETTER
 
 
-def word_marks(pieces: Sequence[str]) -> list[int]:
+def word_marks(pieces: Sequence[str], special_ids: Collection[int] = ()) -> list[int]:
     """Per token id (`pieces`: the vocabulary's pieces by id): STARTS_WORD | HAS_LETTER as they apply.
     A group is a word's when it has both (the start may be a bare word-start piece before "EUR"); others
     may repeat: letters inside a word ("XXXX", "ZZZZZZ" in a formula's example are copies), digits
-    ("1,000,000,000"), punctuation."""
-    return [(STARTS_WORD if piece.startswith(WORD_START) else 0)
-            | (HAS_LETTER if any(character.isalpha() for character in piece) else 0) for piece in pieces]
+    ("1,000,000,000"), punctuation, and `special_ids` (pad, <unk>, bos, eos: "<unk>" is spelt with
+    letters, but three <unk> in a row are three copied addresses)."""
+    return [0 if token in special_ids else
+            (STARTS_WORD if piece.startswith(WORD_START) else 0)
+            | (HAS_LETTER if any(character.isalpha() for character in piece) else 0)
+            for token, piece in enumerate(pieces)]
 
 
 def looping_tokens(tokens: Sequence[int], marks: Sequence[int], max_period: int = MAX_PERIOD) -> list[int]:

@@ -24,7 +24,7 @@ VERBATIM_KINDS: tuple[VerbatimKind, ...] = ("url", "email", "path", "number")
 
 # Each pattern starts only where a run of the characters it begins with starts (its lookbehind),
 # so that a long run that matches nothing is read once, not once from each of its characters.
-_URL = re.compile(r"(?<![\w@.+-])(?:[a-z][a-z0-9+.-]*://|www\.)[^\s<>\"]+", re.IGNORECASE)
+_URL = re.compile(r"(?<![\w@.+-])(?:[a-z][a-z0-9+.-]*://|www\.)[^\s<>\"“”„‘’‚«»‹›]+", re.IGNORECASE)
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PATH = re.compile(
     r"(?<![\w/\\.~%@+-])(?:"
@@ -38,7 +38,7 @@ _PATH = re.compile(
 _PHONE = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?(?:\(\d+\)|\d+))+")
 # A word, separators inside it: 555-0199, 3.14.2, INV-2024-0815 (kept if _number_needs_keeping).
 _WORD = re.compile(r"(?<![\w.,:/-])\w+(?:[-.,:/]\w+)*")
-_TRAILING = ".,;:!?'\""  # sentence punctuation after an address is not part of it
+_TRAILING = ".,;:!?'\"…。、"  # sentence punctuation after an address is not part of it
 # Every span holds one of these (a URL "://" or "www.", an e-mail "@", a path a slash, a number a
 # digit): most sentences have none and are passed over with one search (~1 us, not ~30).
 _ANY = re.compile(r"[0-9@/\\]|www\.", re.IGNORECASE)
@@ -59,10 +59,14 @@ def _trimmed(text: str, start: int, end: int) -> int:
 
 def _number_needs_keeping(token: str) -> bool:
     """A number the model mangles: two or more separators (dates, versions, addresses, codes such as
-    INV-2024-0815) or digits on both sides of a hyphen (phone numbers, ranges). A decimal
-    ("0.908789") is the model's to write, German writes it "0,908789"; so are a word joined to a
-    number ("Windows-1252", "mid-1980s") and plain integers, which it copies well."""
+    INV-2024-0815, thousands: en-de/3 wrote "1,000,000" as "1.000" and "1,234,567" as "1,567") or
+    digits on both sides of a hyphen (phone numbers, ranges). The model's to write (a German
+    translation may change them): one separator ("0.908789" -> "0,908789", "25,000" -> "25.000"),
+    plain integers, which it copies well, and anything with a word in it ("Windows-1252",
+    "5-year-old", "COVID-19-related"; capitals alone, as in "INV" or "ISO", are a code)."""
     if not any(character.isdigit() for character in token):
+        return False
+    if any(part.isalpha() and not part.isupper() for part in re.split(r"[-.,:/]", token)):
         return False
     return sum(token.count(mark) for mark in "-.,:/") >= 2 or bool(re.search(r"\d-\d", token))
 

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 REJECT_REASONS = (
     "overloaded", "deadline", "draining", "invalid", "unauthorized", "too_large", "body_timeout", "failed"
 )
+# What became of a sentence translated again to copy what it left out (service.api.translation).
+COPY_OUTCOMES = ("copied", "as_written", "lost")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -101,9 +103,10 @@ class ServiceMetrics:
         )
         self.copy_retries = Counter(
             "translator_copy_retries",
-            "Sentences translated again because their translation skipped source text it can only copy "
-            "(a URL, a number kept verbatim, a character the vocabulary lacks), by outcome: copied (the "
-            "retry wrote it all) or lost (it did not; the first translation was answered).",
+            "Sentences translated again because their translation left out text it can only copy (a URL, "
+            "a number kept verbatim, a character the vocabulary lacks), by outcome: copied (a beam that had "
+            "to write it did), as_written (translated as written instead, the address given to the model "
+            "as text), lost (answered without it).",
             ["outcome"],
             registry=r,
         )
@@ -143,7 +146,7 @@ class ServiceMetrics:
         )
         for reason in REJECT_REASONS:  # export zeros so rate() works before the first rejection
             self.rejected.labels(reason=reason)
-        for outcome in ("copied", "lost"):
+        for outcome in COPY_OUTCOMES:
             self.copy_retries.labels(outcome=outcome)
         self._padded_total = 0
         self._positions_total = 0
@@ -202,8 +205,10 @@ class ServiceMetrics:
         self.queue_depth.set(stats.queue_depth)
         self.active_rows.set(stats.active_rows)
 
-    def observe_copy_retry(self, copied: bool) -> None:
-        self.copy_retries.labels(outcome="copied" if copied else "lost").inc()
+    def observe_copy_retry(self, outcome: str) -> None:
+        if outcome not in COPY_OUTCOMES:
+            raise ValueError(f"unknown copy retry outcome {outcome!r}")
+        self.copy_retries.labels(outcome=outcome).inc()
 
     def observe_snapshots(self, snapshots: Iterable[SchedulerSnapshot]) -> None:
         """Refresh the gauges at scrape time, so an idle service does not report its last busy step."""

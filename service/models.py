@@ -16,7 +16,6 @@ from typing import TypeVar
 
 from model_store import Manifest, ManifestError, list_models, resolve_artifact, verify_artifact
 from model_store.codec import Codec
-from model_store.repetition import word_marks
 from service.engine import Draining, Scheduler, SchedulerConfig, SchedulerSnapshot, Seq2SeqModel, SpecialIds
 from service.engine.types import DEFAULT_LENGTH_PENALTY
 from service.metrics import ServiceMetrics
@@ -232,7 +231,7 @@ class ModelRegistry:
         settings = self._settings
         tokens = manifest.special_tokens
         special = SpecialIds(pad_id=tokens.pad_id, unk_id=tokens.unk_id, bos_id=tokens.bos_id, eos_id=tokens.eos_id,
-                             word_marks=tuple(word_marks(codec.pieces(list(range(codec.vocab_size))))))
+                             word_marks=tuple(codec.loop_marks()))
         config = SchedulerConfig(
             mode=settings.batching,
             max_batch_rows=settings.max_batch_rows,

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from model_store.codec import BOS_ID, EOS_ID, PAD_ID, Codec
-from model_store.repetition import MAX_PERIOD, looping_tokens, word_marks
+from model_store.repetition import MAX_PERIOD, looping_tokens
 from training.model import Seq2Seq, source_mask_from_lengths
 
 DEFAULT_MAX_LENGTH_CAP = 200  # decode steps, whatever the source length
@@ -58,7 +58,7 @@ def _padded_batch(
 
 def vocabulary_marks(codec: Codec) -> list[int]:
     """The loop rule's marks of every token (model_store.repetition.word_marks), as the service's."""
-    return word_marks(codec.pieces(list(range(codec.vocab_size))))
+    return codec.loop_marks()
 
 
 def _ban_loops(log_probs: torch.Tensor, histories: Sequence[Sequence[int] | None], marks: Sequence[int]) -> None:

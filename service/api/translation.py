@@ -120,12 +120,17 @@ class _Piece:
     sentence: Sentence
     ids: list[int]  # with eos
     _split: SourcePieces | None  # None until needed: most sentences keep nothing and need only ids
+    kept_verbatim: bool = False  # some of its text is one <unk> each (model_store.verbatim)
 
     def split(self, codec: Codec) -> SourcePieces:
         """The pieces with the text each covers (for <unk> copies and the attention view)."""
         if self._split is None:
             self._split = codec.split_source(self.sentence.text)
         return self._split
+
+    def as_written(self, ids: list[int]) -> None:
+        """It was translated again as written (`ids`: codec.source_ids), nothing kept verbatim."""
+        self.ids, self._split, self.kept_verbatim = ids, None, False
 
     @property
     def empty(self) -> bool:
@@ -169,7 +174,8 @@ def _pieces(state: ServiceState, loaded: LoadedModel, name: str, sentences: list
     numbers and the like (TRANSLATOR_KEEP_VERBATIM, model_store.verbatim) one <unk> each, and ids;
     TRANSLATOR_MAX_SOURCE_TOKENS applies to each, since each is decoded as a row of its own."""
     limit = state.settings.max_source_tokens
-    kinds = state.settings.keep_verbatim
+    # a model without attention cannot copy: what it cannot spell would come back as "⁇"
+    kinds = state.settings.keep_verbatim if loaded.manifest.attention != "none" else []
     codec = loaded.codec
     pieces = []
     for sentence in sentences:
@@ -180,7 +186,7 @@ def _pieces(state: ServiceState, loaded: LoadedModel, name: str, sentences: list
         if len(ids) > limit:
             what = name if len(sentences) == 1 else f"a sentence of {name}"
             raise PayloadTooLarge(f"{what} is {len(ids)} tokens long; at most {limit}")
-        pieces.append(_Piece(sentence, ids, split))
+        pieces.append(_Piece(sentence, ids, split, kept_verbatim=split is not None))
     return pieces
 
 
@@ -219,52 +225,78 @@ def _in_layout_of(text: str, translation: str) -> str:
     return text[: len(text) - len(text.lstrip())] + translation + text[len(text.rstrip()):]
 
 
-async def _translate_rows(state: ServiceState, http_request: Request, model: LoadedModel,
+async def _translate_rows(state: ServiceState, http_request: Request, model: LoadedModel, pieces: list[_Piece],
                           requests: list[TranslationRequest]) -> list[TranslationResult]:
-    """The engine's results for `requests`, in order, and the engine's timing noted for the
-    response's Server-Timing header.
+    """The engine's results for `requests` (one per piece, in order), and the engine's timing noted
+    for the response's Server-Timing header.
 
     Each <unk> of a source (a span kept verbatim, characters the vocabulary lacks) is text its
     translation can only have by copying it, by attention. A sentence whose translation wrote fewer
     <unk> than its source has (the model skipped a URL: "Please send the form to <unk> by Friday." ->
-    "Sag das Formular an Freitag.") is translated again by a beam that may not end before it has
-    written them all (TranslationRequest.min_unknown_tokens; a single greedy row made to go on only
-    rambled), and that translation is kept when it has them all and ended by itself. A retry the
-    engine could not run (queue full, deadline, draining) leaves the first translations, and so does
-    one beyond the request's row budget (TRANSLATOR_MAX_ROWS_PER_REQUEST: the retries' beams may
-    bring at most as many rows again as the request could). Counted in translator_copy_retries_total."""
+    "Sag das Formular an Freitag.") and was not cut at its length limit is translated again by a
+    beam that may not end before it has written them all (TranslationRequest.min_unknown_tokens; a
+    single greedy row made to go on only rambled); that translation is kept when it has them all and
+    ended by itself. Those beams may bring at most TRANSLATOR_MAX_ROWS_PER_REQUEST rows. A sentence
+    that still lacks a span it kept verbatim (no room for its beam, the engine refused it, the beam
+    left it out too) is translated once more as written, spans and all given to the model as text,
+    as with TRANSLATOR_KEEP_VERBATIM empty: an address the model may garble, rather than none.
+    Outcomes in translator_copy_retries_total: copied, as_written, lost (answered without it)."""
     results = await _submit_all(state, http_request, model, requests)
     unk = model.codec.unk_id
     lacking = [position for position, (request, result) in enumerate(zip(requests, results, strict=True))
-               if result.target_ids.count(unk) < request.source_ids.count(unk)]
-    if model.manifest.attention == "none":
-        lacking = []
+               if result.target_ids.count(unk) < request.source_ids.count(unk) and not result.cut_at_max_length]
+    if model.manifest.attention == "none" or not lacking:
+        _note_server_timing(http_request, results)
+        return results
     beam = max([COPY_RETRY_BEAM_SIZE, *(requests[position].beam_size for position in lacking)])
-    allowed = state.settings.max_rows_per_request // beam
-    for _ in lacking[allowed:]:  # beyond the row budget: answered as they are
-        state.metrics.observe_copy_retry(False)
-    lacking = lacking[:allowed]
-    if lacking:
-        retries = [replace(requests[position], beam_size=beam,
-                           min_unknown_tokens=requests[position].source_ids.count(unk)) for position in lacking]
-        try:
-            again = await _submit_all(state, http_request, model, retries)
-        except EngineError as error:
-            log.warning("%d sentences not translated again to copy what they left out: %s", len(lacking), error)
-            for _ in lacking:
-                state.metrics.observe_copy_retry(False)
+    room = state.settings.max_rows_per_request // beam
+    retried, unplaced = lacking[:room], lacking[room:]
+    retries = [replace(requests[position], beam_size=beam, min_unknown_tokens=requests[position].source_ids.count(unk))
+               for position in retried]
+    for position, result in zip(retried, await _submit_or_nothing(state, http_request, model, retries), strict=True):
+        if result is not None and result.target_ids.count(unk) >= requests[position].source_ids.count(unk) \
+                and not result.cut_at_max_length:
+            results[position] = _after(results[position], result)
+            state.metrics.observe_copy_retry("copied")
         else:
-            for position, retry, result in zip(lacking, retries, again, strict=True):
-                kept = result.target_ids.count(unk) >= retry.min_unknown_tokens and not result.cut_at_max_length
-                state.metrics.observe_copy_retry(kept)
-                first = results[position]
-                results[position] = replace(
-                    result if kept else first,  # with the time of both attempts
-                    queue_wait_seconds=first.queue_wait_seconds + result.queue_wait_seconds,
-                    encode_seconds=first.encode_seconds + result.encode_seconds,
-                    decode_seconds=first.decode_seconds + result.decode_seconds)
+            unplaced.append(position)
+    # Text kept verbatim and still missing: the sentence as written. A sentence whose only <unk> are
+    # characters the vocabulary lacks would be the same request again: answered as it is.
+    plain = {position: model.codec.source_ids(pieces[position].sentence.text) for position in unplaced
+             if pieces[position].kept_verbatim}
+    for position in unplaced:
+        if position not in plain:
+            state.metrics.observe_copy_retry("lost")
+    again = [replace(requests[position], source_ids=ids, want_attention=unk in ids) for position, ids in plain.items()]
+    for position, result in zip(plain, await _submit_or_nothing(state, http_request, model, again), strict=True):
+        if result is None:
+            state.metrics.observe_copy_retry("lost")
+            continue
+        pieces[position].as_written(plain[position])
+        results[position] = _after(results[position], result)
+        state.metrics.observe_copy_retry("as_written")
     _note_server_timing(http_request, results)
     return results
+
+
+def _after(first: TranslationResult, result: TranslationResult) -> TranslationResult:
+    """`result`, with the time of the attempt before it (Server-Timing counts both)."""
+    return replace(result, queue_wait_seconds=first.queue_wait_seconds + result.queue_wait_seconds,
+                   encode_seconds=first.encode_seconds + result.encode_seconds,
+                   decode_seconds=first.decode_seconds + result.decode_seconds)
+
+
+async def _submit_or_nothing(state: ServiceState, http_request: Request, model: LoadedModel,
+                             requests: list[TranslationRequest]) -> list[TranslationResult | None]:
+    """Extra work for a request that already has an answer: None for each when the engine refuses it
+    (queue full, deadline, draining), and the answer stands."""
+    if not requests:
+        return []
+    try:
+        return list(await _submit_all(state, http_request, model, requests))
+    except EngineError as error:
+        log.warning("%d sentences not translated again to copy what they left out: %s", len(requests), error)
+        return [None] * len(requests)
 
 
 async def _submit_all(state: ServiceState, http_request: Request, loaded: LoadedModel,
@@ -455,7 +487,8 @@ async def _translate(
                      group=group)
             for pieces in layout for piece in pieces if not piece.empty
         ]
-        results = iter(await _translate_rows(state, request, model, requests))
+        rows = [piece for pieces in layout for piece in pieces if not piece.empty]
+        results = iter(await _translate_rows(state, request, model, rows, requests))
         translations = []
         for text, pieces in zip(texts, layout, strict=True):
             own = [None if piece.empty else next(results) for piece in pieces]
@@ -483,7 +516,7 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
         deadline = time.monotonic() + state.settings.request_timeout_s
         group = next(_request_groups)
         requests = [_request(model, options, piece, deadline, want_attention=True, group=group) for piece in pieces]
-        results = await _translate_rows(state, request, model, requests)
+        results = await _translate_rows(state, request, model, pieces, requests)
         return _attended(model, pieces, results)
 
     if loaded.manifest.attention == "none":

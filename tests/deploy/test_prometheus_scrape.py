@@ -92,6 +92,7 @@ translator_model_load_failures_total 0
 translator_truncated_sentences_total 0
 # TYPE translator_copy_retries_total counter
 translator_copy_retries_total{outcome="copied"} 1
+translator_copy_retries_total{outcome="as_written"} 0
 translator_copy_retries_total{outcome="lost"} 0
 """
 

@@ -232,6 +232,23 @@ def test_a_text_with_verbatim_spans_may_not_hold_the_mark(codec: Codec) -> None:
         codec.split_source("the \ufdd0 house", [(0, 3)])
 
 
+def test_an_unk_with_nothing_to_copy_takes_its_word_break_along(codec: Codec) -> None:
+    # "▁the ▁ <unk> ▁ <unk> ▁house": the second <unk> copies nothing (each source <unk> is copied once)
+    the, house = codec.encode("the"), codec.encode("house")
+    word_start = codec.split_source("the x", [(4, 5)]).ids[len(the)]
+    ids = [*the, word_start, UNK_ID, word_start, UNK_ID, *house]
+    replacements: list[str | None] = [None] * len(ids)
+    replacements[len(the) + 1], replacements[len(the) + 3] = "555-0102", ""
+    assert codec.decode_replacing(ids, replacements) == "the 555-0102 house"
+
+
+def test_the_loop_marks_leave_special_tokens_out(codec: Codec) -> None:
+    marks = codec.loop_marks()
+    assert len(marks) == codec.vocab_size
+    assert [marks[token] for token in (PAD_ID, UNK_ID, BOS_ID, EOS_ID)] == [0, 0, 0, 0]
+    assert any(marks)
+
+
 def test_a_word_break_either_side_of_a_copy_is_one_space(codec: Codec) -> None:
     # The model wrote "▁", <unk>, "▁", "▁house": the copy came back with two spaces after it.
     the, house = codec.encode("the"), codec.encode("house")

@@ -30,6 +30,15 @@ def test_twice_and_groups_without_a_word_are_allowed() -> None:
     assert looping_tokens([0, 1, 0, 2], MARKS) == []  # no period fits
 
 
+def test_copied_addresses_may_follow_each_other() -> None:
+    # "▁ <unk> ▁ <unk> ▁ <unk>": three URLs in a row. "<unk>" is spelt with letters, but it is special.
+    pieces = [*PIECES, "<unk>"]
+    unk = len(PIECES)
+    assert looping_tokens([7, unk, 7, unk, 7], word_marks(pieces)) == [unk]  # as any word would be
+    assert looping_tokens([7, unk, 7, unk, 7], word_marks(pieces, special_ids={unk})) == []
+    assert looping_tokens([7, unk, 4, 7, unk, 4, 7, unk], word_marks(pieces, special_ids={unk})) == []
+
+
 def test_several_periods_can_ban_several_tokens() -> None:
     # "neu neu durch neu neu durch neu neu": a third "neu" (period 1) and a third "neu neu durch" (period 3)
     assert looping_tokens([0, 0, 1, 0, 0, 1, 0, 0], MARKS) == [0, 1]

@@ -25,6 +25,10 @@ def kept(text: str, kinds: tuple = ("url", "email", "path", "number")) -> list[s
     ("Call 555-0199 or +49 30 1234567 or +1 (555) 123-4567.", ["555-0199", "+49 30 1234567", "+1 (555) 123-4567"]),
     ("On 2024-05-17, version 3.14.2 moved to 192.168.1.20.", ["2024-05-17", "3.14.2", "192.168.1.20"]),
     ("Invoice INV-2024-0815 covers 1990-1995, values 0-255.", ["INV-2024-0815", "1990-1995", "0-255"]),
+    ("Codes ISO-8859-1, x86-64 and v1.2.3.", ["ISO-8859-1", "x86-64", "v1.2.3"]),
+    ("It has 1,000,000 people and costs $1,234.56.", ["1,000,000", "1,234.56"]),  # the model lost digits
+    ('He said \u201csee https://a.com/x\u201d. \u00abhttps://b.com/y\u00bb, https://c.com/z\u2026',
+     ["https://a.com/x", "https://b.com/y", "https://c.com/z"]),  # quotes and an ellipsis close it
 ])
 def test_addresses_paths_and_fragile_numbers_are_kept(text: str, expected: list[str]) -> None:
     assert kept(text) == expected
@@ -33,6 +37,8 @@ def test_addresses_paths_and_fragile_numbers_are_kept(text: str, expected: list[
 @pytest.mark.parametrize("text", [
     "It rose by 12.5% to 0.908789 at 17:45.",  # decimals and times: German writes 12,5 %
     "Export to Windows-1252 in the mid-1980s; COVID-19 and UTF-8.",  # a word joined to a number
+    "My 5-year-old son has a 9-to-5 job, 3/4-inch bolts and COVID-19-related 2-factor-authentication.",
+    "It has 25,000 pages and costs 12.5%, $3.50 or 1,234.",  # one separator: German writes 25.000
     "Use and/or in km/h, as in MM/DD/YYYY; cell A1:E10 holds 4711 or 1234567.",
     "The /s switch and a lone / or http:// mean nothing here.",
 ])

@@ -87,44 +87,75 @@ def _counter(client: TestClient, sample: str) -> float:
     return float(lines[0].split()[-1]) if lines else 0.0
 
 
-def test_a_retry_the_engine_cannot_run_leaves_the_first_translation(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The copy retry is extra work: when the engine refuses it (queue full here), the request is still
-    answered, with the translation that left the address out, and the loss is counted."""
+def _outcomes(client: TestClient) -> dict[str, float]:
+    return {outcome: _counter(client, f'translator_copy_retries_total{{outcome="{outcome}"}}')
+            for outcome in ("copied", "as_written", "lost")}
+
+
+def _as_written(texts: list[str]) -> list[str]:
+    """What the service answers with nothing kept verbatim (TRANSLATOR_KEEP_VERBATIM empty)."""
+    with TestClient(create_app(Settings(intra_op_threads=1, keep_verbatim=[]))) as client:
+        answer = client.post("/v1/translate", json={"texts": texts})
+        assert answer.status_code == 200, answer.text
+        return [t["text"] for t in answer.json()["translations"]]
+
+
+@pytest.mark.parametrize("refused", [1, 2])
+def test_extra_work_the_engine_refuses_leaves_an_answer(monkeypatch: pytest.MonkeyPatch, refused: int) -> None:
+    """The copy retry and the translation as written are extra work: when the engine refuses the
+    retry (queue full here), the sentence is translated as written; when it refuses that too, the
+    translation that left the address out is answered. Each outcome is counted."""
     from service.api import translation
     from service.engine import Overloaded
 
     real_submit = translation._submit_all
     calls = []
 
-    async def refuse_retries(*args: object, **kwargs: object) -> object:
+    async def refuse_extra_work(*args: object, **kwargs: object) -> object:
         calls.append(args)
-        if len(calls) > 1:
+        if 1 < len(calls) <= 1 + refused:
             raise Overloaded(1.0)
         return await real_submit(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(translation, "_submit_all", refuse_retries)
+    monkeypatch.setattr(translation, "_submit_all", refuse_extra_work)
     text, (address,) = KEPT_AS_SENT[-1]
     with TestClient(create_app(Settings(intra_op_threads=1))) as client:
-        lost = 'translator_copy_retries_total{outcome="lost"}'
-        before = _counter(client, lost)
+        before = _outcomes(client)
         answer = client.post("/v1/translate", json={"text": text})
         assert answer.status_code == 200, answer.text
-        assert address not in answer.json()["translations"][0]["text"]  # the model alone leaves it out
-        assert len(calls) == 2 and _counter(client, lost) == before + 1
+        translation_text = answer.json()["translations"][0]["text"]
+        after = _outcomes(client)
+    assert len(calls) == 3
+    if refused == 1:
+        assert translation_text == _as_written([text])[0]
+        assert after == before | {"as_written": before["as_written"] + 1}
+    else:
+        assert address not in translation_text  # the model alone leaves it out
+        assert after == before | {"lost": before["lost"] + 1}
 
 
 def test_retries_stay_within_the_request_row_budget() -> None:
-    """Retries are beams of 5: with a budget of 6 rows a request gets one, whatever it sent."""
+    """Retries are beams of 5: with a budget of 6 rows a request gets one, whatever it sent; the other
+    sentence is translated as written."""
     texts = ["Please send the form to support@example.org by Friday.", "Please send the form to 555-0199 by Friday."]
     with TestClient(create_app(Settings(intra_op_threads=1, max_rows_per_request=6))) as client:
-        copied = 'translator_copy_retries_total{outcome="copied"}'
-        lost = 'translator_copy_retries_total{outcome="lost"}'
-        before = _counter(client, copied), _counter(client, lost)
+        before = _outcomes(client)
         answer = client.post("/v1/translate", json={"texts": texts})
         assert answer.status_code == 200, answer.text
         translations = [t["text"] for t in answer.json()["translations"]]
-        assert "support@example.org" in translations[0] and "555-0199" not in translations[1], translations
-        assert (_counter(client, copied), _counter(client, lost)) == (before[0] + 1, before[1] + 1)
+        after = _outcomes(client)
+    assert "support@example.org" in translations[0]
+    assert translations[1] == _as_written(texts)[1]
+    assert after == before | {"copied": before["copied"] + 1, "as_written": before["as_written"] + 1}
+
+
+def test_a_sentence_cut_at_its_length_limit_is_not_retried() -> None:
+    with TestClient(create_app(Settings(intra_op_threads=1))) as client:
+        before = _outcomes(client)
+        answer = client.post("/v1/translate", json={"text": KEPT_AS_SENT[-1][0], "max_length": 3})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["translations"][0]["truncated"]
+        assert _outcomes(client) == before
 
 
 LONG_TEXT = (  # 42 tokens: past the default lane bound of 32, so it is decoded in the long lane

@@ -111,6 +111,22 @@ def test_unknown_text_is_copied_once_where_it_was(client: TestClient) -> None:
     assert [t["text"] for t in response.json()["translations"]] == texts
 
 
+def test_echoed_addresses_and_numbers_come_back_as_sent(client: TestClient) -> None:
+    # The echo model copies its source: each kept span is one <unk>, copied back whole.
+    text = "hello www.example.com/a 2024-05-17 world"
+    assert client.post("/v1/translate", json={"text": text}).json()["translations"][0]["text"] == text
+
+
+def test_a_model_without_attention_keeps_nothing_verbatim(make_client: Callable[..., TestClient]) -> None:
+    """It cannot copy: a span given to it as <unk> would come back as nothing or "⁇"; it gets the text
+    as written, as with TRANSLATOR_KEEP_VERBATIM empty."""
+    body = {"text": "guten morgen www.example.com 2024-05-17", "source": "de", "target": "en"}
+    answers = [make_client(keep_verbatim=kinds).post("/v1/translate", json=body).json() for kinds in (
+        ["url", "email", "path", "number"], [])]
+    assert answers[0]["model"]["name"] == "de-en"
+    assert answers[0]["translations"] == answers[1]["translations"]
+
+
 def test_attention_shapes_rows_and_alignment(client: TestClient) -> None:
     response = client.post("/v1/attention", json={"text": f"hello {NOT_IN_VOCAB} world"})
     assert response.status_code == 200, response.text
