@@ -212,10 +212,10 @@ def _served(model: Seq2Seq, source: list[int], beam_size: int, marks: list[int] 
             advance = search.advance(log_probs.numpy(), attention.numpy())
             if advance.done:
                 return search.best().target_ids
-            parents = torch.as_tensor(advance.parents)
+            parents = torch.tensor(advance.parents.tolist(), dtype=torch.long)  # a read-only array for greedy
             memory, keys, mask = memory[parents], keys[parents], mask[parents]
             hidden, cell = hidden[:, parents], cell[:, parents]
-            previous = torch.as_tensor(advance.tokens)
+            previous = torch.tensor(advance.tokens.tolist(), dtype=torch.long)
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])
