@@ -259,6 +259,8 @@ async def _translate_rows(state: ServiceState, http_request: Request, model: Loa
             results[position] = _after(results[position], result)
             state.metrics.observe_copy_retry("copied")
         else:
+            if result is not None:  # the first answer, with the time the retry took too
+                results[position] = _after(result, results[position])
             unplaced.append(position)
     # Text kept verbatim and still missing: the sentence as written. A sentence whose only <unk> are
     # characters the vocabulary lacks would be the same request again: answered as it is.
@@ -280,7 +282,7 @@ async def _translate_rows(state: ServiceState, http_request: Request, model: Loa
 
 
 def _after(first: TranslationResult, result: TranslationResult) -> TranslationResult:
-    """`result`, with the time of the attempt before it (Server-Timing counts both)."""
+    """`result`, with the time `first` took added (Server-Timing counts every attempt)."""
     return replace(result, queue_wait_seconds=first.queue_wait_seconds + result.queue_wait_seconds,
                    encode_seconds=first.encode_seconds + result.encode_seconds,
                    decode_seconds=first.decode_seconds + result.decode_seconds)
