@@ -3,7 +3,9 @@ on its own and put back where it was, everything else kept byte for byte as it w
 LibreTranslate's own translatehtml does, node by node).
 
 Text inside script, style, code, pre, textarea and similar elements is not prose and is kept as it
-is. Entities are decoded before translation and the translation is escaped again. Stdlib only;
+is, and so is text the page marks so: HTML's `translate="no"` (inherited by the element's content
+until a `translate="yes"`) and the `notranslate` class that web translators honour. Entities are
+decoded before translation and the translation is escaped again. Stdlib only;
 HTTP edge only: must not import the engine or onnxruntime.
 """
 
@@ -16,6 +18,9 @@ from html.parser import HTMLParser
 
 # Elements whose text is code or preformatted, never translated.
 UNTRANSLATED_ELEMENTS = frozenset({"script", "style", "code", "pre", "textarea", "kbd", "samp", "var", "noscript"})
+# Elements that never have content or an end tag: nothing to inherit from them.
+VOID_ELEMENTS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+                           "source", "track", "wbr"})
 # HTML's own whitespace (ASCII only: a no-break space is text, not layout).
 _HTML_SPACE = re.compile(r"[ \t\n\f\r]+")
 _HTML_SPACE_CHARACTERS = " \t\n\f\r"
@@ -46,7 +51,7 @@ class HtmlDocument(HTMLParser):
         self._source = source
         self._line_starts = [0] + [match.end() for match in re.finditer("\n", source)]
         self._spans: list[_Span] = []
-        self._untranslated_depth = 0
+        self._open: list[tuple[str, bool]] = []  # open elements and whether their text is translated
         self.feed(source)
         self.close()
         self._parts: list[str | int] = []  # source text as written, or the index of a text node
@@ -115,21 +120,35 @@ class HtmlDocument(HTMLParser):
 
     # ---- HTMLParser callbacks ------------------------------------------------------------------
 
+    def _translating(self) -> bool:
+        return self._open[-1][1] if self._open else True
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in UNTRANSLATED_ELEMENTS:
-            self._untranslated_depth += 1
+        if tag not in VOID_ELEMENTS:
+            translated = self._translating() and tag not in UNTRANSLATED_ELEMENTS
+            values = dict(attrs)
+            choice = (values.get("translate") or "").strip().lower()
+            if choice == "no" or "notranslate" in (values.get("class") or "").split():
+                translated = False
+            elif choice == "yes" and tag not in UNTRANSLATED_ELEMENTS:
+                translated = True
+            self._open.append((tag, translated))
         self._mark()
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._mark()
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in UNTRANSLATED_ELEMENTS and self._untranslated_depth:
-            self._untranslated_depth -= 1
+        # Close it and whatever was left open inside it (HTML's implied end tags: <li>, <p>, ...);
+        # an end tag without its element closes nothing.
+        for depth in range(len(self._open) - 1, -1, -1):
+            if self._open[depth][0] == tag:
+                del self._open[depth:]
+                break
         self._mark()
 
     def handle_data(self, data: str) -> None:
-        self._mark(text=True, translated=not self._untranslated_depth and self.cdata_elem is None)
+        self._mark(text=True, translated=self._translating() and self.cdata_elem is None)
 
     def handle_comment(self, data: str) -> None:
         self._mark()

@@ -26,6 +26,23 @@ def test_code_scripts_and_styles_are_not_translated() -> None:
     assert document.render(["Führe", "zuerst aus."]) == source.replace("Run", "Führe").replace("first.", "zuerst aus.")
 
 
+def test_text_the_page_marks_untranslatable_is_kept() -> None:
+    # HTML's translate attribute, inherited until a translate="yes"; Google's notranslate class
+    source = ('<p>Open <span translate="no">LibreOffice <b>Calc</b></span> now.</p>'
+              '<div translate="NO">Keep <em translate="yes">Translate me</em> this</div>'
+              '<p class="brand notranslate">Writer</p><p>Last <br> line<img src="x.png"> here</p>')
+    document = HtmlDocument(source)
+    assert document.texts == ["Open", "now.", "Translate me", "Last", "line", "here"]
+    assert document.render(document.texts) == source
+
+
+def test_unclosed_elements_do_not_leak_their_state() -> None:
+    # <li> and <p> end where the next one starts or their parent ends; a stray end tag closes nothing
+    source = '<ul translate="no"><li>one<li>two</ul><p>three</span></p><pre>code</pre><p>four'
+    document = HtmlDocument(source)
+    assert document.texts == ["three", "four"]
+
+
 def test_entities_are_decoded_for_translation_and_the_translation_escaped() -> None:
     document = HtmlDocument("<p>Tom &amp; Jerry &lt;3 &#169;</p>")
     assert document.texts == ["Tom & Jerry <3 \u00a9"]
