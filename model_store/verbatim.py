@@ -16,7 +16,9 @@ model: integers, decimals ("12.5" -> "12,5"), times, and a word joined to a numb
 from __future__ import annotations
 
 import bisect
+import functools
 import re
+from collections.abc import Sequence
 from typing import Literal
 
 VerbatimKind = Literal["url", "email", "path", "number"]
@@ -71,11 +73,23 @@ def _number_needs_keeping(token: str) -> bool:
     return sum(token.count(mark) for mark in "-.,:/") >= 2 or bool(re.search(r"\d-\d", token))
 
 
-def verbatim_spans(text: str, kinds: tuple[VerbatimKind, ...] | list[VerbatimKind] = VERBATIM_KINDS,
+@functools.lru_cache(maxsize=256)
+def _terms_pattern(terms: tuple[str, ...]) -> re.Pattern[str]:
+    """Any of `terms` as a whole word (no letter or digit glued to an end that is one), longest first."""
+    alternatives = [(r"(?<!\w)" if term[0].isalnum() or term[0] == "_" else "") + re.escape(term)
+                    + (r"(?!\w)" if term[-1].isalnum() or term[-1] == "_" else "")
+                    for term in sorted(set(terms), key=len, reverse=True)]
+    return re.compile("|".join(alternatives))
+
+
+def verbatim_spans(text: str, kinds: Sequence[VerbatimKind] = VERBATIM_KINDS, terms: tuple[str, ...] = (),
                    ) -> list[tuple[int, int]]:
-    """[start, end) spans of `text` to keep as they are, in order, never overlapping."""
+    """[start, end) spans of `text` to keep as they are, in order, never overlapping. `terms`: words
+    or phrases a client asked to keep (product names, menu commands), as whole words; an address or
+    path that holds one is kept whole, a term that holds a number is kept whole."""
     found: list[tuple[int, int]] = []  # sorted
-    if not kinds or not _ANY.search(text):
+    terms = tuple(term for term in terms if term.strip())
+    if not terms and (not kinds or not _ANY.search(text)):
         return found
 
     def add(start: int, end: int) -> None:
@@ -92,6 +106,9 @@ def verbatim_spans(text: str, kinds: tuple[VerbatimKind, ...] | list[VerbatimKin
     if "path" in kinds:
         for match in _PATH.finditer(text):
             add(match.start(), _trimmed(text, match.start(), match.end()))
+    if terms:  # after the addresses and paths they may be part of, before the numbers they may hold
+        for match in _terms_pattern(terms).finditer(text):
+            add(match.start(), match.end())
     if "number" in kinds:
         for match in _PHONE.finditer(text):
             if sum(c.isdigit() for c in match.group()) >= 7:

@@ -57,7 +57,7 @@ async def translate(body: TranslateRequest, request: Request) -> TranslateRespon
     side, each as a row of its own, and come back where they were.
     """
     state = service_state(request)
-    options = Options(body.source, body.target, body.beam_size, body.max_length)
+    options = Options(body.source, body.target, body.beam_size, body.max_length, tuple(body.keep))
     model, texts = await translate_texts(state, request, body.all_texts(), options)
     return TranslateResponse(
         model=ModelRef(name=model.name, version=model.version),

@@ -36,6 +36,11 @@ Text = Annotated[
 ]
 
 
+MAX_KEEP_TERMS = 64
+MAX_KEEP_TERM_CHARS = 200
+KeepTerm = Annotated[StrictStr, StringConstraints(pattern=NOT_ONLY_WHITESPACE, max_length=MAX_KEEP_TERM_CHARS)]
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="Stable machine-readable code, e.g. `overloaded`.")
     message: str = Field(description="What went wrong, in words.")
@@ -60,6 +65,12 @@ class TranslationOptions(BaseModel):
     # when the limit was 256.
     max_length: Annotated[int, Field(ge=1), BeforeValidator(_json_integer)] | None = Field(
         None, description="Most target tokens per sentence; default: from the sentence's length."
+    )
+    keep: Annotated[list[KeepTerm], Field(max_length=MAX_KEEP_TERMS)] = Field(
+        default_factory=list,
+        description="Words or phrases to carry over exactly as written wherever they occur as whole words "
+                    "(product names, menu commands, code), as addresses and fragile numbers are; at most "
+                    f"{MAX_KEEP_TERMS} of at most {MAX_KEEP_TERM_CHARS} characters, case-sensitive.",
     )
 
 

@@ -73,6 +73,7 @@ class Options:
     target: str | None = None
     beam_size: int = 1
     max_length: int | None = None
+    keep: tuple[str, ...] = ()  # words or phrases the client asked to keep as written
 
 
 @dataclass(frozen=True)
@@ -169,17 +170,22 @@ def _name(names: list[str] | None, position: int) -> str:
     return f"text {position}" if names is None else names[position]
 
 
-def _pieces(state: ServiceState, loaded: LoadedModel, name: str, sentences: list[Sentence]) -> list[_Piece]:
+def _pieces(state: ServiceState, loaded: LoadedModel, name: str, sentences: list[Sentence],
+            keep: tuple[str, ...] = ()) -> list[_Piece]:
     """The sentences of a text (`name`: what a refusal calls it) with their pieces, web addresses,
-    numbers and the like (TRANSLATOR_KEEP_VERBATIM, model_store.verbatim) one <unk> each, and ids;
-    TRANSLATOR_MAX_SOURCE_TOKENS applies to each, since each is decoded as a row of its own."""
+    numbers and the like (TRANSLATOR_KEEP_VERBATIM, model_store.verbatim) and the client's `keep`
+    terms one <unk> each, and ids; TRANSLATOR_MAX_SOURCE_TOKENS applies to each, since each is
+    decoded as a row of its own."""
     limit = state.settings.max_source_tokens
     # a model without attention cannot copy: what it cannot spell would come back as "⁇"
     kinds = state.settings.keep_verbatim if loaded.manifest.attention != "none" else []
+    if keep and loaded.manifest.attention == "none":
+        raise AttentionUnavailable(f"model {loaded.name} version {loaded.version} has no attention: it cannot "
+                                   "keep text as written ('keep')")
     codec = loaded.codec
     pieces = []
     for sentence in sentences:
-        spans = verbatim_spans(sentence.text, kinds)
+        spans = verbatim_spans(sentence.text, kinds, keep)
         # Without spans, the plain encoding: the same ids, a fifth of the time on the event loop.
         split = codec.split_source(sentence.text, spans) if spans else None
         ids = [*split.ids, codec.eos_id] if split is not None else codec.source_ids(sentence.text)
@@ -461,11 +467,23 @@ async def translate_html(
     return model, rendered
 
 
+def _normalised(text: str) -> str:
+    """NFC (as the training corpus is: a tokenizer without NFKC normalisation would not know a
+    decomposed "ü"), without control characters."""
+    return unicodedata.normalize("NFC", _CONTROL_CHARACTERS.sub("", text))
+
+
+def _kept_terms(options: Options) -> Options:
+    """`options` with its `keep` terms written as the sentences they are looked for in are (normalised,
+    whitespace runs one space)."""
+    terms = (_SPACES.sub(" ", _normalised(term)).strip() for term in options.keep)
+    return replace(options, keep=tuple(term for term in terms if term))
+
+
 def _prepared(state: ServiceState, texts: list[str], options: Options,
               names: list[str] | None = None) -> tuple[list[str], list[list[Sentence]]]:
-    """The texts in NFC (as the training corpus is: a tokenizer without NFKC normalisation would not
-    know a decomposed "ü") without control characters, and their sentences (split_texts' limits apply)."""
-    texts = [unicodedata.normalize("NFC", _CONTROL_CHARACTERS.sub("", text)) for text in texts]
+    """The texts normalised (_normalised), and their sentences (split_texts' limits apply)."""
+    texts = [_normalised(text) for text in texts]
     sentences_by_text = split_texts(state, texts, options.beam_size, names)
     _log_texts(state, texts)
     return texts, sentences_by_text
@@ -476,10 +494,11 @@ async def _translate(
     names: list[str] | None = None,
 ) -> tuple[LoadedModel, list[TextTranslation]]:
     texts, sentences_by_text = _prepared(state, texts, options, names)
+    options = _kept_terms(options)
 
     async def work(model: LoadedModel) -> tuple[LoadedModel, list[TextTranslation]]:
         deadline = time.monotonic() + state.settings.request_timeout_s
-        layout = [_pieces(state, model, _name(names, position), sentences)
+        layout = [_pieces(state, model, _name(names, position), sentences, options.keep)
                   for position, sentences in enumerate(sentences_by_text)]
         group = next(_request_groups)
         requests = [
@@ -508,11 +527,12 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
     """Translation of one text with its attention matrix and word alignment."""
     loaded = check_limits(state, [text], options)
     _, (sentences,) = _prepared(state, [text], options)
+    options = _kept_terms(options)
 
     async def work(model: LoadedModel) -> Attended:
         if model.manifest.attention == "none":
             raise AttentionUnavailable(f"model {model.name} version {model.version} has no attention")
-        pieces = [piece for piece in _pieces(state, model, _name(None, 0), sentences) if not piece.empty]
+        pieces = [piece for piece in _pieces(state, model, _name(None, 0), sentences, options.keep) if not piece.empty]
         if not pieces:
             return Attended(model, "", False, [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
         deadline = time.monotonic() + state.settings.request_timeout_s

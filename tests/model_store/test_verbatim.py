@@ -61,3 +61,17 @@ def test_spans_are_sorted_disjoint_and_inside_the_text(text: str) -> None:
         assert previous <= start < end <= len(text)
         assert not text[start:end].isspace()
         previous = end
+
+
+def test_terms_a_client_asked_for_are_kept_as_whole_words() -> None:
+    text = "Use git commit, not git commits or legit commit; C++ and Save As... too."
+    assert kept(text, ()) == []
+    spans = verbatim_spans(text, (), ("git commit", "C++", "Save As...", "Save"))
+    assert [text[start:end] for start, end in spans] == ["git commit", "C++", "Save As..."]  # longest first
+
+
+def test_an_address_holding_a_term_is_kept_whole_and_a_term_holding_a_number_too() -> None:
+    text = "See www.example.org/Writer and LibreOffice Writer 2024-05 or Writer 3.2.1 today."
+    spans = verbatim_spans(text, ("url", "number"), ("LibreOffice Writer 2024-05", "Writer"))
+    assert [text[start:end] for start, end in spans] == [
+        "www.example.org/Writer", "LibreOffice Writer 2024-05", "Writer", "3.2.1"]

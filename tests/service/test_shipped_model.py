@@ -82,6 +82,18 @@ def test_addresses_paths_and_numbers_come_back_as_sent() -> None:
         assert KEPT_AS_SENT[0][1][0] in attention["translation"]
 
 
+def test_terms_the_client_asks_to_keep_come_back_as_written() -> None:
+    text = "Open the Save As dialog in LibreOffice Writer and click Apply."
+    terms = ["Save As", "Apply"]
+    with TestClient(create_app(Settings(intra_op_threads=1))) as client:
+        plain = client.post("/v1/translate", json={"text": text}).json()["translations"][0]["text"]
+        kept = client.post("/v1/translate", json={"text": text, "keep": terms}).json()["translations"][0]["text"]
+        attention = client.post("/v1/attention", json={"text": text, "keep": terms}).json()
+    assert not any(term in plain for term in terms)  # the model translates menu names ("Speichern unter")
+    assert all(term in kept for term in terms), kept
+    assert all(term in attention["source_tokens"] and term in attention["translation"] for term in terms)
+
+
 def _counter(client: TestClient, sample: str) -> float:
     lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(sample + " ")]
     return float(lines[0].split()[-1]) if lines else 0.0

@@ -127,6 +127,28 @@ def test_a_model_without_attention_keeps_nothing_verbatim(make_client: Callable[
     assert answers[0]["translations"] == answers[1]["translations"]
 
 
+@pytest.mark.parametrize(("keep", "fragment"), [
+    (["  "], "keep.0: must not be empty or only whitespace"),
+    (["x" * 201], "keep.0"),
+    ([f"t{i}" for i in range(65)], "keep"),
+    ("abc", "keep: Input should be a valid list"),
+    ([3], "keep.0"),
+])
+def test_keep_terms_are_checked(client: TestClient, keep: object, fragment: str) -> None:
+    response = client.post("/v1/translate", json={"text": "hello world", "keep": keep})
+    assert response.status_code == 422, response.text
+    assert fragment in response.json()["error"]["message"]
+
+
+def test_keep_terms_need_a_model_that_can_copy(client: TestClient) -> None:
+    body = {"text": "guten morgen", "source": "de", "target": "en", "keep": ["morgen"]}
+    response = client.post("/v1/translate", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "attention_unavailable"
+    assert "cannot keep text as written" in response.json()["error"]["message"]
+    assert client.post("/v1/translate", json={**body, "keep": []}).status_code == 200
+
+
 def test_attention_shapes_rows_and_alignment(client: TestClient) -> None:
     response = client.post("/v1/attention", json={"text": f"hello {NOT_IN_VOCAB} world"})
     assert response.status_code == 200, response.text
