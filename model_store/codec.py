@@ -6,8 +6,8 @@ Stdlib + sentencepiece only; must not import torch, onnxruntime, training or ser
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sentencepiece as spm
@@ -37,6 +37,7 @@ class SourcePieces:
     pieces: list[str]
     surfaces: list[str]  # the text each piece covers, as the user wrote it
     word_index: list[int]  # piece position -> 0-based word number
+    kept: list[bool] = field(default_factory=list)  # per piece: a span kept verbatim (empty: none)
 
 
 class Codec:
@@ -78,23 +79,30 @@ class Codec:
                 kept.append(int(token))
         return str(self._sp.decode(kept))
 
-    def decode_replacing(self, ids: list[int], replacements: Sequence[str | None]) -> str:
+    def decode_replacing(self, ids: list[int], replacements: Sequence[str | None], whole: Collection[int] = ()) -> str:
         """Text of `ids` as `decode` gives it, with the token at position i written as
         `replacements[i]` where that is not None: its text as it is, joined to the piece before it
-        unless the model began a new word there (a piece that is only the word-start marker)."""
+        unless the model began a new word there (a piece that is only the word-start marker).
+        `whole`: positions whose replacement is a span kept verbatim, complete as it is."""
         pieces: list[str] = []
-        copied: list[bool] = []  # per piece: it is a replacement
-        for token, replacement in zip(ids, replacements, strict=True):
+        copied: list[int] = []  # per piece: 0 the model's, 1 a copy, 2 a copy of a whole kept span
+        for position, (token, replacement) in enumerate(zip(ids, replacements, strict=True)):
             if token == self.eos_id:
                 break
             if token in (self.pad_id, self.bos_id):
                 continue
             if replacement is None:
-                pieces.append(str(self._sp.id_to_piece(int(token))))
-                copied.append(False)
+                piece = str(self._sp.id_to_piece(int(token)))
+                # Letters the model glued to a kept span, as to a word of its own ("Ich love" + "e",
+                # "Oh" + "Be"), would change the text it had to keep: dropped, up to the next word.
+                if copied and copied[-1] == 2 and not piece.startswith(WORD_START) \
+                        and any(character.isalpha() for character in piece):
+                    continue
+                pieces.append(piece)
+                copied.append(0)
             elif replacement:
                 pieces.append(replacement)
-                copied.append(True)
+                copied.append(2 if position in whole else 1)
             elif pieces and pieces[-1] == WORD_START:  # nothing to copy: nor the word break before it
                 pieces.pop()
                 copied.pop()
@@ -132,20 +140,22 @@ class Codec:
         marked.append(text[previous:])
         proto = self._sp.encode("".join(marked).translate(_AS_SPACE), out_type="proto")
         spans = iter(kept)
-        ids, pieces, surfaces, word_index = [], [], [], []
+        ids, pieces, surfaces, word_index, whole = [], [], [], [], []
         word = -1
         for piece in proto.pieces:
             if piece.piece.startswith(WORD_START) or word < 0:
                 word += 1
             surface, shown = str(piece.surface), str(piece.piece)
-            if VERBATIM_MARK in surface:  # an <unk>: the mark, or the mark and unknown characters beside it
+            is_kept = VERBATIM_MARK in surface
+            if is_kept:  # an <unk>: the mark, or the mark and unknown characters beside it
                 surface = "".join(next(spans) if character == VERBATIM_MARK else character for character in surface)
                 shown = surface.lstrip()
             ids.append(int(piece.id))
             pieces.append(shown)
             surfaces.append(surface)
             word_index.append(word)
-        return SourcePieces(ids=ids, pieces=pieces, surfaces=surfaces, word_index=word_index)
+            whole.append(is_kept)
+        return SourcePieces(ids=ids, pieces=pieces, surfaces=surfaces, word_index=word_index, kept=whole)
 
 
 def word_index_of_pieces(pieces: list[str]) -> list[int]:

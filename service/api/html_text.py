@@ -51,7 +51,8 @@ class HtmlDocument(HTMLParser):
         self._source = source
         self._line_starts = [0] + [match.end() for match in re.finditer("\n", source)]
         self._spans: list[_Span] = []
-        self._open: list[tuple[str, bool]] = []  # open elements and whether their text is translated
+        # open elements: tag, whether their text is translated, whether they are (inside) code
+        self._open: list[tuple[str, bool, bool]] = []
         self.feed(source)
         self.close()
         self._parts: list[str | int] = []  # source text as written, or the index of a text node
@@ -123,19 +124,26 @@ class HtmlDocument(HTMLParser):
     def _translating(self) -> bool:
         return self._open[-1][1] if self._open else True
 
+    def _open_element(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in VOID_ELEMENTS:
+            return
+        code = (self._open[-1][2] if self._open else False) or tag in UNTRANSLATED_ELEMENTS
+        translated = self._translating() and not code
+        values = dict(attrs)
+        choice = (values.get("translate") or "").lower()  # an enumerated attribute: " no " is invalid, inherit
+        if choice == "no" or "notranslate" in (values.get("class") or "").split():
+            translated = False
+        elif choice in ("yes", "") and "translate" in values and not code:  # translate="yes" (or just translate)
+            translated = True
+        self._open.append((tag, translated, code))
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in VOID_ELEMENTS:
-            translated = self._translating() and tag not in UNTRANSLATED_ELEMENTS
-            values = dict(attrs)
-            choice = (values.get("translate") or "").strip().lower()
-            if choice == "no" or "notranslate" in (values.get("class") or "").split():
-                translated = False
-            elif choice == "yes" and tag not in UNTRANSLATED_ELEMENTS:
-                translated = True
-            self._open.append((tag, translated))
+        self._open_element(tag, attrs)
         self._mark()
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        # "/>" closes nothing in HTML but a void element: <span translate="no"/> holds what follows
+        self._open_element(tag, attrs)
         self._mark()
 
     def handle_endtag(self, tag: str) -> None:

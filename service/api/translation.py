@@ -275,9 +275,11 @@ async def _translate_rows(state: ServiceState, http_request: Request, model: Loa
     for position in unplaced:
         if position not in plain:
             state.metrics.observe_copy_retry("lost")
-    again = [replace(requests[position], source_ids=ids, want_attention=unk in ids) for position, ids in plain.items()]
+    again = [replace(requests[position], source_ids=ids) for position, ids in plain.items()]  # attention as asked
     for position, result in zip(plain, await _submit_or_nothing(state, http_request, model, again), strict=True):
-        if result is None:
+        if result is None or result.cut_at_max_length:  # refused, or cut short where the first ended
+            if result is not None:
+                results[position] = _after(result, results[position])
             state.metrics.observe_copy_retry("lost")
             continue
         pieces[position].as_written(plain[position])
@@ -388,7 +390,9 @@ def _decode(loaded: LoadedModel, piece: _Piece, result: TranslationResult) -> st
         return codec.decode(result.target_ids)
     split = piece.split(codec)
     replacements = unk_replace(result.target_ids, result.attention, split.ids, split.surfaces, codec.unk_id)
-    return codec.decode_replacing(result.target_ids, replacements)
+    kept = {surface.strip() for surface, whole in zip(split.surfaces, split.kept, strict=False) if whole}
+    whole = [position for position, text in enumerate(replacements) if text and text in kept]
+    return codec.decode_replacing(result.target_ids, replacements, whole)
 
 
 def _attended(model: LoadedModel, pieces: list[_Piece], results: list[TranslationResult]) -> Attended:

@@ -258,3 +258,19 @@ def test_a_word_break_either_side_of_a_copy_is_one_space(codec: Codec) -> None:
     replacements[len(the) + 1] = "1900-1999"
     assert codec.decode_replacing(ids, replacements) == "the 1900-1999 house"
     assert codec.decode_replacing(ids[:len(the) + 3], replacements[:len(the) + 3]) == "the 1900-1999"
+
+
+def test_letters_glued_to_a_kept_span_are_dropped_and_to_an_unknown_character_kept(codec: Codec) -> None:
+    # The model wrote "▁the ▁ <unk> e ▁house": "e" glued to a kept span would change it ("lovee");
+    # glued to an unknown character inside a word it is the rest of that word, as in the source.
+    the, house = codec.encode("the"), codec.encode("house")
+    word_start = codec.split_source("the x", [(4, 5)]).ids[len(the)]
+    pieces = codec.pieces(list(range(codec.vocab_size)))
+    suffix = next(token for token, piece in enumerate(pieces)
+                  if token > EOS_ID and not piece.startswith("\u2581") and piece.isalpha())
+    ids = [*the, word_start, UNK_ID, suffix, *house]
+    replacements: list[str | None] = [None] * len(ids)
+    replacements[len(the) + 1] = "love"
+    glued = codec.decode_replacing(ids, replacements)
+    assert glued == f"the love{pieces[suffix]} house"
+    assert codec.decode_replacing(ids, replacements, whole=[len(the) + 1]) == "the love house"

@@ -161,6 +161,33 @@ def test_retries_stay_within_the_request_row_budget() -> None:
     assert after == before | {"copied": before["copied"] + 1, "as_written": before["as_written"] + 1}
 
 
+def test_the_attention_of_a_sentence_translated_as_written() -> None:
+    """No room for a retry beam (4 rows): the sentence is translated as written, and its attention
+    is that translation's (it was answered 422: the retry asked for none)."""
+    text = "Version 2.3.4 released on 2024-05-17."
+    with TestClient(create_app(Settings(intra_op_threads=1, max_rows_per_request=4))) as client:
+        before = _outcomes(client)
+        answer = client.post("/v1/attention", json={"text": text})
+        after = _outcomes(client)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert after["as_written"] == before["as_written"] + 1
+    assert "2024-05-17" not in body["source_tokens"]  # the text as written: no kept span
+    assert len(body["weights"]) == len(body["target_tokens"]) and body["translation"]
+
+
+def test_a_translation_as_written_cut_short_is_not_taken() -> None:
+    """With max_length 10 the retry and the translation as written are cut short; the first answer
+    ended by itself, without the address, and stands (counted lost)."""
+    text = "Please send the form to www.example.com by Friday."
+    with TestClient(create_app(Settings(intra_op_threads=1))) as client:
+        before = _outcomes(client)
+        answer = client.post("/v1/translate", json={"text": text, "max_length": 10}).json()["translations"][0]
+        after = _outcomes(client)
+    assert not answer["truncated"] and "www.example.com" not in answer["text"]
+    assert after == before | {"lost": before["lost"] + 1}
+
+
 def test_a_sentence_cut_at_its_length_limit_is_not_retried() -> None:
     with TestClient(create_app(Settings(intra_op_threads=1))) as client:
         before = _outcomes(client)

@@ -36,6 +36,18 @@ def test_text_the_page_marks_untranslatable_is_kept() -> None:
     assert document.render(document.texts) == source
 
 
+def test_code_stays_code_whatever_its_content_says() -> None:
+    source = ('<pre><span translate="yes">Open the file.\n  Close it.</span></pre>'
+              '<textarea><b translate="yes">Open</b></textarea><code><i translate>x = 1</i></code>')
+    assert HtmlDocument(source).texts == []
+
+
+def test_the_translate_attribute_as_html_reads_it() -> None:
+    # "/>" closes no span: what follows is inside it; " no " is no valid value, so it inherits
+    source = '<p><span translate="no"/>Save As</p><p translate=" no ">Open it.</p><p translate="">Go.</p>'
+    assert HtmlDocument(source).texts == ["Open it.", "Go."]
+
+
 def test_unclosed_elements_do_not_leak_their_state() -> None:
     # <li> and <p> end where the next one starts or their parent ends; a stray end tag closes nothing
     source = '<ul translate="no"><li>one<li>two</ul><p>three</span></p><pre>code</pre><p>four'
