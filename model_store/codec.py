@@ -1,7 +1,8 @@
 """Text <-> token ids, identical in training and serving: a SentencePiece model stored in the artifact.
 
 Owns the id conventions: source = pieces + [eos]; target = [bos] + pieces + [eos].
-Stdlib + sentencepiece only; must not import torch, onnxruntime, training or service.
+Stdlib + sentencepiece (and model_store's stdlib modules) only; must not import torch, onnxruntime,
+training or service.
 """
 
 from __future__ import annotations
@@ -130,17 +131,17 @@ class Codec:
         when there are spans (ValueError)."""
         if verbatim and VERBATIM_MARK in text:
             raise ValueError("a text with spans kept verbatim may not contain U+FDD0")
-        marked, kept, previous = [], [], 0
+        marked, span_texts, previous = [], [], 0
         for start, end in verbatim:
             if not previous <= start < end <= len(text):
                 raise ValueError(f"verbatim spans must be sorted, disjoint and inside the text: {list(verbatim)}")
             marked += [text[previous:start], VERBATIM_MARK]
-            kept.append(text[start:end])
+            span_texts.append(text[start:end])
             previous = end
         marked.append(text[previous:])
         proto = self._sp.encode("".join(marked).translate(_AS_SPACE), out_type="proto")
-        spans = iter(kept)
-        ids, pieces, surfaces, word_index, whole = [], [], [], [], []
+        spans = iter(span_texts)
+        ids, pieces, surfaces, word_index, kept = [], [], [], [], []
         word = -1
         for piece in proto.pieces:
             if piece.piece.startswith(WORD_START) or word < 0:
@@ -154,8 +155,8 @@ class Codec:
             pieces.append(shown)
             surfaces.append(surface)
             word_index.append(word)
-            whole.append(is_kept)
-        return SourcePieces(ids=ids, pieces=pieces, surfaces=surfaces, word_index=word_index, kept=whole)
+            kept.append(is_kept)
+        return SourcePieces(ids=ids, pieces=pieces, surfaces=surfaces, word_index=word_index, kept=kept)
 
 
 def word_index_of_pieces(pieces: list[str]) -> list[int]:
