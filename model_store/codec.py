@@ -13,7 +13,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from model_store.repetition import word_marks
+from model_store.repetition import HAS_LETTER, STARTS_WORD
 
 WORD_START = "\u2581"  # SentencePiece's marker for a piece that begins a new word
 # Every whitespace character becomes a plain space (one for one, so piece surfaces keep their offsets):
@@ -118,7 +118,7 @@ class Codec:
         return [str(self._sp.id_to_piece(int(token))) for token in ids]
 
     def loop_marks(self) -> list[int]:
-        """Every token's marks for the rule against loops (model_store.repetition.word_marks)."""
+        """Every token's marks for the rule against loops (word_marks, model_store.repetition)."""
         return word_marks(self.pieces(list(range(self.vocab_size))),
                           special_ids=(self.pad_id, self.unk_id, self.bos_id, self.eos_id))
 
@@ -157,6 +157,18 @@ class Codec:
             word_index.append(word)
             kept.append(is_kept)
         return SourcePieces(ids=ids, pieces=pieces, surfaces=surfaces, word_index=word_index, kept=kept)
+
+
+def word_marks(pieces: Sequence[str], special_ids: Collection[int] = ()) -> list[int]:
+    """Per token id (`pieces`: the vocabulary's pieces by id): STARTS_WORD | HAS_LETTER as they apply.
+    A group is a word's when it has both (the start may be a bare word-start piece before "EUR"); others
+    may repeat: letters inside a word ("XXXX", "ZZZZZZ" in a formula's example are copies), digits
+    ("1,000,000,000"), punctuation, and `special_ids` (pad, <unk>, bos, eos: "<unk>" is spelt with
+    letters, but three <unk> in a row are three copied addresses)."""
+    return [0 if token in special_ids else
+            (STARTS_WORD if piece.startswith(WORD_START) else 0)
+            | (HAS_LETTER if any(character.isalpha() for character in piece) else 0)
+            for token, piece in enumerate(pieces)]
 
 
 def word_index_of_pieces(pieces: list[str]) -> list[int]:

@@ -12,29 +12,18 @@ caught; beam search mostly leaves it. Stdlib only.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
-WORD_START = "\u2581"  # as model_store.codec's (which this stdlib-only module does not import)
 MAX_PERIOD = 6  # tokens in the longest group checked ("durch den Ursprung" is 3-5 pieces)
-STARTS_WORD, HAS_LETTER = 1, 2  # word_marks' bits
+RECENT_TOKENS = 3 * MAX_PERIOD - 1  # all of a row's tokens a check reads: the last ones
+STARTS_WORD, HAS_LETTER = 1, 2  # a token's marks (model_store.codec.word_marks)
 WORDY = STARTS_WORD | HAS_LETTER
-
-
-def word_marks(pieces: Sequence[str], special_ids: Collection[int] = ()) -> list[int]:
-    """Per token id (`pieces`: the vocabulary's pieces by id): STARTS_WORD | HAS_LETTER as they apply.
-    A group is a word's when it has both (the start may be a bare word-start piece before "EUR"); others
-    may repeat: letters inside a word ("XXXX", "ZZZZZZ" in a formula's example are copies), digits
-    ("1,000,000,000"), punctuation, and `special_ids` (pad, <unk>, bos, eos: "<unk>" is spelt with
-    letters, but three <unk> in a row are three copied addresses)."""
-    return [0 if token in special_ids else
-            (STARTS_WORD if piece.startswith(WORD_START) else 0)
-            | (HAS_LETTER if any(character.isalpha() for character in piece) else 0)
-            for token, piece in enumerate(pieces)]
 
 
 def looping_tokens(tokens: Sequence[int], marks: Sequence[int], max_period: int = MAX_PERIOD) -> list[int]:
     """Tokens that, written next, would end `tokens` with a group of 1..max_period tokens holding a
-    word (`marks`: word_marks) three times in a row. Cheap when there is no loop: one comparison per period."""
+    word (`marks`: model_store.codec.word_marks) three times in a row. Cheap when there is no loop:
+    one comparison per period."""
     banned: list[int] = []
     length = len(tokens)
     for period in range(1, max_period + 1):

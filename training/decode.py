@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from model_store.codec import BOS_ID, EOS_ID, PAD_ID, Codec
-from model_store.repetition import MAX_PERIOD, looping_tokens
+from model_store.repetition import RECENT_TOKENS, looping_tokens
 from training.model import Seq2Seq, source_mask_from_lengths
 
 DEFAULT_MAX_LENGTH_CAP = 200  # decode steps, whatever the source length
@@ -56,17 +56,12 @@ def _padded_batch(
     return source_ids.to(device), torch.as_tensor(lengths, dtype=torch.long, device=device)
 
 
-def vocabulary_marks(codec: Codec) -> list[int]:
-    """The loop rule's marks of every token (model_store.repetition.word_marks), as the service's."""
-    return codec.loop_marks()
-
-
 def _ban_loops(log_probs: torch.Tensor, histories: Sequence[Sequence[int] | None], marks: Sequence[int]) -> None:
     """-inf, in place, for each row's tokens that would write a group of words a third time in a row
     (model_store.repetition, the service's rule); a None history is a row that is done."""
     for row, history in enumerate(histories):
         if history is not None and len(history) >= 2:
-            banned = looping_tokens(history[-(3 * MAX_PERIOD - 1):], marks)
+            banned = looping_tokens(history[-RECENT_TOKENS:], marks)
             if banned:
                 log_probs[row, banned] = float("-inf")
 
@@ -76,7 +71,7 @@ def greedy_batch(
     return_attention: bool = False, loop_marks: Sequence[int] | None = None,
 ) -> list[Hypothesis]:
     """Greedy search for one batch of source id lists (each pieces + [eos]); done rows leave in bulk.
-    `loop_marks` (vocabulary_marks): the loop rule applies, as in the service."""
+    `loop_marks` (Codec.loop_marks): the loop rule applies, as in the service."""
     device = next(model.parameters()).device
     source_ids, source_lengths = _padded_batch(sources, device)
     memory, memory_keys, hidden, cell = model.encode(source_ids, source_lengths)
@@ -144,7 +139,7 @@ def beam_batch(
     Each step takes the top 2K candidates of every sentence: eos candidates ranked within the top K
     finish (scored log_prob / length_penalty), the best K others stay alive. A sentence is done when
     K hypotheses have finished or it reaches its max length (then its alive beams finish as they are).
-    With K = 1 this is exactly greedy search. `loop_marks` (vocabulary_marks): no beam may write a
+    With K = 1 this is exactly greedy search. `loop_marks` (Codec.loop_marks): no beam may write a
     group of words a third time in a row, as in the service.
     """
     if not 1 <= beam_size <= 8:
@@ -182,7 +177,7 @@ def beam_batch(
         step += 1
         vocab = log_probs.shape[-1]
         if loop_marks is not None and history.shape[1] >= 2:
-            _ban_loops(log_probs, history[:, -(3 * MAX_PERIOD - 1):].tolist(), loop_marks)
+            _ban_loops(log_probs, history[:, -RECENT_TOKENS:].tolist(), loop_marks)
         candidates = (scores.view(-1, 1) + log_probs.float()).view(n_active, k * vocab)  # [B, K*V]
         top_scores, top_index = candidates.topk(2 * k, dim=1)  # [B, 2K]
         top_beams = torch.div(top_index, vocab, rounding_mode="floor")
@@ -284,7 +279,7 @@ def translate_ids(
 ) -> list[Hypothesis]:
     """Decode many sources (each pieces + [eos]) in length-sorted batches; results in input order.
 
-    beam_size 1 runs greedy search; `loop_marks` (vocabulary_marks): the service's loop rule applies.
+    beam_size 1 runs greedy search; `loop_marks` (Codec.loop_marks): the service's loop rule applies.
     Runs in eval mode without autograd on the model's device and restores the model's training flag
     afterwards.
     """
@@ -325,7 +320,7 @@ def make_translate_fn(
 ) -> Callable[[list[str]], list[str]]:
     """texts -> translations, the interface training.evaluate scores: decoded as the service decodes
     (its loop rule included unless `loop_rule` is False), so that the scores are those of what clients get."""
-    marks = vocabulary_marks(codec) if loop_rule else None
+    marks = codec.loop_marks() if loop_rule else None
 
     def translate(texts: list[str]) -> list[str]:
         hypotheses = translate_ids(

@@ -480,7 +480,6 @@ def main(argv: list[str] | None = None) -> int:
         DEFAULT_MAX_LENGTH_CAP,
         make_translate_fn,
         translate_ids,
-        vocabulary_marks,
     )
     from training.from_artifact import load_artifact
 
@@ -550,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
             hypotheses = translate_ids(
                 model, source_ids, beam_size=args.beam, length_penalty_alpha=args.alpha,
                 max_length_cap=args.max_length_cap, return_attention=True,
-                loop_marks=None if args.no_loop_rule else vocabulary_marks(codec),
+                loop_marks=None if args.no_loop_rule else codec.loop_marks(),
             )
             for ids, hypothesis in zip(source_ids, hypotheses, strict=True):
                 assert hypothesis.attention is not None

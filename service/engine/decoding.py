@@ -13,10 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from model_store.repetition import MAX_PERIOD, looping_tokens
+from model_store.repetition import MAX_PERIOD, RECENT_TOKENS, looping_tokens
 from service.engine.types import SpecialIds, TranslationRequest
-
-_RECENT_TOKENS = 3 * MAX_PERIOD - 1  # all the loop rule reads of a row's tokens
 
 
 @dataclass(frozen=True)
@@ -238,7 +236,7 @@ class BeamSearch:
         self._parents.append(np.array(parents, np.int64))
         self._unknowns = self._unknowns[self._parents[-1]] + (self._tokens[-1] == self._special.unk_id)
         if marks:
-            self._recent = [[*self._recent[parent], token][-_RECENT_TOKENS:] for parent, token in zip(parents, tokens,
+            self._recent = [[*self._recent[parent], token][-RECENT_TOKENS:] for parent, token in zip(parents, tokens,
                                                                                                      strict=True)]
         self._scores = np.array(scores, np.float64)
         self.rows = len(parents)

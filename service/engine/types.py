@@ -23,7 +23,7 @@ class SpecialIds:
     unk_id: int
     bos_id: int
     eos_id: int
-    # Per token id: whether its piece starts a word and holds a letter (model_store.repetition.word_marks).
+    # Per token id: whether its piece starts a word and holds a letter (model_store.codec.word_marks).
     # A group of tokens holding a word may not come a third time in a row; empty: no such rule.
     word_marks: tuple[int, ...] = ()
 

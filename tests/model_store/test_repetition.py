@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from model_store.repetition import HAS_LETTER, STARTS_WORD, WORDY, looping_tokens, word_marks
+from model_store.codec import word_marks
+from model_store.repetition import HAS_LETTER, STARTS_WORD, WORDY, looping_tokens
 
 # ids: 0 "▁neu", 1 "▁durch", 2 "▁den", 3 "▁Ursprung", 4 ",", 5 "X", 6 "000", 7 "▁", 8 "EUR", 9 "▁1"
 PIECES = ["\u2581neu", "\u2581durch", "\u2581den", "\u2581Ursprung", ",", "X", "000", "\u2581", "EUR", "\u25811"]
