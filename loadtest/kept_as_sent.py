@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from loadtest.client import translations
 from loadtest.machine import describe_machine
 from loadtest.servers import REPO_ROOT, ServerProcess, start_service
 from model_store.verbatim import VERBATIM_KINDS, verbatim_spans
@@ -45,7 +45,6 @@ VALUES = {
     "number (left to the model)": ["17:45", "4711", "12.5%", "25,000"],
 }
 QUICK_TEMPLATES = 3
-BATCH = 32
 
 
 def probe_sentences(quick: bool = False) -> list[tuple[str, str, list[str]]]:
@@ -64,19 +63,9 @@ def probe_sentences(quick: bool = False) -> list[tuple[str, str, list[str]]]:
     return rows
 
 
-def translate(base_url: str, texts: list[str]) -> list[str]:
-    translations: list[str] = []
-    for start in range(0, len(texts), BATCH):
-        body = json.dumps({"texts": texts[start:start + BATCH]}).encode()
-        request = urllib.request.Request(base_url + "/v1/translate", body, {"content-type": "application/json"})
-        with urllib.request.urlopen(request, timeout=600) as response:
-            translations += [item["text"] for item in json.load(response)["translations"]]
-    return translations
-
-
 def probe(servers: dict[str, ServerProcess], quick: bool) -> dict[str, Any]:
     rows = probe_sentences(quick)
-    outputs = {name: translate(server.base_url, [sentence for _, sentence, _ in rows])
+    outputs = {name: [item["text"] for item in translations(server.base_url, [sentence for _, sentence, _ in rows])]
                for name, server in servers.items()}
     by_kind: dict[str, dict[str, Any]] = {}
     for position, (kind, _, kept) in enumerate(rows):
@@ -102,7 +91,8 @@ def test_sets(servers: dict[str, ServerProcess], corpus: Path) -> dict[str, Any]
         pairs = [line.rstrip("\n").split("\t")[:2]
                  for line in (corpus / f"test_{name}.tsv").read_text(encoding="utf-8").splitlines()]
         sources, references = [pair[0] for pair in pairs], [pair[1] for pair in pairs]
-        outputs = {label: translate(server.base_url, sources) for label, server in servers.items()}
+        outputs = {label: [item["text"] for item in translations(server.base_url, sources)]
+                   for label, server in servers.items()}
         touched = [position for position, source in enumerate(sources) if verbatim_spans(source)]
         differ = sum(len({outputs[label][position] for label in servers}) > 1 for position in range(len(sources)))
         result[name] = {

@@ -77,3 +77,29 @@ def json_safe(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value
     return str(value)
+
+
+def average_ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks of `values`, ties sharing the mean of their ranks."""
+    order = sorted(range(len(values)), key=lambda index: values[index])
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def spearman(first: Sequence[float], second: Sequence[float]) -> float:
+    """Spearman's rank correlation (Pearson's of the average ranks); NaN when either is constant."""
+    if len(first) != len(second):
+        raise ValueError(f"{len(first)} values against {len(second)}")
+    a, b = average_ranks(first), average_ranks(second)
+    mean_a, mean_b = statistics.fmean(a), statistics.fmean(b)
+    covariance = sum((x - mean_a) * (y - mean_b) for x, y in zip(a, b, strict=True))
+    scale = math.sqrt(sum((x - mean_a) ** 2 for x in a) * sum((y - mean_b) ** 2 for y in b))
+    return covariance / scale if scale else math.nan

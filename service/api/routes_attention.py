@@ -59,6 +59,7 @@ async def attention(body: AttentionRequest, request: Request) -> AttentionRespon
         model=ModelRef(name=result.model.name, version=result.model.version),
         translation=result.translation,
         truncated=result.truncated,
+        confidence=result.confidence,
         source_tokens=result.source_tokens,
         target_tokens=result.target_tokens,
         weights=weights,

@@ -61,5 +61,6 @@ async def translate(body: TranslateRequest, request: Request) -> TranslateRespon
     model, texts = await translate_texts(state, request, body.all_texts(), options)
     return TranslateResponse(
         model=ModelRef(name=model.name, version=model.version),
-        translations=[Translation(text=text.text, truncated=text.truncated) for text in texts],
+        translations=[Translation(text=text.text, truncated=text.truncated, confidence=text.confidence)
+                      for text in texts],
     )

@@ -113,9 +113,16 @@ TRUNCATED_DESCRIPTION = ("True when a sentence of the text was stopped at its le
                          "translation is cut short.")
 
 
+CONFIDENCE_DESCRIPTION = ("How sure the model was: the geometric mean of the probabilities it gave the tokens it "
+                          "wrote, over the text's sentences, between 0 and 1; null for a text with nothing to "
+                          "translate. It ranks translations by quality (the lower, the likelier a wrong one: "
+                          "README \"Confidence\"); it is not a probability of being right.")
+
+
 class Translation(BaseModel):
     text: str
     truncated: bool = Field(description=TRUNCATED_DESCRIPTION)
+    confidence: float | None = Field(description=CONFIDENCE_DESCRIPTION)
 
 
 class TranslateResponse(BaseModel):
@@ -124,7 +131,7 @@ class TranslateResponse(BaseModel):
             "examples": [
                 {
                     "model": {"name": "en-de", "version": "1"},
-                    "translations": [{"text": "Das Haus ist klein.", "truncated": False}],
+                    "translations": [{"text": "Das Haus ist klein.", "truncated": False, "confidence": 0.83}],
                 }
             ]
         }
@@ -153,6 +160,7 @@ class AttentionResponse(BaseModel):
                     "model": {"name": "en-de", "version": "1"},
                     "translation": "Hallo Welt",
                     "truncated": False,
+                    "confidence": 0.78,
                     "source_tokens": ["▁Hello", "▁world", "</s>"],
                     "target_tokens": ["▁Hallo", "▁Welt", "</s>"],
                     "weights": [[0.9, 0.08, 0.02], [0.05, 0.9, 0.05], [0.1, 0.1, 0.8]],
@@ -166,6 +174,7 @@ class AttentionResponse(BaseModel):
     model: ModelRef
     translation: str = Field(description="The translation, with <unk> replaced by the most-attended source word.")
     truncated: bool = Field(description=TRUNCATED_DESCRIPTION)
+    confidence: float | None = Field(description=CONFIDENCE_DESCRIPTION)
     source_tokens: list[str] = Field(description="Source pieces, then the end-of-sentence token.")
     target_tokens: list[str] = Field(description="Generated pieces, then the end-of-sentence token.")
     weights: list[list[float]] = Field(

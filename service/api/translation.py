@@ -38,6 +38,7 @@ from service.engine import (
     EngineError,
     TranslationRequest,
     TranslationResult,
+    confidence,
     moses_format,
     unk_replace,
     word_alignment,
@@ -80,6 +81,7 @@ class Options:
 class TextTranslation:
     text: str
     truncated: bool  # a sentence of it stopped at its length limit, not at an end the model chose
+    confidence: float | None  # service.engine.confidence over its sentences; None: nothing to translate
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class Attended:
     model: LoadedModel
     translation: str
     truncated: bool  # as in TextTranslation
+    confidence: float | None  # as in TextTranslation
     source_tokens: list[str]
     target_tokens: list[str]
     weights: np.ndarray  # [len(target_tokens), len(source_tokens)], rows sum to 1
@@ -252,8 +255,7 @@ async def _translate_rows(state: ServiceState, http_request: Request, model: Loa
     lacking = [position for position, (request, result) in enumerate(zip(requests, results, strict=True))
                if result.target_ids.count(unk) < request.source_ids.count(unk) and not result.cut_at_max_length]
     if model.manifest.attention == "none" or not lacking:
-        _note_server_timing(http_request, results)
-        return results
+        return _answered(state, http_request, model, results)
     beam = max([COPY_RETRY_BEAM_SIZE, *(requests[position].beam_size for position in lacking)])
     room = state.settings.max_rows_per_request // beam
     retried, unplaced = lacking[:room], lacking[room:]
@@ -285,6 +287,16 @@ async def _translate_rows(state: ServiceState, http_request: Request, model: Loa
         pieces[position].as_written(plain[position])
         results[position] = _after(results[position], result)
         state.metrics.observe_copy_retry("as_written")
+    return _answered(state, http_request, model, results)
+
+
+def _answered(state: ServiceState, http_request: Request, model: LoadedModel,
+              results: list[TranslationResult]) -> list[TranslationResult]:
+    """`results`, the answers' sentences counted in the confidence histogram and their timing noted."""
+    for result in results:
+        sentence_confidence = confidence([result])
+        if sentence_confidence is not None:
+            state.metrics.observe_confidence(model.name, sentence_confidence)
     _note_server_timing(http_request, results)
     return results
 
@@ -430,6 +442,7 @@ def _attended(model: LoadedModel, pieces: list[_Piece], results: list[Translatio
         model=model,
         translation=_joined(translations, pieces),
         truncated=any(result.cut_at_max_length for result in results),
+        confidence=confidence(results),
         source_tokens=source_tokens,
         target_tokens=target_tokens,
         weights=matrix,
@@ -521,7 +534,8 @@ async def _translate(
                          for piece, result in zip(pieces, own, strict=True)]
             translations.append(TextTranslation(
                 text=_in_layout_of(text, _joined(sentences, pieces)),
-                truncated=any(result is not None and result.cut_at_max_length for result in own)))
+                truncated=any(result is not None and result.cut_at_max_length for result in own),
+                confidence=confidence(result for result in own if result is not None)))
         return model, translations
 
     return await cancel_on_disconnect(request, state.registry.run(loaded, work))
@@ -538,7 +552,7 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
             raise AttentionUnavailable(f"model {model.name} version {model.version} has no attention")
         pieces = [piece for piece in _pieces(state, model, _name(None, 0), sentences, options.keep) if not piece.empty]
         if not pieces:
-            return Attended(model, "", False, [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
+            return Attended(model, "", False, None, [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
         deadline = time.monotonic() + state.settings.request_timeout_s
         group = next(_request_groups)
         requests = [_request(model, options, piece, deadline, want_attention=True, group=group) for piece in pieces]

@@ -5,6 +5,7 @@ Must not import fastapi, onnxruntime, prometheus_client, service.api or service.
 
 from service.engine.alignment import moses_format, unk_replace, word_alignment
 from service.engine.batch import DecodeBatch
+from service.engine.confidence import confidence
 from service.engine.decoding import Advance, BeamSearch, GreedySearch, Hypothesis, Search, length_penalty
 from service.engine.errors import (
     DeadlineExceeded,
@@ -58,6 +59,7 @@ __all__ = [
     "StepStats",
     "TranslationRequest",
     "TranslationResult",
+    "confidence",
     "length_penalty",
     "moses_format",
     "unk_replace",

@@ -282,6 +282,7 @@ class DecodeLoop:
             target_ids=best.target_ids,
             attention=best.attention,
             score=best.score,
+            scored_tokens=best.scored_tokens,
             queue_wait_seconds=ticket.admitted_at - ticket.submitted_at,
             encode_seconds=ticket.encoded_at - ticket.admitted_at,
             decode_seconds=now - ticket.encoded_at,

@@ -35,6 +35,9 @@ class Hypothesis:
     attention: np.ndarray | None  # [steps, src_len] float32, one row per generated token incl. eos
     # eos was forced at max_length while the model preferred another token: the translation is cut short.
     cut_short: bool
+    # How many tokens `score` sums over: target_ids and the eos, except where a beam ended at its
+    # length limit (it ends as it is, no eos scored).
+    scored_tokens: int
 
 
 class Search(Protocol):
@@ -128,7 +131,8 @@ class GreedySearch:
 
     def best(self) -> Hypothesis:
         attention = np.stack(self._attention) if self._want_attention and self._attention else None
-        return Hypothesis(list(self._tokens), self._score, attention, self._cut_short)
+        # every step took a token, the last one eos (at the length limit a forced one, scored as the model rates it)
+        return Hypothesis(list(self._tokens), self._score, attention, self._cut_short, len(self._tokens) + 1)
 
 
 @dataclass(frozen=True)
@@ -277,14 +281,15 @@ class BeamSearch:
             if self._attention:
                 rows.append(self._attention[chosen.step][chosen.parent])
             score, cut_short = chosen.score, chosen.cut_short
+            scored = len(tokens) + int(chosen.step < self._max_length)  # an eos at the limit costs nothing
         elif self.rows > 0:  # unreachable unless the model gave eos -inf forever
             row = int(np.argmax(self._scores))
             tokens, rows = self._trace(len(self._tokens) - 1, row)
-            score, cut_short = float(self._scores[row]), True
+            score, cut_short, scored = float(self._scores[row]), True, len(tokens)
         else:
-            tokens, rows, score, cut_short = [], [], -math.inf, False
+            tokens, rows, score, cut_short, scored = [], [], -math.inf, False, 0
         attention = np.stack(rows) if self._want_attention and rows else None
-        return Hypothesis(tokens, score, attention, cut_short)
+        return Hypothesis(tokens, score, attention, cut_short, scored)
 
 
 def make_search(request: TranslationRequest, special: SpecialIds, max_length: int) -> Search:

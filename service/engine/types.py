@@ -57,6 +57,7 @@ class TranslationResult:
     # (so len(target_ids) + 1 rows); rows sum to 1. Only when the request wanted attention.
     attention: np.ndarray | None
     score: float  # total log-probability of target_ids + eos (beam: of the chosen hypothesis)
+    scored_tokens: int  # how many tokens `score` sums over (decoding.Hypothesis.scored_tokens)
     queue_wait_seconds: float  # submitted -> admitted (its encoding began)
     encode_seconds: float  # admitted -> handed to its decoder lane (its encoder call and any before it in the hand-off)
     decode_seconds: float  # handed to its decoder lane -> its last row ended

@@ -453,7 +453,8 @@
     const { model, body } = request;
     clearResults();
     if (request.withAttention) {
-      showTranslation(data.translation, data.model, model, body.beam_size, requestMs, data.truncated);
+      showTranslation(data.translation, data.model, model, body.beam_size, requestMs, data.truncated,
+        data.confidence);
       current = data;
       sentences = splitSentences(data);
       showSentencePicker();
@@ -461,19 +462,22 @@
       ui.moses.textContent = data.moses || "(none)";
     } else {
       const translation = data.translations[0];
-      showTranslation(translation.text, data.model, model, body.beam_size, requestMs, translation.truncated);
+      showTranslation(translation.text, data.model, model, body.beam_size, requestMs, translation.truncated,
+        translation.confidence);
       ui.modelInfo.textContent += " \u00b7 this model has no attention to show";
     }
   }
 
-  function showTranslation(text, modelRef, model, beamSize, requestMs, truncated) {
+  function showTranslation(text, modelRef, model, beamSize, requestMs, truncated, confidence) {
     ui.translation.textContent = text;
     ui.translation.lang = model ? model.target_language : "";
     const search = beamSize > 1 ? `beam search (${beamSize})` : "greedy search";
     // The service stopped a sentence at its length limit while the model would have gone on.
     const cut = truncated ? " \u00b7 cut short at its length limit" : "";
+    // The geometric mean of the probabilities of the tokens it wrote (README "Confidence").
+    const sure = typeof confidence === "number" ? ` \u00b7 confidence ${confidence.toFixed(2)}` : "";
     ui.modelInfo.textContent =
-      `${modelRef.name} v${modelRef.version} \u00b7 ${search} \u00b7 answered in ${requestMs} ms${cut}`;
+      `${modelRef.name} v${modelRef.version} \u00b7 ${search}${sure} \u00b7 answered in ${requestMs} ms${cut}`;
     ui.result.hidden = false;
   }
 

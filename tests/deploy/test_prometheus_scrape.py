@@ -52,6 +52,11 @@ translator_decode_seconds_bucket{le="0.1"} 2
 translator_decode_seconds_bucket{le="+Inf"} 3
 translator_decode_seconds_sum 0.25
 translator_decode_seconds_count 3
+# TYPE translator_sentence_confidence histogram
+translator_sentence_confidence_bucket{model="en-de",le="0.5"} 1
+translator_sentence_confidence_bucket{model="en-de",le="+Inf"} 3
+translator_sentence_confidence_sum{model="en-de"} 1.9
+translator_sentence_confidence_count{model="en-de"} 3
 # TYPE translator_queue_depth gauge
 translator_queue_depth 0
 # TYPE translator_http_inflight_requests gauge

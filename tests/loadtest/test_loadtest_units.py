@@ -28,7 +28,15 @@ from loadtest.sentences import (
     length_stratified_sample,
     load_sentences,
 )
-from loadtest.stats import format_spread, histogram_percentile, json_safe, percentile, spread
+from loadtest.stats import (
+    average_ranks,
+    format_spread,
+    histogram_percentile,
+    json_safe,
+    percentile,
+    spearman,
+    spread,
+)
 
 
 def test_committed_sample_has_about_300_english_sentences() -> None:
@@ -84,6 +92,16 @@ def test_percentiles_and_spread() -> None:
     assert format_spread(summary) == "2.0 (1.0-3.0)"
     assert format_spread(spread([])) == "n/a"
     assert json_safe({"a": [float("nan"), 1.5], "b": Path("x")}) == {"a": [None, 1.5], "b": "x"}
+
+
+def test_rank_correlation_with_ties() -> None:
+    assert average_ranks([0.3, 0.1, 0.3, 0.2]) == [3.5, 1.0, 3.5, 2.0]
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)  # monotone, not linear
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)  # 1 - 6 * 2 / (4 * 15)
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    with pytest.raises(ValueError):
+        spearman([1, 2], [1])
 
 
 def test_translation_answers_must_be_complete_and_non_empty() -> None:

@@ -197,6 +197,36 @@ def test_a_sentence_cut_at_its_length_limit_is_not_retried() -> None:
         assert _outcomes(client) == before
 
 
+def _confidence_count(client: TestClient) -> float:
+    text = client.get("/metrics").text
+    line = next(line for line in text.splitlines()
+                if line.startswith('translator_sentence_confidence_count{model="en-de"}'))
+    return float(line.split()[-1])
+
+
+def test_every_translation_says_how_sure_the_model_was() -> None:
+    sentences = ["Open the file menu.", "Choose Save As and enter a name."]
+    texts = ["Good morning.", "Blorf zibble quux wibble frobnicate.", " ".join(sentences), "\u200b"]
+    with TestClient(create_app(Settings(intra_op_threads=1))) as client:
+        before = _confidence_count(client)
+        answer = client.post("/v1/translate", json={"texts": texts})
+        counted = _confidence_count(client) - before
+        alone = [client.post("/v1/translate", json={"text": s}).json()["translations"][0]["confidence"]
+                 for s in sentences]
+        attention = client.post("/v1/attention", json={"text": texts[0]}).json()
+        beam = client.post("/v1/translate", json={"text": texts[0], "beam_size": 4}).json()["translations"][0]
+    assert answer.status_code == 200, answer.text
+    confidences = [item["confidence"] for item in answer.json()["translations"]]
+    assert all(0 < value <= 1 for value in confidences[:3]), confidences
+    assert confidences[3] is None  # nothing to translate
+    assert confidences[0] > confidences[1]  # a greeting it knows well, words it has never seen
+    # a paragraph's is its sentences' taken together: between theirs
+    assert min(alone) <= confidences[2] <= max(alone)
+    assert counted == 4  # one per sentence translated: 1 + 1 + 2
+    assert attention["confidence"] == pytest.approx(confidences[0])
+    assert 0 < beam["confidence"] <= 1
+
+
 LONG_TEXT = (  # 42 tokens: past the default lane bound of 32, so it is decoded in the long lane
     "When you open a document that was created in another office suite, the program converts its styles, "
     "tables and footnotes, and you can then edit it and save it in the original file format again."

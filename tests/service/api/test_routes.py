@@ -44,7 +44,11 @@ def assert_error(response, status: int, code: str) -> dict:  # type: ignore[no-u
 def test_translate_one_text(client: TestClient) -> None:
     response = client.post("/v1/translate", json={"text": "the house is small", "source": "en", "target": "de"})
     assert response.status_code == 200
-    assert response.json() == {
+    body = response.json()
+    # the echo model gives each token it copies (and the eos) a probability of about 0.9
+    confidence = body["translations"][0].pop("confidence")
+    assert confidence == pytest.approx(0.9, abs=0.005)
+    assert body == {
         "model": {"name": "en-de", "version": "1"},
         "translations": [{"text": "the house is small", "truncated": False}],
     }
@@ -70,7 +74,11 @@ def test_a_translation_cut_at_its_length_limit_says_so(client: TestClient, beam_
     cut, whole, lines = response.json()["translations"]
     assert cut["truncated"] and cut["text"] != "hello world the house"
     assert "hello world the house".startswith(cut["text"])
+    # greedy scores the eos forced at the limit (the echo model gives it ~1e-9); a beam ends as it is
+    assert (cut.pop("confidence") < 0.5) == (beam_size == 1)
+    assert whole.pop("confidence") == pytest.approx(0.9, abs=0.005)
     assert whole == {"text": "hello world", "truncated": False}  # ended by the model, at the limit
+    assert lines.pop("confidence") == pytest.approx(0.9, abs=0.005)
     assert lines == {"text": "hello world\nbig", "truncated": False}  # each line alone is within it
     assert _counter(client, "translator_truncated_sentences_total") == before + 1
     attention = client.post("/v1/attention", json={"text": "hello world", "max_length": pieces - 1}).json()

@@ -115,6 +115,25 @@ def test_score_is_the_sum_of_the_chosen_tokens_log_probs() -> None:
 
 
 @pytest.mark.parametrize("beam_size", [1, 4])
+@pytest.mark.parametrize(("seed", "max_length"), [(seed, max_length) for seed in range(6) for max_length in (3, 30)])
+def test_scored_tokens_are_those_the_score_sums(beam_size: int, seed: int, max_length: int) -> None:
+    # the service's confidence is exp(score / scored_tokens): both must describe the same tokens, the
+    # eos included except where a beam ended at its limit (it ends as it is, scored by its tokens)
+    script = random_script(seed, eos_boost=0.3)
+    search = (BeamSearch(SPECIAL, beam_size, max_length, 1.0, False) if beam_size > 1
+              else GreedySearch(SPECIAL, max_length, False))
+    best = drive(search, script)
+    limit_reached = len(best.target_ids) == max_length
+    tokens = best.target_ids if beam_size > 1 and limit_reached else [*best.target_ids, SPECIAL.eos_id]
+    previous, total = SPECIAL.bos_id, 0.0
+    for step, token in enumerate(tokens):
+        total += float(script(step, np.array([previous]))[0, token])
+        previous = token
+    assert best.scored_tokens == len(tokens)
+    assert best.score == pytest.approx(total, abs=1e-5)
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
 def test_max_length_forces_eos(beam_size: int) -> None:
     def never_ends(step: int, previous: np.ndarray) -> np.ndarray:
         rows = np.full((len(previous), 12), -20.0, dtype=np.float32)

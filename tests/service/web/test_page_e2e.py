@@ -174,6 +174,7 @@ def test_the_beam_size_choice_is_sent(page: Any, live_server: str) -> None:
     expected = api_attention(live_server, SENTENCE, beam_size=4).json()
     expect(page.locator("#translation")).to_have_text(expected["translation"])
     expect(page.locator("#model-info")).to_contain_text("beam search (4)")
+    expect(page.locator("#model-info")).to_contain_text(f"confidence {expected['confidence']:.2f}")
 
 
 def test_long_sentences_scroll_sideways_without_overlapping_labels(
