@@ -25,6 +25,10 @@ _AS_SPACE = {code: " " for code in range(0x3001) if chr(code).isspace() and chr(
 # a program's internal use, never in a tokenizer's vocabulary), so SentencePiece reads it as <unk>
 # exactly as it reads any character it does not know, and the model places it as it learnt to.
 VERBATIM_MARK = "\ufdd0"
+# Stands in for a copy while a translation's pieces are decoded: SentencePiece passes a piece it does
+# not know through as it is, but reads a copied text that spells a special piece ("<unk>", "</s>")
+# as that piece (" ⁇ ", nothing). Another noncharacter, so no text the service accepts holds it.
+_COPY_MARK = "\ufdd1"
 
 # Fixed special ids, written into every tokenizer the project trains (see training.tokenizer).
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -87,6 +91,7 @@ class Codec:
         `whole`: positions whose replacement is a span kept verbatim, complete as it is."""
         pieces: list[str] = []
         copied: list[int] = []  # per piece: 0 the model's, 1 a copy, 2 a copy of a whole kept span
+        copies: list[str] = []  # the copied texts, in order: each is a _COPY_MARK among the pieces
         for position, (token, replacement) in enumerate(zip(ids, replacements, strict=True)):
             if token == self.eos_id:
                 break
@@ -102,7 +107,8 @@ class Codec:
                 pieces.append(piece)
                 copied.append(0)
             elif replacement:
-                pieces.append(replacement)
+                pieces.append(_COPY_MARK)
+                copies.append(replacement)
                 copied.append(2 if position in whole else 1)
             elif pieces and pieces[-1] == WORD_START:  # nothing to copy: nor the word break before it
                 pieces.pop()
@@ -112,7 +118,8 @@ class Codec:
         pieces = [piece for position, piece in enumerate(pieces)
                   if not (piece == WORD_START and position > 0 and copied[position - 1]
                           and (position + 1 == len(pieces) or pieces[position + 1].startswith(WORD_START)))]
-        return str(self._sp.decode_pieces(pieces))
+        decoded = str(self._sp.decode_pieces(pieces)).split(_COPY_MARK)
+        return "".join(part for pair in zip(decoded, [*copies, ""], strict=True) for part in pair)
 
     def pieces(self, ids: list[int]) -> list[str]:
         return [str(self._sp.id_to_piece(int(token))) for token in ids]

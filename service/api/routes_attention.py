@@ -43,7 +43,8 @@ async def attention(body: AttentionRequest, request: Request) -> AttentionRespon
     `<unk>` in the translation is replaced by the source word it attended to most. 422 if the model
     has no attention."""
     state = service_state(request)
-    options = Options(body.source, body.target, body.beam_size, body.max_length, tuple(body.keep))
+    options = Options(body.source, body.target, body.beam_size, body.max_length, tuple(body.keep),
+                      tuple(body.glossary.items()))
     result = await attend(state, request, body.text, options)
     weights = [[float(value) for value in row] for row in result.weights]
     if body.format == "svg":

@@ -57,7 +57,8 @@ async def translate(body: TranslateRequest, request: Request) -> TranslateRespon
     side, each as a row of its own, and come back where they were.
     """
     state = service_state(request)
-    options = Options(body.source, body.target, body.beam_size, body.max_length, tuple(body.keep))
+    options = Options(body.source, body.target, body.beam_size, body.max_length, tuple(body.keep),
+                      tuple(body.glossary.items()))
     model, texts = await translate_texts(state, request, body.all_texts(), options)
     return TranslateResponse(
         model=ModelRef(name=model.name, version=model.version),

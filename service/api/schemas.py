@@ -36,9 +36,19 @@ Text = Annotated[
 ]
 
 
-MAX_KEEP_TERMS = 64
-MAX_KEEP_TERM_CHARS = 200
+MAX_KEEP_TERMS = 64  # and as many glossary entries
+MAX_KEEP_TERM_CHARS = 200  # a kept or glossary term, and a glossary translation
 KeepTerm = Annotated[StrictStr, StringConstraints(pattern=NOT_ONLY_WHITESPACE, max_length=MAX_KEEP_TERM_CHARS)]
+
+
+def _glossary_schema(schema: dict[str, Any]) -> None:
+    """JSON Schema of the glossary as validated: every key a term, every value a term. Pydantic writes
+    the key's pattern as patternProperties, which leaves keys that do not match it (an empty one)
+    unconstrained, values and all."""
+    value = schema.pop("patternProperties", {}).get(NOT_ONLY_WHITESPACE)
+    if value is not None:
+        schema["additionalProperties"] = value
+        schema["propertyNames"] = {"pattern": NOT_ONLY_WHITESPACE, "maxLength": MAX_KEEP_TERM_CHARS}
 
 
 class ErrorDetail(BaseModel):
@@ -71,6 +81,17 @@ class TranslationOptions(BaseModel):
         description="Words or phrases to carry over exactly as written wherever they occur as whole words "
                     "(product names, menu commands, code), as addresses and fragile numbers are; at most "
                     f"{MAX_KEEP_TERMS} of at most {MAX_KEEP_TERM_CHARS} characters, case-sensitive.",
+    )
+    glossary: Annotated[dict[KeepTerm, KeepTerm], Field(max_length=MAX_KEEP_TERMS)] = Field(
+        default_factory=dict,
+        json_schema_extra=_glossary_schema,
+        description="Source term -> its translation, written as given wherever the term occurs as a whole "
+                    "word (company terminology, product vocabulary): the term reaches the model as an unknown "
+                    "word and its translation takes the place where the model copies it, uninflected (German "
+                    f"articles and cases around it are the model's). At most {MAX_KEEP_TERMS} entries of at most "
+                    f"{MAX_KEEP_TERM_CHARS} characters each side, case-sensitive. Normalised as the texts are: an "
+                    "entry with no text left is ignored, of two that become one term the later counts, and a term "
+                    "also in `keep` is translated as given here.",
     )
 
 

@@ -14,7 +14,7 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -75,6 +75,14 @@ class Options:
     beam_size: int = 1
     max_length: int | None = None
     keep: tuple[str, ...] = ()  # words or phrases the client asked to keep as written
+    # (source term, its translation) pairs the client fixed: each term given to the model as one <unk>
+    # like a kept one, its translation written where the model copies it
+    glossary: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """Every client term found in the sentences as one <unk>: kept ones and glossary ones."""
+        return self.keep + tuple(term for term, _ in self.glossary)
 
 
 @dataclass(frozen=True)
@@ -174,21 +182,21 @@ def _name(names: list[str] | None, position: int) -> str:
 
 
 def _pieces(state: ServiceState, loaded: LoadedModel, name: str, sentences: list[Sentence],
-            keep: tuple[str, ...] = ()) -> list[_Piece]:
+            terms: tuple[str, ...] = ()) -> list[_Piece]:
     """The sentences of a text (`name`: what a refusal calls it) with their pieces, web addresses,
     numbers and the like (TRANSLATOR_KEEP_VERBATIM, model_store.verbatim) and the client's `keep`
-    terms one <unk> each, and ids; TRANSLATOR_MAX_SOURCE_TOKENS applies to each, since each is
-    decoded as a row of its own."""
+    and `glossary` terms one <unk> each, and ids; TRANSLATOR_MAX_SOURCE_TOKENS applies to each, since
+    each is decoded as a row of its own."""
     limit = state.settings.max_source_tokens
     # a model without attention cannot copy: what it cannot spell would come back as "⁇"
     kinds = state.settings.keep_verbatim if loaded.manifest.attention != "none" else []
-    if keep and loaded.manifest.attention == "none":
+    if terms and loaded.manifest.attention == "none":
         raise AttentionUnavailable(f"model {loaded.name} version {loaded.version} has no attention: it cannot "
-                                   "keep text as written ('keep')")
+                                   "keep text as written or place a glossary's translations ('keep', 'glossary')")
     codec = loaded.codec
     pieces = []
     for sentence in sentences:
-        spans = verbatim_spans(sentence.text, kinds, keep)
+        spans = verbatim_spans(sentence.text, kinds, terms)
         # Without spans, the plain encoding: the same ids, a fifth of the time on the event loop.
         split = codec.split_source(sentence.text, spans) if spans else None
         ids = [*split.ids, codec.eos_id] if split is not None else codec.source_ids(sentence.text)
@@ -395,8 +403,9 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-def _decode(loaded: LoadedModel, piece: _Piece, result: TranslationResult) -> str:
-    """Target text, with each <unk> replaced by the unknown source text it attended to most."""
+def _decode(loaded: LoadedModel, piece: _Piece, result: TranslationResult, glossary: Mapping[str, str]) -> str:
+    """Target text, with each <unk> replaced by the unknown source text it attended to most, or by
+    that text's translation in the client's `glossary`."""
     codec = loaded.codec
     if result.attention is None or codec.unk_id not in result.target_ids:
         return codec.decode(result.target_ids)
@@ -404,10 +413,13 @@ def _decode(loaded: LoadedModel, piece: _Piece, result: TranslationResult) -> st
     replacements = unk_replace(result.target_ids, result.attention, split.ids, split.surfaces, codec.unk_id)
     kept = {surface.strip() for surface, whole in zip(split.surfaces, split.kept, strict=False) if whole}
     whole = [position for position, text in enumerate(replacements) if text and text in kept]
+    for position in whole:
+        replacements[position] = glossary.get(replacements[position] or "", replacements[position])
     return codec.decode_replacing(result.target_ids, replacements, whole)
 
 
-def _attended(model: LoadedModel, pieces: list[_Piece], results: list[TranslationResult]) -> Attended:
+def _attended(model: LoadedModel, pieces: list[_Piece], results: list[TranslationResult],
+              glossary: Mapping[str, str]) -> Attended:
     """One text's attention from its sentences' own: each sentence's block (its pieces and its eos,
     in both directions) on the diagonal, zeros elsewhere, since a sentence's rows attend only over
     its own source; word indices run over the whole text."""
@@ -437,7 +449,7 @@ def _attended(model: LoadedModel, pieces: list[_Piece], results: list[Translatio
     for block in blocks:
         matrix[row: row + block.shape[0], column: column + block.shape[1]] = block
         row, column = row + block.shape[0], column + block.shape[1]
-    translations = [_decode(model, piece, result) for piece, result in zip(pieces, results, strict=True)]
+    translations = [_decode(model, piece, result, glossary) for piece, result in zip(pieces, results, strict=True)]
     return Attended(
         model=model,
         translation=_joined(translations, pieces),
@@ -490,11 +502,23 @@ def _normalised(text: str) -> str:
     return unicodedata.normalize("NFC", _CONTROL_CHARACTERS.sub("", text))
 
 
-def _kept_terms(options: Options) -> Options:
-    """`options` with its `keep` terms written as the sentences they are looked for in are (normalised,
-    whitespace runs one space)."""
-    terms = (_SPACES.sub(" ", _normalised(term)).strip() for term in options.keep)
-    return replace(options, keep=tuple(term for term in terms if term))
+def _client_terms(options: Options) -> Options:
+    """`options` with its `keep` and `glossary` terms written as the sentences they are looked for in
+    are (normalised, whitespace runs one space), the glossary's translations too. What the schema
+    cannot rule out is settled, not refused: a term or translation with no text once normalised is
+    dropped (its term goes to the model as written), of two entries that normalise to one term the
+    later counts, and a term both kept and in the glossary is translated as the glossary says."""
+
+    def clean(text: str) -> str:
+        return _SPACES.sub(" ", _normalised(text)).strip()
+
+    glossary: dict[str, str] = {}
+    for raw_term, raw_translation in options.glossary:
+        term, translation = clean(raw_term), clean(raw_translation)
+        if term and translation:
+            glossary[term] = translation
+    keep = tuple(term for term in map(clean, options.keep) if term and term not in glossary)
+    return replace(options, keep=keep, glossary=tuple(glossary.items()))
 
 
 def _prepared(state: ServiceState, texts: list[str], options: Options,
@@ -511,11 +535,12 @@ async def _translate(
     names: list[str] | None = None,
 ) -> tuple[LoadedModel, list[TextTranslation]]:
     texts, sentences_by_text = _prepared(state, texts, options, names)
-    options = _kept_terms(options)
+    options = _client_terms(options)
+    glossary = dict(options.glossary)
 
     async def work(model: LoadedModel) -> tuple[LoadedModel, list[TextTranslation]]:
         deadline = time.monotonic() + state.settings.request_timeout_s
-        layout = [_pieces(state, model, _name(names, position), sentences, options.keep)
+        layout = [_pieces(state, model, _name(names, position), sentences, options.terms)
                   for position, sentences in enumerate(sentences_by_text)]
         group = next(_request_groups)
         requests = [
@@ -530,7 +555,7 @@ async def _translate(
         translations = []
         for text, pieces in zip(texts, layout, strict=True):
             own = [None if piece.empty else next(results) for piece in pieces]
-            sentences = ["" if result is None else _decode(model, piece, result)
+            sentences = ["" if result is None else _decode(model, piece, result, glossary)
                          for piece, result in zip(pieces, own, strict=True)]
             translations.append(TextTranslation(
                 text=_in_layout_of(text, _joined(sentences, pieces)),
@@ -545,19 +570,19 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
     """Translation of one text with its attention matrix and word alignment."""
     loaded = check_limits(state, [text], options)
     _, (sentences,) = _prepared(state, [text], options)
-    options = _kept_terms(options)
+    options = _client_terms(options)
 
     async def work(model: LoadedModel) -> Attended:
         if model.manifest.attention == "none":
             raise AttentionUnavailable(f"model {model.name} version {model.version} has no attention")
-        pieces = [piece for piece in _pieces(state, model, _name(None, 0), sentences, options.keep) if not piece.empty]
+        pieces = [piece for piece in _pieces(state, model, _name(None, 0), sentences, options.terms) if not piece.empty]
         if not pieces:
             return Attended(model, "", False, None, [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
         deadline = time.monotonic() + state.settings.request_timeout_s
         group = next(_request_groups)
         requests = [_request(model, options, piece, deadline, want_attention=True, group=group) for piece in pieces]
         results = await _translate_rows(state, request, model, pieces, requests)
-        return _attended(model, pieces, results)
+        return _attended(model, pieces, results, dict(options.glossary))
 
     if loaded.manifest.attention == "none":
         raise AttentionUnavailable(f"model {loaded.name} version {loaded.version} has no attention")

@@ -4,9 +4,8 @@ set beside their sentence chrF, the texts cut into quarters by confidence."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import math
+from pathlib import Path
 
 import pytest
 

@@ -274,3 +274,13 @@ def test_letters_glued_to_a_kept_span_are_dropped_and_to_an_unknown_character_ke
     glued = codec.decode_replacing(ids, replacements)
     assert glued == f"the love{pieces[suffix]} house"
     assert codec.decode_replacing(ids, replacements, whole=[len(the) + 1]) == "the love house"
+
+
+@pytest.mark.parametrize("copy", ["<unk>", "</s>", "<s>", "<pad>", "a\u2581b", "\u2581x", "\u2047"])
+def test_copied_text_is_written_as_it_is_even_when_it_spells_a_piece(codec: Codec, copy: str) -> None:
+    # SentencePiece reads a piece string "<unk>" as its unknown token (" ⁇ ") and "</s>" as nothing: a
+    # kept "<unk>" in a tokenizer manual, or a glossary translation, must come back as written
+    text = "the x house"
+    split = codec.split_source(text, [(4, 5)])
+    replacements = [copy if token == UNK_ID else None for token in split.ids]
+    assert codec.decode_replacing(split.ids, replacements) == f"the {copy} house"

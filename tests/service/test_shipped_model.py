@@ -94,6 +94,20 @@ def test_terms_the_client_asks_to_keep_come_back_as_written() -> None:
     assert all(term in attention["source_tokens"] and term in attention["translation"] for term in terms)
 
 
+def test_glossary_terms_come_back_as_the_client_translates_them() -> None:
+    text = "Open the Save As dialog in LibreOffice Writer and click Apply."
+    glossary = {"Save As": "Speichern unter", "Apply": "Übernehmen", "LibreOffice Writer": "LibreOffice Writer"}
+    with TestClient(create_app(Settings(intra_op_threads=1))) as client:
+        plain = client.post("/v1/translate", json={"text": text}).json()["translations"][0]["text"]
+        fixed = client.post("/v1/translate", json={"text": text, "glossary": glossary}).json()["translations"][0]
+        attention = client.post("/v1/attention", json={"text": text, "glossary": glossary}).json()
+    assert "Übernehmen" not in plain  # the model alone says "Anwenden"
+    assert all(translation in fixed["text"] for translation in glossary.values()), fixed
+    assert not any(term in fixed["text"] for term in ("Save As", "Apply")), fixed
+    assert attention["translation"] == fixed["text"]
+    assert all(term in attention["source_tokens"] for term in glossary)
+
+
 def _counter(client: TestClient, sample: str) -> float:
     lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(sample + " ")]
     return float(lines[0].split()[-1]) if lines else 0.0

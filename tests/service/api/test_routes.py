@@ -157,6 +157,53 @@ def test_keep_terms_need_a_model_that_can_copy(client: TestClient) -> None:
     assert client.post("/v1/translate", json={**body, "keep": []}).status_code == 200
 
 
+def test_glossary_terms_are_written_as_the_client_translates_them(client: TestClient) -> None:
+    # The echo model copies its source: each glossary term is one <unk>, written as its translation.
+    glossary = {"house": "Haus", "hello world": "Hallo Welt", "small": "klein"}
+    body = {"texts": ["the house is small", "hello world", "the houses are big"], "glossary": glossary}
+    answer = client.post("/v1/translate", json=body)
+    assert answer.status_code == 200, answer.text
+    # whole words only: "houses" is another word
+    assert [t["text"] for t in answer.json()["translations"]] == ["the Haus is klein", "Hallo Welt",
+                                                                  "the houses are big"]
+    attention = client.post("/v1/attention", json={"text": "the house is small", "glossary": glossary}).json()
+    assert attention["translation"] == "the Haus is klein"
+    assert "house" in attention["source_tokens"]  # the source shows what was sent
+    # kept and translated terms together; normalised like the texts (whitespace runs, NFC)
+    mixed = {"text": "hello world the house", "keep": ["house"], "glossary": {"hello  world": "Hallo\tWelt"}}
+    assert client.post("/v1/translate", json=mixed).json()["translations"][0]["text"] == "Hallo Welt the house"
+    # what the schema cannot rule out is settled, not refused (schema-valid input is accepted): an entry
+    # with no text once normalised is ignored (a soft hyphen), of two that normalise alike the later
+    # counts, and a term also kept is translated as the glossary says
+    settled = {"text": "the house is small", "keep": ["house", "small"],
+               "glossary": {"house": "Haus", "house ": "Gebäude", "is": "\u00ad", "\u00ad": "x"}}
+    answer = client.post("/v1/translate", json=settled)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["translations"][0]["text"] == "the Gebäude is small"
+
+
+@pytest.mark.parametrize(("glossary", "keep", "fragment"), [
+    ({"house": "  "}, [], "glossary.house: must not be empty or only whitespace"),
+    ({"house": "x" * 201}, [], "glossary.house"),
+    ({"x" * 201: "y"}, [], "glossary"),
+    ({f"t{i}": "x" for i in range(65)}, [], "glossary"),
+    (["house"], [], "glossary: Input should be a valid dictionary"),
+    ({"house": 3}, [], "glossary.house"),
+])
+def test_glossaries_are_checked(client: TestClient, glossary: object, keep: list[str], fragment: str) -> None:
+    response = client.post("/v1/translate", json={"text": "the house", "glossary": glossary, "keep": keep})
+    assert response.status_code == 422, response.text
+    assert fragment in response.json()["error"]["message"]
+
+
+def test_a_glossary_needs_a_model_that_can_copy(client: TestClient) -> None:
+    body = {"text": "guten morgen", "source": "de", "target": "en", "glossary": {"morgen": "morning"}}
+    response = client.post("/v1/translate", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "attention_unavailable"
+    assert client.post("/v1/translate", json={**body, "glossary": {}}).status_code == 200
+
+
 def test_attention_shapes_rows_and_alignment(client: TestClient) -> None:
     response = client.post("/v1/attention", json={"text": f"hello {NOT_IN_VOCAB} world"})
     assert response.status_code == 200, response.text
