@@ -52,6 +52,7 @@ LANGUAGE_NAMES = {
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _BODY_SCHEMA = LibreTranslateRequest.model_json_schema()
 _SINGLE_FIELDS = frozenset(LibreTranslateRequest.model_fields) - {"q"}
+_INTEGER_FIELDS = frozenset({"alternatives"})
 MAX_FORM_FIELDS = 1000  # as Starlette's form parser allows
 
 
@@ -107,12 +108,20 @@ def _fields(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
         # (unknown ones are ignored, as in JSON).
         if len(values) > 1 and key in _SINGLE_FIELDS:
             raise InvalidInput(f"field {key!r} is given {len(values)} times; only q may repeat")
-    return {key: values if len(values) > 1 else values[0] for key, values in fields.items()}
+    return {key: _form_value(key, values[0]) if len(values) == 1 else values for key, values in fields.items()}
+
+
+def _form_value(key: str, value: Any) -> Any:
+    """A form has only text: an integer field's decimal digits are its integer (JSON sends a number)."""
+    if key in _INTEGER_FIELDS and isinstance(value, str) and value.isascii() and value.isdecimal():
+        return int(value)
+    return value
 
 
 @router.post(
     "/translate",
     response_model=LibreTranslateResponse,
+    response_model_exclude_none=True,  # `alternatives` only when asked for
     responses=error_responses(*TRANSLATION_ERRORS, UnsupportedMediaType),
     dependencies=[Serving],
     summary="LibreTranslate-compatible translation",
@@ -139,13 +148,18 @@ async def libre_translate(request: Request, state: StateDep) -> LibreTranslateRe
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_input=False)) from None
     source = None if body.source == "auto" else body.source
-    options = Options(source=source, target=body.target)
-    if body.format == "html":
-        _, texts = await translate_html(state, request, body.all_texts(), options)
+    if body.format == "html":  # as LibreTranslate: no alternatives for markup
+        _, texts = await translate_html(state, request, body.all_texts(), Options(source=source, target=body.target))
+        alternatives: list[list[str]] = [[] for _ in texts]
     else:
+        options = Options(source=source, target=body.target, alternatives=body.alternatives)
         _, translations = await translate_texts(state, request, body.all_texts(), options)
         texts = [translation.text for translation in translations]
-    return LibreTranslateResponse(translatedText=texts[0] if isinstance(body.q, str) else texts)
+        alternatives = [translation.alternatives for translation in translations]
+    single = isinstance(body.q, str)
+    return LibreTranslateResponse(
+        translatedText=texts[0] if single else texts,
+        alternatives=None if not body.alternatives else alternatives[0] if single else alternatives)
 
 
 @router.get("/languages", response_model=list[Language], summary="LibreTranslate-compatible language list")

@@ -58,10 +58,10 @@ async def translate(body: TranslateRequest, request: Request) -> TranslateRespon
     """
     state = service_state(request)
     options = Options(body.source, body.target, body.beam_size, body.max_length, tuple(body.keep),
-                      tuple(body.glossary.items()))
+                      tuple(body.glossary.items()), body.alternatives)
     model, texts = await translate_texts(state, request, body.all_texts(), options)
     return TranslateResponse(
         model=ModelRef(name=model.name, version=model.version),
-        translations=[Translation(text=text.text, truncated=text.truncated, confidence=text.confidence)
-                      for text in texts],
+        translations=[Translation(text=text.text, truncated=text.truncated, confidence=text.confidence,
+                                  alternatives=text.alternatives) for text in texts],
     )

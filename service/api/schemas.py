@@ -13,6 +13,8 @@ from pydantic.json_schema import SkipJsonSchema
 
 from service.engine.types import MAX_BEAM_SIZE
 
+MAX_ALTERNATIVES = MAX_BEAM_SIZE - 1  # the widest beam finishes the best and this many others
+
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
 
 
@@ -110,6 +112,11 @@ class TranslateRequest(TranslationOptions):
         },
     )
 
+    alternatives: JsonInt = Field(
+        0, ge=0, le=MAX_ALTERNATIVES,
+        description="How many other translations to return per text besides the best: the next best the beam "
+                    "finished (the beam is widened to at least alternatives + 1), fewer when it finished fewer.",
+    )
     # SkipJsonSchema: null is not part of the documented API, only the "absent" default.
     text: Text | SkipJsonSchema[None] = None
     texts: Annotated[list[Text], Field(min_length=1)] | SkipJsonSchema[None] = None
@@ -140,10 +147,17 @@ CONFIDENCE_DESCRIPTION = ("How sure the model was: the geometric mean of the pro
                           "README \"Confidence\"); it is not a probability of being right.")
 
 
+ALTERNATIVES_DESCRIPTION = ("Other translations, best first, when `alternatives` asked for them (fewer when the beam "
+                            "finished fewer; none equals `text` or another); for a text of several sentences, the "
+                            "k-th puts together each sentence's k-th alternative, or its translation where it has "
+                            "none.")
+
+
 class Translation(BaseModel):
     text: str
     truncated: bool = Field(description=TRUNCATED_DESCRIPTION)
     confidence: float | None = Field(description=CONFIDENCE_DESCRIPTION)
+    alternatives: list[str] = Field(description=ALTERNATIVES_DESCRIPTION)
 
 
 class TranslateResponse(BaseModel):
@@ -152,7 +166,8 @@ class TranslateResponse(BaseModel):
             "examples": [
                 {
                     "model": {"name": "en-de", "version": "1"},
-                    "translations": [{"text": "Das Haus ist klein.", "truncated": False, "confidence": 0.83}],
+                    "translations": [{"text": "Das Haus ist klein.", "truncated": False, "confidence": 0.83,
+                                      "alternatives": []}],
                 }
             ]
         }
@@ -257,6 +272,9 @@ class LibreTranslateRequest(BaseModel):
     target: LanguageCode
     format: Literal["text", "html"] = "text"  # html: text nodes translated, markup kept (service/api/html_text.py)
     api_key: StrictStr | None = None
+    # As LibreTranslate: other translations of each text (none for html). Strict: a JSON number (a
+    # form's digits are turned into one by the route), not true or "3", as the schema says.
+    alternatives: Annotated[int, Field(ge=0, le=MAX_ALTERNATIVES, strict=True), BeforeValidator(_json_integer)] = 0
 
     def all_texts(self) -> list[str]:
         return [self.q] if isinstance(self.q, str) else list(self.q)
@@ -266,6 +284,8 @@ class LibreTranslateResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"translatedText": "Hallo Welt"}]})
 
     translatedText: str | list[str]
+    # Only when `alternatives` asked for them (as LibreTranslate): one list per text for a list `q`
+    alternatives: list[str] | list[list[str]] | SkipJsonSchema[None] = None
 
 
 class Language(BaseModel):

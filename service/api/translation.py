@@ -35,6 +35,7 @@ from service.api.errors import (
 from service.api.html_text import HtmlDocument
 from service.api.middleware import SERVER_TIMING_STATE
 from service.engine import (
+    Alternative,
     EngineError,
     TranslationRequest,
     TranslationResult,
@@ -78,6 +79,12 @@ class Options:
     # (source term, its translation) pairs the client fixed: each term given to the model as one <unk>
     # like a kept one, its translation written where the model copies it
     glossary: tuple[tuple[str, str], ...] = ()
+    alternatives: int = 0  # other translations wanted per text, besides the best
+
+    @property
+    def beam_rows(self) -> int:
+        """Decoder rows per sentence: the beam, widened to find the alternatives asked for."""
+        return max(self.beam_size, self.alternatives + 1)
 
     @property
     def terms(self) -> tuple[str, ...]:
@@ -90,6 +97,7 @@ class TextTranslation:
     text: str
     truncated: bool  # a sentence of it stopped at its length limit, not at an end the model chose
     confidence: float | None  # service.engine.confidence over its sentences; None: nothing to translate
+    alternatives: list[str]  # other translations, best first, when asked for (Options.alternatives)
 
 
 @dataclass(frozen=True)
@@ -211,7 +219,8 @@ def _request(model: LoadedModel, options: Options, piece: _Piece, deadline: floa
              want_attention: bool, group: int) -> TranslationRequest:
     return TranslationRequest(
         source_ids=piece.ids,
-        beam_size=options.beam_size,
+        beam_size=options.beam_rows,
+        alternatives=options.alternatives,
         max_length=options.max_length,
         length_penalty=model.length_penalty_alpha,
         want_attention=want_attention,
@@ -403,7 +412,8 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-def _decode(loaded: LoadedModel, piece: _Piece, result: TranslationResult, glossary: Mapping[str, str]) -> str:
+def _decode(loaded: LoadedModel, piece: _Piece, result: TranslationResult | Alternative,
+            glossary: Mapping[str, str]) -> str:
     """Target text, with each <unk> replaced by the unknown source text it attended to most, or by
     that text's translation in the client's `glossary`."""
     codec = loaded.codec
@@ -416,6 +426,23 @@ def _decode(loaded: LoadedModel, piece: _Piece, result: TranslationResult, gloss
     for position in whole:
         replacements[position] = glossary.get(replacements[position] or "", replacements[position])
     return codec.decode_replacing(result.target_ids, replacements, whole)
+
+
+def _alternatives(model: LoadedModel, text: str, pieces: list[_Piece], results: list[TranslationResult | None],
+                  sentences: list[str], count: int, glossary: Mapping[str, str], seen: set[str]) -> list[str]:
+    """Up to `count` other translations of a text: the k-th puts together each sentence's k-th
+    alternative, or its own translation (`sentences`) where the beam finished fewer; none twice,
+    nor one in `seen` (the translation itself)."""
+    found: list[str] = []
+    for rank in range(count):
+        parts = [sentence if result is None or rank >= len(result.alternatives)
+                 else _decode(model, piece, result.alternatives[rank], glossary)
+                 for piece, result, sentence in zip(pieces, results, sentences, strict=True)]
+        alternative = _in_layout_of(text, _joined(parts, pieces))
+        if alternative not in seen:
+            seen.add(alternative)
+            found.append(alternative)
+    return found
 
 
 def _attended(model: LoadedModel, pieces: list[_Piece], results: list[TranslationResult],
@@ -525,7 +552,7 @@ def _prepared(state: ServiceState, texts: list[str], options: Options,
               names: list[str] | None = None) -> tuple[list[str], list[list[Sentence]]]:
     """The texts normalised (_normalised), and their sentences (split_texts' limits apply)."""
     texts = [_normalised(text) for text in texts]
-    sentences_by_text = split_texts(state, texts, options.beam_size, names)
+    sentences_by_text = split_texts(state, texts, options.beam_rows, names)
     _log_texts(state, texts)
     return texts, sentences_by_text
 
@@ -557,10 +584,13 @@ async def _translate(
             own = [None if piece.empty else next(results) for piece in pieces]
             sentences = ["" if result is None else _decode(model, piece, result, glossary)
                          for piece, result in zip(pieces, own, strict=True)]
+            translation = _in_layout_of(text, _joined(sentences, pieces))
             translations.append(TextTranslation(
-                text=_in_layout_of(text, _joined(sentences, pieces)),
+                text=translation,
                 truncated=any(result is not None and result.cut_at_max_length for result in own),
-                confidence=confidence(result for result in own if result is not None)))
+                confidence=confidence(result for result in own if result is not None),
+                alternatives=_alternatives(model, text, pieces, own, sentences, options.alternatives, glossary,
+                                           {translation})))
         return model, translations
 
     return await cancel_on_disconnect(request, state.registry.run(loaded, work))

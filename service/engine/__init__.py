@@ -20,6 +20,7 @@ from service.engine.scheduler import Scheduler
 from service.engine.types import (
     BATCHING_MODES,
     MAX_BEAM_SIZE,
+    Alternative,
     BatchingMode,
     FinishedRequest,
     SchedulerConfig,
@@ -34,6 +35,7 @@ __all__ = [
     "BATCHING_MODES",
     "MAX_BEAM_SIZE",
     "Advance",
+    "Alternative",
     "BatchingMode",
     "BeamSearch",
     "DeadlineExceeded",

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from service.engine.batch import DecodeBatch
-from service.engine.decoding import GreedySearch, Search, make_search
+from service.engine.decoding import BeamSearch, GreedySearch, Search, make_search
 from service.engine.errors import EngineFailure
 from service.engine.model import EncoderOutput, Seq2SeqModel, StepOutput
-from service.engine.types import SpecialIds, TranslationRequest, TranslationResult
+from service.engine.types import Alternative, SpecialIds, TranslationRequest, TranslationResult
 
 logger = logging.getLogger(__name__)
 
@@ -277,7 +277,9 @@ class DecodeLoop:
 
     @staticmethod
     def _result(ticket: Ticket, search: Search, now: float) -> TranslationResult:
-        best = search.best()
+        wanted = ticket.request.alternatives
+        ranked = search.ranked(wanted + 1) if wanted and isinstance(search, BeamSearch) else [search.best()]
+        best = ranked[0]
         return TranslationResult(
             target_ids=best.target_ids,
             attention=best.attention,
@@ -287,6 +289,8 @@ class DecodeLoop:
             encode_seconds=ticket.encoded_at - ticket.admitted_at,
             decode_seconds=now - ticket.encoded_at,
             cut_at_max_length=best.cut_short,
+            alternatives=tuple(Alternative(other.target_ids, other.attention, other.score, other.scored_tokens)
+                               for other in ranked[1:]),
         )
 
     def _drop_abandoned(self, batch: DecodeBatch) -> None:

@@ -155,7 +155,9 @@ class BeamSearch:
     then ends as it is, scored by its tokens so far, as the evaluation's beam ends it). The best
     finished hypothesis by length-normalised score wins. With beam_size 1 this is exactly greedy
     search. No row may write a group of words a third time in a row (the loop rule of
-    model_store.repetition, as in greedy search and training's beam). A row may not end before it has
+    model_store.repetition, as in greedy search and training's beam). With `hypotheses` > 1 (a client
+    asked for alternative translations) it goes on until that many have finished or no live row can
+    beat the last of them; `ranked()` gives them. A row may not end before it has
     written `min_unknowns` <unk> tokens: with a beam, hypotheses that place them can win where a
     single row that skipped one would only ramble on.
 
@@ -172,7 +174,11 @@ class BeamSearch:
         alpha: float,
         want_attention: bool,
         min_unknowns: int = 0,
+        hypotheses: int = 1,
     ) -> None:
+        if not 1 <= hypotheses <= beam_size:
+            raise ValueError(f"hypotheses must be between 1 and the beam size {beam_size}, got {hypotheses}")
+        self._hypotheses = hypotheses
         self._special = special
         self._min_unknowns = min_unknowns
         self._unknowns = np.zeros(beam_size, np.int64)  # <unk> tokens each live row has written
@@ -251,14 +257,16 @@ class BeamSearch:
         return Advance(self._parents[-1], self._tokens[-1], done=False, generated_tokens=ended + len(parents))
 
     def _cannot_improve(self, step: int) -> bool:
-        if not self._finished:
+        """No live row can end better than the `hypotheses`-th best finished one (the best, unless
+        alternatives were asked for)."""
+        if len(self._finished) < self._hypotheses:
             return False
         best_live = float(self._scores.max())  # log-probs only fall from here
         # The most a live hypothesis can gain from the penalty: the longest length when alpha > 0,
         # the next length otherwise (the penalty then shrinks with length).
         longest = self._max_length + 1 if self._alpha > 0 else step + 2
         bound = best_live / length_penalty(longest, self._alpha)
-        return max(f.normalized for f in self._finished) >= bound
+        return sorted((f.normalized for f in self._finished), reverse=True)[self._hypotheses - 1] >= bound
 
     def _trace(self, step: int, row: int) -> tuple[list[int], list[np.ndarray]]:
         """Tokens (and attention rows) of live row `row` after `step`, following backpointers."""
@@ -274,26 +282,40 @@ class BeamSearch:
         rows.reverse()
         return tokens, rows
 
+    def _finished_hypothesis(self, chosen: _Finished) -> Hypothesis:
+        tokens, rows = self._trace(chosen.step - 1, chosen.parent)
+        if self._attention:
+            rows.append(self._attention[chosen.step][chosen.parent])
+        scored = len(tokens) + int(chosen.step < self._max_length)  # an eos at the limit costs nothing
+        attention = np.stack(rows) if self._want_attention and rows else None
+        return Hypothesis(tokens, chosen.score, attention, chosen.cut_short, scored)
+
+    def ranked(self, count: int) -> list[Hypothesis]:
+        """The best `count` finished hypotheses with different tokens, best first (the first is `best()`);
+        fewer when the search finished fewer (it stops once no live row can beat the best)."""
+        ranked: list[Hypothesis] = []
+        # stable: of equal scores the one that finished first, as best() picks it
+        for finished in sorted(self._finished, key=lambda f: -f.normalized):
+            hypothesis = self._finished_hypothesis(finished)
+            if all(hypothesis.target_ids != other.target_ids for other in ranked):
+                ranked.append(hypothesis)
+            if len(ranked) == count:
+                break
+        return ranked or [self.best()]
+
     def best(self) -> Hypothesis:
         if self._finished:
-            chosen = max(self._finished, key=lambda f: f.normalized)  # first of equals wins
-            tokens, rows = self._trace(chosen.step - 1, chosen.parent)
-            if self._attention:
-                rows.append(self._attention[chosen.step][chosen.parent])
-            score, cut_short = chosen.score, chosen.cut_short
-            scored = len(tokens) + int(chosen.step < self._max_length)  # an eos at the limit costs nothing
-        elif self.rows > 0:  # unreachable unless the model gave eos -inf forever
+            return self._finished_hypothesis(max(self._finished, key=lambda f: f.normalized))  # first of equals wins
+        if self.rows > 0:  # unreachable unless the model gave eos -inf forever
             row = int(np.argmax(self._scores))
             tokens, rows = self._trace(len(self._tokens) - 1, row)
-            score, cut_short, scored = float(self._scores[row]), True, len(tokens)
-        else:
-            tokens, rows, score, cut_short, scored = [], [], -math.inf, False, 0
-        attention = np.stack(rows) if self._want_attention and rows else None
-        return Hypothesis(tokens, score, attention, cut_short, scored)
+            attention = np.stack(rows) if self._want_attention and rows else None
+            return Hypothesis(tokens, float(self._scores[row]), attention, True, len(tokens))
+        return Hypothesis([], -math.inf, None, False, 0)
 
 
 def make_search(request: TranslationRequest, special: SpecialIds, max_length: int) -> Search:
     if request.beam_size == 1 and not request.min_unknown_tokens:
         return GreedySearch(special, max_length, request.want_attention)
     return BeamSearch(special, request.beam_size, max_length, request.length_penalty, request.want_attention,
-                      request.min_unknown_tokens)
+                      request.min_unknown_tokens, hypotheses=request.alternatives + 1)

@@ -211,6 +211,8 @@ class Scheduler:
             raise InvalidRequest(f"beam_size must be between 1 and {MAX_BEAM_SIZE}")
         if request.beam_size > self._config.max_batch_rows:
             raise InvalidRequest(f"beam_size exceeds max_batch_rows ({self._config.max_batch_rows})")
+        if not 0 <= request.alternatives < request.beam_size:
+            raise InvalidRequest("alternatives must be fewer than beam_size")
         if not math.isfinite(request.length_penalty):
             raise InvalidRequest("length_penalty must be finite")
         cap = self._config.max_output_tokens

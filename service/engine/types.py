@@ -48,6 +48,9 @@ class TranslationRequest:
     # row that may not end rambles on, so a beam of beam_size rows is searched even for 1); the API
     # asks for it only to retry a sentence that lost one. 0: no constraint.
     min_unknown_tokens: int = 0
+    # Other translations wanted besides the best, the next best the beam finished (fewer when it
+    # finished fewer); less than beam_size.
+    alternatives: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,17 @@ class TranslationResult:
     # The translation stopped at its length limit (request.max_length, or the default from the
     # source's length) where the model would have gone on: cut short, or a model looping.
     cut_at_max_length: bool
+    alternatives: tuple[Alternative, ...] = ()  # when the request asked for them, best first
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """Another translation the beam finished, ranked after the result's own (TranslationResult's fields)."""
+
+    target_ids: list[int]
+    attention: np.ndarray | None
+    score: float
+    scored_tokens: int
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,22 @@ def test_glossary_terms_come_back_as_the_client_translates_them() -> None:
     assert all(term in attention["source_tokens"] for term in glossary)
 
 
+def test_alternatives_come_from_the_beam_the_translation_came_from() -> None:
+    texts = ["The weather is nice today.", "Open the file menu. Choose Save As."]
+    with TestClient(create_app(Settings(intra_op_threads=1))) as client:
+        asked = client.post("/v1/translate", json={"texts": texts, "alternatives": 3}).json()["translations"]
+        beam = client.post("/v1/translate", json={"texts": texts, "beam_size": 4}).json()["translations"]
+        libre = client.post("/translate", json={"q": texts[0], "target": "de", "alternatives": 3}).json()
+    for with_alternatives, plain in zip(asked, beam, strict=True):
+        # asking for alternatives widens the beam to 4: its best is beam 4's, with the same confidence
+        assert with_alternatives["text"] == plain["text"]
+        assert with_alternatives["confidence"] == pytest.approx(plain["confidence"])
+        others = with_alternatives["alternatives"]
+        assert 1 <= len(others) <= 3 and len(set(others)) == len(others) and plain["text"] not in others
+        assert all(other.strip() for other in others)
+    assert libre == {"translatedText": asked[0]["text"], "alternatives": asked[0]["alternatives"]}
+
+
 def _counter(client: TestClient, sample: str) -> float:
     lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(sample + " ")]
     return float(lines[0].split()[-1]) if lines else 0.0

@@ -50,7 +50,7 @@ def test_translate_one_text(client: TestClient) -> None:
     assert confidence == pytest.approx(0.9, abs=0.005)
     assert body == {
         "model": {"name": "en-de", "version": "1"},
-        "translations": [{"text": "the house is small", "truncated": False}],
+        "translations": [{"text": "the house is small", "truncated": False, "alternatives": []}],
     }
 
 
@@ -77,9 +77,9 @@ def test_a_translation_cut_at_its_length_limit_says_so(client: TestClient, beam_
     # greedy scores the eos forced at the limit (the echo model gives it ~1e-9); a beam ends as it is
     assert (cut.pop("confidence") < 0.5) == (beam_size == 1)
     assert whole.pop("confidence") == pytest.approx(0.9, abs=0.005)
-    assert whole == {"text": "hello world", "truncated": False}  # ended by the model, at the limit
+    assert whole == {"text": "hello world", "truncated": False, "alternatives": []}  # ended by the model
     assert lines.pop("confidence") == pytest.approx(0.9, abs=0.005)
-    assert lines == {"text": "hello world\nbig", "truncated": False}  # each line alone is within it
+    assert lines == {"text": "hello world\nbig", "truncated": False, "alternatives": []}  # each line within it
     assert _counter(client, "translator_truncated_sentences_total") == before + 1
     attention = client.post("/v1/attention", json={"text": "hello world", "max_length": pieces - 1}).json()
     assert attention["truncated"] and len(attention["target_tokens"]) == pieces
@@ -394,6 +394,43 @@ def test_libretranslate_form_json_and_lists(client: TestClient) -> None:
     assert as_json.json() == {"translatedText": ["hello world", "good morning"]}
     repeated = client.post("/translate", data={"q": ["hello world", "good morning"], "target": "de"})
     assert repeated.json() == {"translatedText": ["hello world", "good morning"]}
+
+
+def test_alternatives_are_other_translations_the_beam_finished(make_client: ClientFactory) -> None:
+    client = make_client(max_rows_per_request=12)
+    texts = ["the house is small", "hello world\ngood morning"]
+    answer = client.post("/v1/translate", json={"texts": texts, "alternatives": 2})
+    assert answer.status_code == 200, answer.text
+    for text, translation in zip(texts, answer.json()["translations"], strict=True):
+        assert translation["text"] == text  # the echo model's best is the copy
+        others = translation["alternatives"]
+        assert 1 <= len(others) <= 2 and len(set(others)) == len(others) and text not in others
+        if "\n" in text:  # a sentence's alternative in its place, the other sentence as translated
+            assert all(other.count("\n") == 1 for other in others)
+    # the beam is widened to alternatives + 1 rows a sentence: 3 sentences x 4 rows fit 12, 4 do not
+    assert client.post("/v1/translate", json={"texts": texts, "alternatives": 3}).status_code == 200
+    assert_error(client.post("/v1/translate", json={"texts": [*texts, "big"], "alternatives": 3}), 413, "too_large")
+    # none unless asked for
+    assert client.post("/v1/translate", json={"text": "hello world"}).json()["translations"][0]["alternatives"] == []
+    for wrong in (8, -1, True, "2", 1.5):
+        assert_error(client.post("/v1/translate", json={"text": "hello", "alternatives": wrong}), 422,
+                     "invalid_request")
+
+
+def test_libretranslate_alternatives_as_libretranslate_gives_them(client: TestClient) -> None:
+    one = client.post("/translate", json={"q": "the house is small", "target": "de", "alternatives": 2}).json()
+    assert one["translatedText"] == "the house is small" and 1 <= len(one["alternatives"]) <= 2
+    listed = client.post("/translate", data={"q": ["hello world", "good morning"], "target": "de",
+                                             "alternatives": "1"}).json()  # a form sends digits
+    assert [len(others) for others in listed["alternatives"]] == [1, 1]
+    html = client.post("/translate", json={"q": "<b>big</b>", "target": "de", "format": "html", "alternatives": 2})
+    assert html.json() == {"translatedText": "<b>big</b>", "alternatives": []}  # none for markup
+    assert "alternatives" not in client.post("/translate", json={"q": "big", "target": "de"}).json()
+    for wrong in ("two", "8", True):
+        response = client.post("/translate", json={"q": "big", "target": "de", "alternatives": wrong})
+        assert_error(response, 422, "invalid_request")
+    assert_error(client.post("/translate", data={"q": "big", "target": "de", "alternatives": "-1"}), 422,
+                 "invalid_request")
 
 
 def test_libretranslate_html_keeps_the_markup(make_client: ClientFactory) -> None:

@@ -114,6 +114,49 @@ def test_score_is_the_sum_of_the_chosen_tokens_log_probs() -> None:
     assert best.score == pytest.approx(total, abs=1e-6)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_alternatives_rank_after_the_best_which_they_do_not_change(seed: int) -> None:
+    script = random_script(seed, eos_boost=0.3)
+    alone = drive(BeamSearch(SPECIAL, 4, 12, alpha=1.0, want_attention=True), script)
+    search = BeamSearch(SPECIAL, 4, 12, alpha=1.0, want_attention=True, hypotheses=3)
+    best = drive(search, script)
+    ranked = search.ranked(3)
+    assert (best.target_ids, best.score) == (alone.target_ids, alone.score)  # going on finds nothing better
+    assert ranked[0].target_ids == best.target_ids
+    assert 1 <= len(ranked) <= 3
+    assert len({tuple(h.target_ids) for h in ranked}) == len(ranked)  # different translations
+    normalized = [h.score / length_penalty(h.scored_tokens, 1.0) for h in ranked]
+    assert normalized == sorted(normalized, reverse=True)
+    for hypothesis in ranked:  # each with its own attention and score, as the best has
+        assert hypothesis.attention is not None and hypothesis.attention.shape[0] == len(hypothesis.target_ids) + 1
+
+
+def test_a_beam_asked_for_alternatives_goes_on_until_it_has_them() -> None:
+    a, b = 10, 11
+
+    def script(step: int, previous: np.ndarray) -> np.ndarray:
+        # "b" ends at once and well; "a" goes on to "c" and ends a step later, worse
+        c = 13
+        rows = np.full((len(previous), 20), -30.0, dtype=np.float32)
+        for row, token in enumerate(previous.tolist()):
+            if token == SPECIAL.bos_id:
+                rows[row, b], rows[row, a] = np.log(0.6), np.log(0.4)
+            elif token == a:
+                rows[row, c], rows[row, 12] = np.log(0.9), np.log(0.1)
+            else:
+                rows[row, SPECIAL.eos_id], rows[row, 12] = np.log(0.9), np.log(0.1)
+        return rows
+
+    best_only = BeamSearch(SPECIAL, 3, 10, alpha=0.0, want_attention=False)
+    drive(best_only, script)
+    assert [h.target_ids for h in best_only.ranked(2)] == [[b]]  # it stopped: nothing could beat "b"
+    with_alternative = BeamSearch(SPECIAL, 3, 10, alpha=0.0, want_attention=False, hypotheses=2)
+    drive(with_alternative, script)
+    assert [h.target_ids for h in with_alternative.ranked(2)] == [[b], [a, 13]]
+    with pytest.raises(ValueError, match="hypotheses"):
+        BeamSearch(SPECIAL, 2, 10, alpha=0.0, want_attention=False, hypotheses=3)
+
+
 @pytest.mark.parametrize("beam_size", [1, 4])
 @pytest.mark.parametrize(("seed", "max_length"), [(seed, max_length) for seed in range(6) for max_length in (3, 30)])
 def test_scored_tokens_are_those_the_score_sums(beam_size: int, seed: int, max_length: int) -> None:
