@@ -43,6 +43,9 @@ class SourcePieces:
     surfaces: list[str]  # the text each piece covers, as the user wrote it
     word_index: list[int]  # piece position -> 0-based word number
     kept: list[bool] = field(default_factory=list)  # per piece: a span kept verbatim (empty: none)
+    # per piece: what a translation writes where it copies the piece: its surface, with a kept span
+    # written as the caller asked (split_source's `copies`: a glossary's translation); empty: surfaces
+    copies: list[str] = field(default_factory=list)
 
 
 class Codec:
@@ -92,6 +95,7 @@ class Codec:
         pieces: list[str] = []
         copied: list[int] = []  # per piece: 0 the model's, 1 a copy, 2 a copy of a whole kept span
         copies: list[str] = []  # the copied texts, in order: each is a _COPY_MARK among the pieces
+        repeated = None  # punctuation the model wrote before an <unk> with nothing to copy
         for position, (token, replacement) in enumerate(zip(ids, replacements, strict=True)):
             if token == self.eos_id:
                 break
@@ -99,6 +103,12 @@ class Codec:
                 continue
             if replacement is None:
                 piece = str(self._sp.id_to_piece(int(token)))
+                # "A , <unk> , B" with nothing left to copy for that <unk> (the model wrote more than the
+                # source has, in a list): its item goes, and so does the comma it repeated ("A, B").
+                if piece == repeated:
+                    repeated = None
+                    continue
+                repeated = None
                 # Letters the model glued to a kept span, as to a word of its own ("Ich love" + "e",
                 # "Oh" + "Be"), would change the text it had to keep: dropped, up to the next word.
                 if copied and copied[-1] == 2 and not piece.startswith(WORD_START) \
@@ -110,9 +120,12 @@ class Codec:
                 pieces.append(_COPY_MARK)
                 copies.append(replacement)
                 copied.append(2 if position in whole else 1)
-            elif pieces and pieces[-1] == WORD_START:  # nothing to copy: nor the word break before it
-                pieces.pop()
-                copied.pop()
+            else:  # nothing to copy: nor the word break before it
+                if pieces and pieces[-1] == WORD_START:
+                    pieces.pop()
+                    copied.pop()
+                if pieces and not any(character.isalnum() for character in pieces[-1]):
+                    repeated = pieces[-1]
         # A bare word start right after a copy and before another word start (or the end): the model
         # wrote a word break either side of the copy, which came back as two spaces.
         pieces = [piece for position, piece in enumerate(pieces)
@@ -129,15 +142,20 @@ class Codec:
         return word_marks(self.pieces(list(range(self.vocab_size))),
                           special_ids=(self.pad_id, self.unk_id, self.bos_id, self.eos_id))
 
-    def split_source(self, text: str, verbatim: Sequence[tuple[int, int]] = ()) -> SourcePieces:
+    def split_source(self, text: str, verbatim: Sequence[tuple[int, int]] = (),
+                     copies: Sequence[str] | None = None) -> SourcePieces:
         """Pieces of `text` with the surface string each covers, for display and <unk> replacement.
 
         `verbatim`: sorted, disjoint [start, end) spans of `text` to encode as one <unk> each (with
         the word-start piece SentencePiece gives an unknown word), whose surface is the span as sent,
-        so that the <unk> copy-through writes it back unchanged. `text` must not contain VERBATIM_MARK
-        when there are spans (ValueError)."""
+        so that the <unk> copy-through writes it back unchanged; `copies`: per span, what to write
+        instead (default: the span). An <unk> may hold more than its span: SentencePiece reads the
+        unknown characters beside it ("‘", "®", another span) as one unknown word with it. `text` must
+        not contain VERBATIM_MARK when there are spans (ValueError)."""
         if verbatim and VERBATIM_MARK in text:
             raise ValueError("a text with spans kept verbatim may not contain U+FDD0")
+        if copies is not None and len(copies) != len(verbatim):
+            raise ValueError(f"{len(copies)} copies for {len(verbatim)} verbatim spans")
         marked, span_texts, previous = [], [], 0
         for start, end in verbatim:
             if not previous <= start < end <= len(text):
@@ -147,23 +165,26 @@ class Codec:
             previous = end
         marked.append(text[previous:])
         proto = self._sp.encode("".join(marked).translate(_AS_SPACE), out_type="proto")
-        spans = iter(span_texts)
-        ids, pieces, surfaces, word_index, kept = [], [], [], [], []
+        spans = iter(zip(span_texts, span_texts if copies is None else copies, strict=True))
+        ids, pieces, surfaces, word_index, kept, copied = [], [], [], [], [], []
         word = -1
         for piece in proto.pieces:
             if piece.piece.startswith(WORD_START) or word < 0:
                 word += 1
             surface, shown = str(piece.surface), str(piece.piece)
-            is_kept = VERBATIM_MARK in surface
+            copy, is_kept = surface, VERBATIM_MARK in surface
             if is_kept:  # an <unk>: the mark, or the mark and unknown characters beside it
-                surface = "".join(next(spans) if character == VERBATIM_MARK else character for character in surface)
+                parts = [next(spans) if character == VERBATIM_MARK else (character, character) for character in surface]
+                surface, copy = "".join(sent for sent, _ in parts), "".join(written for _, written in parts)
                 shown = surface.lstrip()
             ids.append(int(piece.id))
             pieces.append(shown)
             surfaces.append(surface)
             word_index.append(word)
             kept.append(is_kept)
-        return SourcePieces(ids=ids, pieces=pieces, surfaces=surfaces, word_index=word_index, kept=kept)
+            copied.append(copy)
+        return SourcePieces(ids=ids, pieces=pieces, surfaces=surfaces, word_index=word_index, kept=kept,
+                            copies=copied)
 
 
 def word_marks(pieces: Sequence[str], special_ids: Collection[int] = ()) -> list[int]:

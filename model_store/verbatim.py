@@ -27,6 +27,9 @@ VERBATIM_KINDS: tuple[VerbatimKind, ...] = ("url", "email", "path", "number")
 # Each pattern starts only where a run of the characters it begins with starts (its lookbehind),
 # so that a long run that matches nothing is read once, not once from each of its characters.
 _URL = re.compile(r"(?<![\w@.+-])(?:[a-z][a-z0-9+.-]*://|www\.)[^\s<>\"“”„‘’‚«»‹›]+", re.IGNORECASE)
+# A web address without a scheme or "www.", written as people write them: a lowercase domain and a
+# path (github.com/org/repo, example.org/docs). Lowercase only: "St.Gallen/Zurich" is no address.
+_BARE_URL = re.compile(r"(?<![\w@.+/-])(?:[a-z0-9][a-z0-9-]*\.)+[a-z]{2,}/[^\s<>\"“”„‘’‚«»‹›]*")
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PATH = re.compile(
     r"(?<![\w/\\.~%@+-])(?:"
@@ -75,18 +78,18 @@ def _number_needs_keeping(token: str) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def _terms_pattern(terms: tuple[str, ...]) -> re.Pattern[str]:
-    """Any of `terms` as a whole word (no letter or digit glued to an end that is one), longest first."""
-    alternatives = [(r"(?<!\w)" if term[0].isalnum() or term[0] == "_" else "") + re.escape(term)
-                    + (r"(?!\w)" if term[-1].isalnum() or term[-1] == "_" else "")
-                    for term in sorted(set(terms), key=len, reverse=True)]
-    return re.compile("|".join(alternatives))
+    """Any of `terms` as whole words: no letter, digit or underscore glued to either end, whatever the
+    term's own ends are (".NET" is not in "ASP.NET", "C++" not in "C++11"), longest first."""
+    alternatives = [re.escape(term) for term in sorted(set(terms), key=len, reverse=True)]
+    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)")
 
 
 def verbatim_spans(text: str, kinds: Sequence[VerbatimKind] = VERBATIM_KINDS, terms: tuple[str, ...] = (),
                    ) -> list[tuple[int, int]]:
     """[start, end) spans of `text` to keep as they are, in order, never overlapping. `terms`: words
     or phrases a client asked to keep (product names, menu commands), as whole words; an address or
-    path that holds one is kept whole, a term that holds a number is kept whole."""
+    path that holds one is kept whole, a term that holds whole addresses or numbers is kept whole
+    (they are part of it)."""
     found: list[tuple[int, int]] = []  # sorted
     terms = tuple(term for term in terms if term.strip())
     if not terms and (not kinds or not _ANY.search(text)):
@@ -97,18 +100,30 @@ def verbatim_spans(text: str, kinds: Sequence[VerbatimKind] = VERBATIM_KINDS, te
         if end > start and (at == 0 or found[at - 1][1] <= start) and (at == len(found) or end <= found[at][0]):
             found.insert(at, (start, end))
 
+    def add_covering(start: int, end: int) -> None:
+        """Add [start, end) in place of the spans wholly inside it, unless it cuts one."""
+        inside = [span for span in found if start <= span[0] and span[1] <= end]
+        for span in inside:
+            found.remove(span)
+        before = len(found)
+        add(start, end)
+        if len(found) == before:  # it overlaps a span it does not hold: that one stays, as found
+            for span in inside:
+                add(*span)
+
     if "url" in kinds:
-        for match in _URL.finditer(text):
-            add(match.start(), _trimmed(text, match.start(), match.end()))
+        for pattern in (_URL, _BARE_URL):
+            for match in pattern.finditer(text):
+                add(match.start(), _trimmed(text, match.start(), match.end()))
     if "email" in kinds:
         for match in _EMAIL.finditer(text):
             add(match.start(), match.end())
     if "path" in kinds:
         for match in _PATH.finditer(text):
             add(match.start(), _trimmed(text, match.start(), match.end()))
-    if terms:  # after the addresses and paths they may be part of, before the numbers they may hold
+    if terms:  # after the addresses and paths they may be part of or hold, before the numbers they may hold
         for match in _terms_pattern(terms).finditer(text):
-            add(match.start(), match.end())
+            add_covering(match.start(), match.end())
     if "number" in kinds:
         for match in _PHONE.finditer(text):
             if sum(c.isdigit() for c in match.group()) >= 7:

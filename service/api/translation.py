@@ -14,7 +14,7 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -190,11 +190,12 @@ def _name(names: list[str] | None, position: int) -> str:
 
 
 def _pieces(state: ServiceState, loaded: LoadedModel, name: str, sentences: list[Sentence],
-            terms: tuple[str, ...] = ()) -> list[_Piece]:
+            options: Options) -> list[_Piece]:
     """The sentences of a text (`name`: what a refusal calls it) with their pieces, web addresses,
     numbers and the like (TRANSLATOR_KEEP_VERBATIM, model_store.verbatim) and the client's `keep`
-    and `glossary` terms one <unk> each, and ids; TRANSLATOR_MAX_SOURCE_TOKENS applies to each, since
-    each is decoded as a row of its own."""
+    and `glossary` terms one <unk> each (a glossary term copied as its translation), and ids;
+    TRANSLATOR_MAX_SOURCE_TOKENS applies to each, since each is decoded as a row of its own."""
+    terms, glossary = options.terms, dict(options.glossary)
     limit = state.settings.max_source_tokens
     # a model without attention cannot copy: what it cannot spell would come back as "⁇"
     kinds = state.settings.keep_verbatim if loaded.manifest.attention != "none" else []
@@ -205,8 +206,9 @@ def _pieces(state: ServiceState, loaded: LoadedModel, name: str, sentences: list
     pieces = []
     for sentence in sentences:
         spans = verbatim_spans(sentence.text, kinds, terms)
+        copies = [glossary.get(sentence.text[start:end], sentence.text[start:end]) for start, end in spans]
         # Without spans, the plain encoding: the same ids, a fifth of the time on the event loop.
-        split = codec.split_source(sentence.text, spans) if spans else None
+        split = codec.split_source(sentence.text, spans, copies) if spans else None
         ids = [*split.ids, codec.eos_id] if split is not None else codec.source_ids(sentence.text)
         if len(ids) > limit:
             what = name if len(sentences) == 1 else f"a sentence of {name}"
@@ -412,31 +414,29 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-def _decode(loaded: LoadedModel, piece: _Piece, result: TranslationResult | Alternative,
-            glossary: Mapping[str, str]) -> str:
-    """Target text, with each <unk> replaced by the unknown source text it attended to most, or by
-    that text's translation in the client's `glossary`."""
+def _decode(loaded: LoadedModel, piece: _Piece, result: TranslationResult | Alternative) -> str:
+    """Target text, with each <unk> replaced by the unknown source text it attended to most (a
+    glossary term: its translation, SourcePieces.copies)."""
     codec = loaded.codec
     if result.attention is None or codec.unk_id not in result.target_ids:
         return codec.decode(result.target_ids)
     split = piece.split(codec)
-    replacements = unk_replace(result.target_ids, result.attention, split.ids, split.surfaces, codec.unk_id)
-    kept = {surface.strip() for surface, whole in zip(split.surfaces, split.kept, strict=False) if whole}
+    copies = split.copies or split.surfaces
+    replacements = unk_replace(result.target_ids, result.attention, split.ids, copies, codec.unk_id)
+    kept = {copy.strip() for copy, whole in zip(copies, split.kept, strict=False) if whole}
     whole = [position for position, text in enumerate(replacements) if text and text in kept]
-    for position in whole:
-        replacements[position] = glossary.get(replacements[position] or "", replacements[position])
     return codec.decode_replacing(result.target_ids, replacements, whole)
 
 
 def _alternatives(model: LoadedModel, text: str, pieces: list[_Piece], results: list[TranslationResult | None],
-                  sentences: list[str], count: int, glossary: Mapping[str, str], seen: set[str]) -> list[str]:
+                  sentences: list[str], count: int, seen: set[str]) -> list[str]:
     """Up to `count` other translations of a text: the k-th puts together each sentence's k-th
     alternative, or its own translation (`sentences`) where the beam finished fewer; none twice,
     nor one in `seen` (the translation itself)."""
     found: list[str] = []
     for rank in range(count):
         parts = [sentence if result is None or rank >= len(result.alternatives)
-                 else _decode(model, piece, result.alternatives[rank], glossary)
+                 else _decode(model, piece, result.alternatives[rank])
                  for piece, result, sentence in zip(pieces, results, sentences, strict=True)]
         alternative = _in_layout_of(text, _joined(parts, pieces))
         if alternative not in seen:
@@ -445,11 +445,11 @@ def _alternatives(model: LoadedModel, text: str, pieces: list[_Piece], results: 
     return found
 
 
-def _attended(model: LoadedModel, pieces: list[_Piece], results: list[TranslationResult],
-              glossary: Mapping[str, str]) -> Attended:
+def _attended(model: LoadedModel, text: str, pieces: list[_Piece], results: list[TranslationResult]) -> Attended:
     """One text's attention from its sentences' own: each sentence's block (its pieces and its eos,
     in both directions) on the diagonal, zeros elsewhere, since a sentence's rows attend only over
-    its own source; word indices run over the whole text."""
+    its own source; word indices run over the whole text. The translation keeps the text's layout,
+    as /v1/translate's does."""
     codec = model.codec
     source_tokens: list[str] = []
     target_tokens: list[str] = []
@@ -476,10 +476,10 @@ def _attended(model: LoadedModel, pieces: list[_Piece], results: list[Translatio
     for block in blocks:
         matrix[row: row + block.shape[0], column: column + block.shape[1]] = block
         row, column = row + block.shape[0], column + block.shape[1]
-    translations = [_decode(model, piece, result, glossary) for piece, result in zip(pieces, results, strict=True)]
+    translations = [_decode(model, piece, result) for piece, result in zip(pieces, results, strict=True)]
     return Attended(
         model=model,
-        translation=_joined(translations, pieces),
+        translation=_in_layout_of(text, _joined(translations, pieces)),
         truncated=any(result.cut_at_max_length for result in results),
         confidence=confidence(results),
         source_tokens=source_tokens,
@@ -563,11 +563,10 @@ async def _translate(
 ) -> tuple[LoadedModel, list[TextTranslation]]:
     texts, sentences_by_text = _prepared(state, texts, options, names)
     options = _client_terms(options)
-    glossary = dict(options.glossary)
 
     async def work(model: LoadedModel) -> tuple[LoadedModel, list[TextTranslation]]:
         deadline = time.monotonic() + state.settings.request_timeout_s
-        layout = [_pieces(state, model, _name(names, position), sentences, options.terms)
+        layout = [_pieces(state, model, _name(names, position), sentences, options)
                   for position, sentences in enumerate(sentences_by_text)]
         group = next(_request_groups)
         requests = [
@@ -582,15 +581,14 @@ async def _translate(
         translations = []
         for text, pieces in zip(texts, layout, strict=True):
             own = [None if piece.empty else next(results) for piece in pieces]
-            sentences = ["" if result is None else _decode(model, piece, result, glossary)
+            sentences = ["" if result is None else _decode(model, piece, result)
                          for piece, result in zip(pieces, own, strict=True)]
             translation = _in_layout_of(text, _joined(sentences, pieces))
             translations.append(TextTranslation(
                 text=translation,
                 truncated=any(result is not None and result.cut_at_max_length for result in own),
                 confidence=confidence(result for result in own if result is not None),
-                alternatives=_alternatives(model, text, pieces, own, sentences, options.alternatives, glossary,
-                                           {translation})))
+                alternatives=_alternatives(model, text, pieces, own, sentences, options.alternatives, {translation})))
         return model, translations
 
     return await cancel_on_disconnect(request, state.registry.run(loaded, work))
@@ -599,20 +597,20 @@ async def _translate(
 async def attend(state: ServiceState, request: Request, text: str, options: Options) -> Attended:
     """Translation of one text with its attention matrix and word alignment."""
     loaded = check_limits(state, [text], options)
-    _, (sentences,) = _prepared(state, [text], options)
+    (text,), (sentences,) = _prepared(state, [text], options)
     options = _client_terms(options)
 
     async def work(model: LoadedModel) -> Attended:
         if model.manifest.attention == "none":
             raise AttentionUnavailable(f"model {model.name} version {model.version} has no attention")
-        pieces = [piece for piece in _pieces(state, model, _name(None, 0), sentences, options.terms) if not piece.empty]
+        pieces = [piece for piece in _pieces(state, model, _name(None, 0), sentences, options) if not piece.empty]
         if not pieces:
             return Attended(model, "", False, None, [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
         deadline = time.monotonic() + state.settings.request_timeout_s
         group = next(_request_groups)
         requests = [_request(model, options, piece, deadline, want_attention=True, group=group) for piece in pieces]
         results = await _translate_rows(state, request, model, pieces, requests)
-        return _attended(model, pieces, results, dict(options.glossary))
+        return _attended(model, text, pieces, results)
 
     if loaded.manifest.attention == "none":
         raise AttentionUnavailable(f"model {loaded.name} version {loaded.version} has no attention")

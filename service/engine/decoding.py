@@ -35,8 +35,8 @@ class Hypothesis:
     attention: np.ndarray | None  # [steps, src_len] float32, one row per generated token incl. eos
     # eos was forced at max_length while the model preferred another token: the translation is cut short.
     cut_short: bool
-    # How many tokens `score` sums over: target_ids and the eos, except where a beam ended at its
-    # length limit (it ends as it is, no eos scored).
+    # How many tokens `score` sums over: target_ids and the eos (at the length limit the forced one,
+    # as the model rates it); fewer only for a beam that finished nothing (target_ids alone).
     scored_tokens: int
 
 
@@ -142,6 +142,9 @@ class _Finished:
     step: int  # the step that generated eos
     parent: int  # the live row (of step - 1) it continued
     cut_short: bool  # eos was forced at max_length; the row's own best token was another
+    # At max_length: the log-probability the model gave that eos, which ranking ignores (`score`
+    # holds the tokens before it) but the hypothesis's own score counts, as greedy search's does.
+    forced_eos_log_prob: float = 0.0
 
 
 class BeamSearch:
@@ -234,7 +237,8 @@ class BeamSearch:
                 if rank < self._k:
                     normalized = total / length_penalty(step if forced else step + 1, self._alpha)
                     cut_short = forced and int(np.argmax(log_probs[parent])) != self._special.eos_id
-                    self._finished.append(_Finished(normalized, total, step, parent, cut_short))
+                    eos = float(log_probs[parent, self._special.eos_id]) if forced else 0.0
+                    self._finished.append(_Finished(normalized, total, step, parent, cut_short, eos))
                     ended += 1
                 continue
             parents.append(parent)
@@ -286,9 +290,9 @@ class BeamSearch:
         tokens, rows = self._trace(chosen.step - 1, chosen.parent)
         if self._attention:
             rows.append(self._attention[chosen.step][chosen.parent])
-        scored = len(tokens) + int(chosen.step < self._max_length)  # an eos at the limit costs nothing
         attention = np.stack(rows) if self._want_attention and rows else None
-        return Hypothesis(tokens, chosen.score, attention, chosen.cut_short, scored)
+        return Hypothesis(tokens, chosen.score + chosen.forced_eos_log_prob, attention, chosen.cut_short,
+                          len(tokens) + 1)
 
     def ranked(self, count: int) -> list[Hypothesis]:
         """The best `count` finished hypotheses with different tokens, best first (the first is `best()`);

@@ -284,3 +284,30 @@ def test_copied_text_is_written_as_it_is_even_when_it_spells_a_piece(codec: Code
     split = codec.split_source(text, [(4, 5)])
     replacements = [copy if token == UNK_ID else None for token in split.ids]
     assert codec.decode_replacing(split.ids, replacements) == f"the {copy} house"
+
+
+def test_an_unk_with_nothing_to_copy_takes_the_comma_it_repeated_along() -> None:
+    # "the, <unk>, <unk>, house" with one source <unk>: the second stands for nothing (a model writing a
+    # list longer than the source's); its comma went with it, where "the, 555,, house" came back.
+    # The shipped tokenizer: the fixture's has no punctuation.
+    codec = Codec(Path(__file__).resolve().parents[2] / "model_store" / "en-de" / "3" / "tokenizer.model")
+    the, house = codec.encode("the"), codec.encode("house")
+    comma = codec.encode("the,")[len(the):]
+    word_start = codec.split_source("the x", [(4, 5)]).ids[len(the)]
+    ids = [*the, *comma, word_start, UNK_ID, *comma, word_start, UNK_ID, *comma, *house]
+    replacements: list[str | None] = [None] * len(ids)
+    first = len(the) + len(comma) + 1
+    replacements[first], replacements[first + len(comma) + 2] = "555", ""
+    assert codec.decode_replacing(ids, replacements) == "the, 555, house"
+
+
+def test_a_kept_span_may_be_copied_as_something_else(codec: Codec) -> None:
+    # a glossary term: shown as sent (the attention view), written as its translation
+    split = codec.split_source("the x house \u2603y", [(4, 5), (13, 14)], ["Xaver", "Yvonne"])
+    unknown = [position for position, token in enumerate(split.ids) if token == UNK_ID]
+    assert [split.surfaces[p].strip() for p in unknown] == ["x", "\u2603y"]  # the snowman joins the span's <unk>
+    assert [split.copies[p].strip() for p in unknown] == ["Xaver", "\u2603Yvonne"]
+    others = [p for p in range(len(split.ids)) if p not in unknown]
+    assert [split.copies[p] for p in others] == [split.surfaces[p] for p in others]
+    with pytest.raises(ValueError, match="copies"):
+        codec.split_source("the x house", [(4, 5)], ["a", "b"])

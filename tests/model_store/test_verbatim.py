@@ -17,6 +17,7 @@ def kept(text: str, kinds: tuple = ("url", "email", "path", "number")) -> list[s
 @pytest.mark.parametrize(("text", "expected"), [
     ("Visit https://example.com/docs/install?lang=en#top for details.", ["https://example.com/docs/install?lang=en#top"]),
     ("Download it (see www.libreoffice.org/download/).", ["www.libreoffice.org/download/"]),
+    ("See github.com/org/Apply and example.org/docs/ for details.", ["github.com/org/Apply", "example.org/docs/"]),
     ("The wiki (https://en.wikipedia.org/wiki/Foo_(bar)) says so.", ["https://en.wikipedia.org/wiki/Foo_(bar)"]),
     ("Write to support@example.org, or to anna.schmidt@firma.de.", ["support@example.org", "anna.schmidt@firma.de"]),
     ("Open C:\\Users\\anna\\report.docx now.", ["C:\\Users\\anna\\report.docx"]),
@@ -41,6 +42,7 @@ def test_addresses_paths_and_fragile_numbers_are_kept(text: str, expected: list[
     "It has 25,000 pages and costs 12.5%, $3.50 or 1,234.",  # one separator: German writes 25.000
     "Use and/or in km/h, as in MM/DD/YYYY; cell A1:E10 holds 4711 or 1234567.",
     "The /s switch and a lone / or http:// mean nothing here.",
+    "St.Gallen/Zurich by train, see Fig.3/4 or Abb.7/8.",  # no lowercase domain before the slash
 ])
 def test_what_the_model_may_translate_is_left_to_it(text: str) -> None:
     assert kept(text) == []
@@ -68,6 +70,23 @@ def test_terms_a_client_asked_for_are_kept_as_whole_words() -> None:
     assert kept(text, ()) == []
     spans = verbatim_spans(text, (), ("git commit", "C++", "Save As...", "Save"))
     assert [text[start:end] for start, end in spans] == ["git commit", "C++", "Save As..."]  # longest first
+
+
+def test_terms_are_whole_words_whatever_their_own_ends() -> None:
+    text = "We use ASP.NET and .NET, C++11 and C++, US$5 and $ 5, (Apply) and Apply_All."
+    spans = verbatim_spans(text, (), (".NET", "C++", "$", "Apply"))
+    assert [text[start:end] for start, end in spans] == [".NET", "C++", "$", "Apply"]
+    assert [start for start, _ in spans] == [text.index(" .NET") + 1, text.index("C++,"), text.index("$ 5"),
+                                             text.index("Apply)")]
+
+
+def test_a_term_holding_an_address_is_kept_whole() -> None:
+    text = "Please Visit www.example.com today, or open the file /etc/hosts, or www.example.com/a b."
+    terms = ("Visit www.example.com", "file /etc/hosts", "com/a b")
+    spans = verbatim_spans(text, ("url", "path"), terms)
+    # the first two hold their addresses whole; the third would cut one, which stays as found
+    assert [text[start:end] for start, end in spans] == ["Visit www.example.com", "file /etc/hosts",
+                                                         "www.example.com/a"]
 
 
 def test_an_address_holding_a_term_is_kept_whole_and_a_term_holding_a_number_too() -> None:
