@@ -31,10 +31,17 @@ _URL = re.compile(r"(?<![\w@.+-])(?:[a-z][a-z0-9+.-]*://|www\.)[^\s<>\"“”„
 # path (github.com/org/repo, example.org/docs). Lowercase only: "St.Gallen/Zurich" is no address.
 _BARE_URL = re.compile(r"(?<![\w@.+/-])(?:[a-z0-9][a-z0-9-]*\.)+[a-z]{2,}/[^\s<>\"“”„‘’‚«»‹›]*")
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# A Windows path's folder names may hold single spaces (C:\Program Files\...), as may its last name
+# when it ends in an extension and has no other dot (My Report.docx, not "a.txt and b.txt"); no name
+# holds a colon, so a second path in the sentence is never part of the first.
+_WINDOWS_CHARACTER = r"[^\s<>\"|?*\\:]"
+_WINDOWS_TAIL = (r"(?:" + _WINDOWS_CHARACTER + r"+(?: " + _WINDOWS_CHARACTER + r"+)*\\)*"  # folders
+                 r"(?:[^\s<>\"|?*\\:.]+(?: [^\s<>\"|?*\\:.]+)+\.[A-Za-z0-9]{1,5}(?![\w.])"  # a name with spaces
+                 r"|" + _WINDOWS_CHARACTER + r"*)")  # a name without
 _PATH = re.compile(
     r"(?<![\w/\\.~%@+-])(?:"
-    r"[A-Za-z]:\\[^\s<>\"|?*]*"  # C:\Users\anna\report.docx
-    r"|\\\\[\w.$-]+(?:\\[^\s<>\"|?*\\]+)+"  # \\server\share\file
+    r"[A-Za-z]:\\" + _WINDOWS_TAIL +  # C:\Program Files\LibreOffice\program\soffice.exe
+    r"|\\\\[\w.$-]+\\" + _WINDOWS_TAIL +  # \\server\My Share\file
     r"|(?:~|\.{1,2})?/[\w.@%+~-]+(?:/[\w.@%+~-]*)+"  # /etc/nginx/nginx.conf, ~/notes/a.txt, ./bin/run
     r"|[\w.-]+(?:/[\w.-]+)+\.[A-Za-z][A-Za-z0-9]{0,4}(?![\w/])"  # data/2024/summary.csv
     r")"

@@ -147,10 +147,11 @@ CONFIDENCE_DESCRIPTION = ("How sure the model was: the geometric mean of the pro
                           "README \"Confidence\"); it is not a probability of being right.")
 
 
-ALTERNATIVES_DESCRIPTION = ("Other translations, best first, when `alternatives` asked for them (fewer when the beam "
-                            "finished fewer; none equals `text` or another); for a text of several sentences, the "
-                            "k-th puts together each sentence's k-th alternative, or its translation where it has "
-                            "none.")
+ALTERNATIVES_DESCRIPTION = ("Other translations, best first, when `alternatives` asked for them: hypotheses the beam "
+                            "finished that write every address, number and term the translation had to keep (fewer "
+                            "when it finished fewer; none equals `text` or another); for a text of several sentences, "
+                            "the k-th puts together each sentence's k-th alternative, or its translation where it "
+                            "has none.")
 
 
 class Translation(BaseModel):

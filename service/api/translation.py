@@ -158,12 +158,12 @@ class _Piece:
         return len(self.ids) < 2
 
 
-def split_texts(state: ServiceState, texts: list[str], beam_size: int,
+def split_texts(state: ServiceState, texts: list[str], options: Options,
                 names: list[str] | None = None) -> list[list[Sentence]]:
     """Each text cut into its sentences and lines, each decoded as a row of its own (whole when
     TRANSLATOR_MAX_SENTENCES_PER_TEXT is 1). Never grouped to fit a limit (grouped lines lost their
     line breaks, and content): a text with more sentences than TRANSLATOR_MAX_SENTENCES_PER_TEXT, or
-    a request with more decoder rows in all (sentences x beam_size) than
+    a request with more decoder rows in all (sentences x beam_size, widened for alternatives) than
     TRANSLATOR_MAX_ROWS_PER_REQUEST, is refused (413) before any work. `names`: what a refusal calls
     each text (default "text <position>")."""
     settings = state.settings
@@ -177,11 +177,13 @@ def split_texts(state: ServiceState, texts: list[str], beam_size: int,
                                   f"{per_text} per text: send it in parts")
         layout.append(sentences)
     count = sum(len(sentences) for sentences in layout)
-    rows = count * beam_size
+    rows = count * options.beam_rows
     if rows > settings.max_rows_per_request:
-        raise PayloadTooLarge(f"{count} sentences and lines at beam_size {beam_size} need {rows} decoder rows; at "
+        beam = f"beam_size {options.beam_size}" if options.beam_rows == options.beam_size else \
+            f"a beam of {options.beam_rows} (for {options.alternatives} alternatives)"
+        raise PayloadTooLarge(f"{count} sentences and lines at {beam} need {rows} decoder rows; at "
                               f"most {settings.max_rows_per_request} per request: send fewer or shorter texts, "
-                              "or a smaller beam")
+                              + ("or fewer alternatives" if options.alternatives else "or a smaller beam"))
     return layout
 
 
@@ -431,13 +433,21 @@ def _decode(loaded: LoadedModel, piece: _Piece, result: TranslationResult | Alte
 def _alternatives(model: LoadedModel, text: str, pieces: list[_Piece], results: list[TranslationResult | None],
                   sentences: list[str], count: int, seen: set[str]) -> list[str]:
     """Up to `count` other translations of a text: the k-th puts together each sentence's k-th
-    alternative, or its own translation (`sentences`) where the beam finished fewer; none twice,
-    nor one in `seen` (the translation itself)."""
+    alternative, or its own translation (`sentences`) where it has fewer; none twice, nor one in
+    `seen` (the translation itself). A sentence's alternatives are the beam's other hypotheses that
+    write every <unk> of its source, as its translation was made to (a kept address, a glossary
+    term: the copy retry), and some text."""
+    unk = model.codec.unk_id
+    own: list[list[str]] = []
+    for piece, result in zip(pieces, results, strict=True):
+        needed = piece.ids.count(unk)
+        candidates = [] if result is None else [
+            _decode(model, piece, other) for other in result.alternatives if other.target_ids.count(unk) >= needed]
+        own.append([candidate for candidate in candidates if candidate.strip()])
     found: list[str] = []
     for rank in range(count):
-        parts = [sentence if result is None or rank >= len(result.alternatives)
-                 else _decode(model, piece, result.alternatives[rank])
-                 for piece, result, sentence in zip(pieces, results, sentences, strict=True)]
+        parts = [others[rank] if rank < len(others) else sentence for others, sentence in zip(own, sentences,
+                                                                                                strict=True)]
         alternative = _in_layout_of(text, _joined(parts, pieces))
         if alternative not in seen:
             seen.add(alternative)
@@ -552,7 +562,7 @@ def _prepared(state: ServiceState, texts: list[str], options: Options,
               names: list[str] | None = None) -> tuple[list[str], list[list[Sentence]]]:
     """The texts normalised (_normalised), and their sentences (split_texts' limits apply)."""
     texts = [_normalised(text) for text in texts]
-    sentences_by_text = split_texts(state, texts, options.beam_rows, names)
+    sentences_by_text = split_texts(state, texts, options, names)
     _log_texts(state, texts)
     return texts, sentences_by_text
 

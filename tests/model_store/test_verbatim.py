@@ -21,6 +21,11 @@ def kept(text: str, kinds: tuple = ("url", "email", "path", "number")) -> list[s
     ("The wiki (https://en.wikipedia.org/wiki/Foo_(bar)) says so.", ["https://en.wikipedia.org/wiki/Foo_(bar)"]),
     ("Write to support@example.org, or to anna.schmidt@firma.de.", ["support@example.org", "anna.schmidt@firma.de"]),
     ("Open C:\\Users\\anna\\report.docx now.", ["C:\\Users\\anna\\report.docx"]),
+    ("Run C:\\Program Files (x86)\\LibreOffice\\soffice.exe or \\\\srv\\My Share\\My Report.docx now.",
+     ["C:\\Program Files (x86)\\LibreOffice\\soffice.exe", "\\\\srv\\My Share\\My Report.docx"]),
+    # names with spaces only before another name or an extension; no name holds a colon or, spaced, a dot
+    ("Copy C:\\a.txt to D:\\b.txt, C:\\x\\a.txt and b.txt; in C:\\Program Files the apps.",
+     ["C:\\a.txt", "D:\\b.txt", "C:\\x\\a.txt", "C:\\Program"]),
     ("Edit /etc/nginx/nginx.conf and ~/notes/todo.txt.", ["/etc/nginx/nginx.conf", "~/notes/todo.txt"]),
     ("Copy data/2024/summary.csv here.", ["data/2024/summary.csv"]),
     ("Call 555-0199 or +49 30 1234567 or +1 (555) 123-4567.", ["555-0199", "+49 30 1234567", "+1 (555) 123-4567"]),

@@ -124,6 +124,27 @@ def test_alternatives_come_from_the_beam_the_translation_came_from() -> None:
     assert libre == {"translatedText": asked[0]["text"], "alternatives": asked[0]["alternatives"]}
 
 
+def test_alternatives_keep_what_the_translation_had_to_keep() -> None:
+    """Every alternative writes the addresses, numbers and glossary terms its translation had to (the
+    copy retry makes the translation do so; other hypotheses that skip them are not offered), and
+    none drops a sentence or is empty."""
+    body = {"texts": ["The document 192.168.1.20 was deleted.", "The file could not be opened.", "Apply",
+                      "https://example.com", "\U0001F600\nThe house is small."],
+            "glossary": {"file": "Datei", "Apply": "Übernehmen"}, "alternatives": 7}
+    with TestClient(create_app(Settings(intra_op_threads=1))) as client:
+        answer = client.post("/v1/translate", json=body)
+    assert answer.status_code == 200, answer.text
+    translations = answer.json()["translations"]
+    must = ["192.168.1.20", "Datei", "Übernehmen", "https://example.com", "\U0001F600"]
+    assert sum(len(t["alternatives"]) for t in translations) >= 5  # the beam finished some that keep them
+    for translation, kept in zip(translations, must, strict=True):
+        assert kept in translation["text"]
+        for other in translation["alternatives"]:
+            assert kept in other, (translation, other)
+            assert len(other.split("\n")) == len(translation["text"].split("\n"))
+            assert all(line.strip() for line in other.split("\n")), other
+
+
 def _counter(client: TestClient, sample: str) -> float:
     lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(sample + " ")]
     return float(lines[0].split()[-1]) if lines else 0.0

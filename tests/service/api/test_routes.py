@@ -421,7 +421,9 @@ def test_alternatives_are_other_translations_the_beam_finished(make_client: Clie
             assert all(other.count("\n") == 1 for other in others)
     # the beam is widened to alternatives + 1 rows a sentence: 3 sentences x 4 rows fit 12, 4 do not
     assert client.post("/v1/translate", json={"texts": texts, "alternatives": 3}).status_code == 200
-    assert_error(client.post("/v1/translate", json={"texts": [*texts, "big"], "alternatives": 3}), 413, "too_large")
+    refused = client.post("/v1/translate", json={"texts": [*texts, "big"], "alternatives": 3, "beam_size": 2})
+    message = assert_error(refused, 413, "too_large")["error"]["message"]
+    assert "a beam of 4 (for 3 alternatives) need 16 decoder rows" in message and "fewer alternatives" in message
     # none unless asked for
     assert client.post("/v1/translate", json={"text": "hello world"}).json()["translations"][0]["alternatives"] == []
     for wrong in (8, -1, True, "2", 1.5):
