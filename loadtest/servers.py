@@ -112,11 +112,13 @@ def start_service(store: Path, log_path: Path, settings: dict[str, str] | None =
 
 def service_env(store: Path, settings: dict[str, str] | None = None) -> dict[str, str]:
     """The environment a service process under test gets: this process's, without its TRANSLATOR_*
-    variables, plus the store and `settings` (TRANSLATOR_* without the prefix). Also what
-    loadtest.lone_model runs in, so that it loads the model as that server does."""
+    variables, plus the store, no translation cache, and `settings` (TRANSLATOR_* without the prefix).
+    Also what loadtest.lone_model runs in, so that it loads the model as that server does."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("TRANSLATOR_")}
+    # The benchmarks measure the engine: the same sentences are sent again and again, which the
+    # translation cache would answer without it (and the naive baseline has none). Off unless asked.
     env |= {"TRANSLATOR_MODEL_STORE": str(Path(store).resolve()), "TRANSLATOR_LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1"}
+            "TRANSLATOR_CACHE_ENTRIES": "0", "PYTHONUNBUFFERED": "1"}
     env |= {f"TRANSLATOR_{key.upper()}": str(value) for key, value in (settings or {}).items()}
     return env
 

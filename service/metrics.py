@@ -121,6 +121,13 @@ class ServiceMetrics:
             buckets=_CONFIDENCE_BUCKETS,
             registry=r,
         )
+        self.cache_lookups = Counter(
+            "translator_cache_lookups",
+            "Sentences looked up in the translation cache (TRANSLATOR_CACHE_ENTRIES), by result: hit "
+            "(answered from it, no engine work) or miss (decoded, then kept).",
+            ["result"],
+            registry=r,
+        )
         self.padding_waste = Gauge(
             "translator_padding_waste_ratio",
             "Fraction of source positions (encoder and decoder steps) that were padding, since start.",
@@ -159,6 +166,8 @@ class ServiceMetrics:
             self.rejected.labels(reason=reason)
         for outcome in COPY_OUTCOMES:
             self.copy_retries.labels(outcome=outcome)
+        self._cache_hits, self._cache_misses = self.cache_lookups.labels(result="hit"), \
+            self.cache_lookups.labels(result="miss")
         self._padded_total = 0
         self._positions_total = 0
         self._http_counters: dict[tuple[str, str, int], Any] = {}
@@ -220,6 +229,12 @@ class ServiceMetrics:
         if outcome not in COPY_OUTCOMES:
             raise ValueError(f"unknown copy retry outcome {outcome!r}")
         self.copy_retries.labels(outcome=outcome).inc()
+
+    def observe_cache(self, hits: int, misses: int) -> None:
+        if hits:
+            self._cache_hits.inc(hits)
+        if misses:
+            self._cache_misses.inc(misses)
 
     def observe_confidence(self, model: str, confidence: float) -> None:
         self.confidence.labels(model=model).observe(confidence)

@@ -17,6 +17,7 @@ from typing import TypeVar
 from model_store import Manifest, ManifestError, list_models, resolve_artifact, verify_artifact
 from model_store.codec import Codec
 from service.engine import Draining, Scheduler, SchedulerConfig, SchedulerSnapshot, Seq2SeqModel, SpecialIds
+from service.engine.result_cache import ResultCache
 from service.engine.types import DEFAULT_LENGTH_PENALTY
 from service.metrics import ServiceMetrics
 from service.settings import ModelSpec, Settings
@@ -63,6 +64,8 @@ class LoadedModel:
     scheduler: Scheduler
     variant: str
     providers: list[str] = field(default_factory=list)
+    # this version's finished sentences (TRANSLATOR_CACHE_ENTRIES; a reload starts with an empty one)
+    cache: ResultCache = field(default_factory=lambda: ResultCache(0))
 
     @property
     def name(self) -> str:
@@ -198,6 +201,7 @@ class ModelRegistry:
             scheduler=scheduler,
             variant=self._settings.variant,
             providers=providers,
+            cache=ResultCache(self._settings.cache_entries),
         )
         log.info(
             "model loaded",

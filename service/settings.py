@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     # addresses, file paths, numbers the model would mangle ("2024-05-17" came back "2024-17").
     # Empty ("" in the environment): everything goes to the model as written.
     keep_verbatim: Annotated[list[VerbatimKind], NoDecode] = Field(default_factory=lambda: list(VERBATIM_KINDS))
+    # Finished sentence translations kept per model version (service.engine.result_cache), so that a
+    # sentence asked again (menu labels, boilerplate) is answered without decoding it again; 0: none.
+    # The benchmarks run with 0, to measure the engine.
+    cache_entries: int = Field(default=4096, ge=0, le=10_000_000)
 
     @field_validator("models", mode="before")
     @classmethod

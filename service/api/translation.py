@@ -344,6 +344,24 @@ async def _submit_or_nothing(state: ServiceState, http_request: Request, model: 
 
 async def _submit_all(state: ServiceState, http_request: Request, loaded: LoadedModel,
                       requests: list[TranslationRequest]) -> list[TranslationResult]:
+    """The results of `requests`: those the model's cache holds from there (TRANSLATOR_CACHE_ENTRIES),
+    the others from the engine, then kept in the cache."""
+    cached = [loaded.cache.get(request) for request in requests]
+    state.metrics.observe_cache(hits=sum(result is not None for result in cached),
+                                misses=sum(result is None for result in cached))
+    missing = [request for request, result in zip(requests, cached, strict=True) if result is None]
+    computed = iter(await _submit_to_engine(state, loaded, missing) if missing else [])
+    results = []
+    for request, result in zip(requests, cached, strict=True):
+        if result is None:
+            result = next(computed)
+            loaded.cache.put(request, result)
+        results.append(result)
+    return results
+
+
+async def _submit_to_engine(state: ServiceState, loaded: LoadedModel,
+                            requests: list[TranslationRequest]) -> list[TranslationResult]:
     """Submit concurrently; if one fails, cancel the others (their rows are freed) and raise. At most a batch's
     worth of a request's sentences (TRANSLATOR_MAX_BATCH_ROWS) are in the engine at once, the next
     submitted as one ends, so that a long document neither fills the engine's queue (other clients

@@ -145,6 +145,20 @@ def test_alternatives_keep_what_the_translation_had_to_keep() -> None:
             assert all(line.strip() for line in other.split("\n")), other
 
 
+def test_a_repeat_from_the_cache_is_the_answer_the_engine_gave() -> None:
+    body = {"texts": ["Visit https://example.com/docs for details.", "Click Apply to save the file."],
+            "glossary": {"Apply": "Übernehmen"}, "alternatives": 2}
+    with TestClient(create_app(Settings(intra_op_threads=1, cache_entries=64))) as client:
+        first = client.post("/v1/translate", json=body).json()
+        hits_before = _counter(client, 'translator_cache_lookups_total{result="hit"}')
+        again = client.post("/v1/translate", json=body).json()
+        hits = _counter(client, 'translator_cache_lookups_total{result="hit"}') - hits_before
+        attention = [client.post("/v1/attention", json={"text": text}).json() for text in body["texts"]]
+        attention_again = [client.post("/v1/attention", json={"text": text}).json() for text in body["texts"]]
+    assert again == first and hits == 2
+    assert attention_again == attention
+
+
 def _counter(client: TestClient, sample: str) -> float:
     lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(sample + " ")]
     return float(lines[0].split()[-1]) if lines else 0.0

@@ -447,6 +447,41 @@ def test_libretranslate_alternatives_as_libretranslate_gives_them(client: TestCl
                  "invalid_request")
 
 
+def _cache_lookups(client: TestClient) -> dict[str, float]:
+    lines = client.get("/metrics").text.splitlines()
+    return {result: float(next(line for line in lines if line.startswith(
+        f'translator_cache_lookups_total{{result="{result}"}}')).split()[-1]) for result in ("hit", "miss")}
+
+
+def test_a_sentence_asked_again_comes_from_the_cache(make_client: ClientFactory) -> None:
+    client = make_client(cache_entries=16)
+    model = client.app.state.service.registry.default.model  # type: ignore[attr-defined]
+    body = {"texts": ["the house is small", "hello world\ngood morning"], "keep": ["world"]}
+    first = client.post("/v1/translate", json=body).json()
+    steps = model.steps
+    again = client.post("/v1/translate", json={**body, "texts": body["texts"][::-1]}).json()
+    assert model.steps == steps  # no decoder step: all three sentences were kept
+    assert again["translations"][::-1] == first["translations"]
+    assert _cache_lookups(client) == {"hit": 3, "miss": 3}
+    # a glossary translates the kept text its own way from the same cached result
+    glossary = client.post("/v1/translate", json={"text": "hello world", "glossary": {"world": "Welt"}}).json()
+    assert glossary["translations"][0]["text"] == "hello Welt" and model.steps == steps
+    # what decides the result is in the key: another beam is decoded, and so is attention asked for
+    client.post("/v1/translate", json={"text": "the house is small", "beam_size": 2})
+    assert model.steps > steps
+    attention = client.post("/v1/attention", json={"text": "the house is small"}).json()
+    assert attention["translation"] == "the house is small"
+    assert len(attention["weights"]) == len(attention["target_tokens"])
+    # off: every sentence is decoded
+    plain = make_client(cache_entries=0)
+    plain_model = plain.app.state.service.registry.default.model  # type: ignore[attr-defined]
+    for _ in range(2):
+        before = plain_model.steps
+        plain.post("/v1/translate", json={"text": "the house is small"})
+        assert plain_model.steps > before
+    assert _cache_lookups(plain) == {"hit": 0, "miss": 2}
+
+
 def test_libretranslate_html_keeps_the_markup(make_client: ClientFactory) -> None:
     """format html: every text node translated on its own (the echo model echoes), tags, attributes
     and code untouched; the limits on texts apply to the fragments as sent, not to their nodes, and a

@@ -1,0 +1,61 @@
+"""ResultCache: what decides a result is its key, least recently used entries go first, hits cost no
+engine time."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from service.engine import TranslationRequest, TranslationResult
+from service.engine.result_cache import ResultCache, cache_key
+
+
+def result(tokens: list[int]) -> TranslationResult:
+    return TranslationResult(target_ids=tokens, attention=np.ones((len(tokens) + 1, 3), np.float32), score=-1.5,
+                             scored_tokens=len(tokens) + 1, queue_wait_seconds=0.25, encode_seconds=0.5,
+                             decode_seconds=0.75, cut_at_max_length=False)
+
+
+def test_a_repeat_is_answered_with_the_result_and_no_engine_time() -> None:
+    cache = ResultCache(4)
+    request = TranslationRequest(source_ids=[5, 6, 3], deadline=1.0, group=7)
+    assert cache.get(request) is None
+    cache.put(request, result([9, 8]))
+    hit = cache.get(replace(request, deadline=99.0, group=8))  # scheduling fields decide nothing
+    assert hit is not None and hit.target_ids == [9, 8] and hit.score == -1.5
+    assert (hit.queue_wait_seconds, hit.encode_seconds, hit.decode_seconds) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("change", [
+    {"source_ids": [5, 7, 3]}, {"beam_size": 4}, {"max_length": 3}, {"length_penalty": 1.8},
+    {"want_attention": True}, {"min_unknown_tokens": 1, "beam_size": 5}, {"alternatives": 1, "beam_size": 2},
+])
+def test_what_decides_a_result_is_in_its_key(change: dict[str, object]) -> None:
+    request = TranslationRequest(source_ids=[5, 6, 3])
+    other = replace(request, **change)  # type: ignore[arg-type]
+    assert cache_key(other) != cache_key(request)
+    cache = ResultCache(4)
+    cache.put(request, result([1]))
+    assert cache.get(other) is None
+
+
+def test_the_least_recently_used_entry_goes_first() -> None:
+    cache = ResultCache(2)
+    first, second, third = (TranslationRequest(source_ids=[token, 3]) for token in (10, 11, 12))
+    cache.put(first, result([1]))
+    cache.put(second, result([2]))
+    assert cache.get(first) is not None  # now the most recently used
+    cache.put(third, result([3]))
+    assert len(cache) == 2
+    assert cache.get(second) is None and cache.get(first) is not None and cache.get(third) is not None
+
+
+def test_no_entries_keeps_nothing() -> None:
+    cache = ResultCache(0)
+    request = TranslationRequest(source_ids=[5, 3])
+    cache.put(request, result([1]))
+    assert cache.get(request) is None and len(cache) == 0
+    with pytest.raises(ValueError):
+        ResultCache(-1)
