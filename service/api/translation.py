@@ -344,8 +344,8 @@ async def _submit_or_nothing(state: ServiceState, http_request: Request, model: 
 
 async def _submit_all(state: ServiceState, http_request: Request, loaded: LoadedModel,
                       requests: list[TranslationRequest]) -> list[TranslationResult]:
-    """The results of `requests`: those the model's cache holds from there (TRANSLATOR_CACHE_ENTRIES),
-    the others from the engine, then kept in the cache."""
+    """The results of `requests`, in order: from the model version's cache where it holds an equal
+    request's (TRANSLATOR_CACHE_ENTRIES), else from the engine, and then kept there."""
     cached = [loaded.cache.get(request) for request in requests]
     state.metrics.observe_cache(hits=sum(result is not None for result in cached),
                                 misses=sum(result is None for result in cached))
