@@ -14,7 +14,8 @@ from service.api.deps import KeyAndServing, service_state
 from service.api.errors import AttentionUnavailable, PayloadTooLarge, error_responses
 from service.api.routes_translate import TRANSLATION_ERRORS
 from service.api.schemas import AttentionRequest, AttentionResponse, ModelRef
-from service.api.translation import Options, attend
+from service.api.source_text import Options
+from service.api.translation import attend
 
 router = APIRouter(tags=["translation"])
 

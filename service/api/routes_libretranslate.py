@@ -21,7 +21,8 @@ from service.api.errors import InvalidInput, UnsupportedMediaType, error_respons
 from service.api.routes_translate import TRANSLATION_ERRORS
 from service.api.schemas import Language, LibreTranslateRequest, LibreTranslateResponse
 from service.api.security import check_api_key, key_from_headers
-from service.api.translation import Options, translate_html, translate_texts
+from service.api.source_text import Options
+from service.api.translation import translate_html, translate_texts
 
 router = APIRouter(tags=["libretranslate"])
 

@@ -22,7 +22,8 @@ from service.api.errors import (
     error_responses,
 )
 from service.api.schemas import ModelRef, TranslateRequest, TranslateResponse, Translation
-from service.api.translation import Options, translate_texts
+from service.api.source_text import Options
+from service.api.translation import translate_texts
 
 router = APIRouter(tags=["translation"])
 

@@ -1,9 +1,11 @@
 """A translation request's path through the HTTP layer: limits, model choice, encode, submit, decode.
 
 Shared by /v1/translate, /v1/attention and the LibreTranslate route. Every limit is checked before
-any work; each text is cut into its sentences (model_store.sentences), and every sentence of every
-text goes to the scheduler concurrently, as its own row; a client that goes away cancels its
-submissions. HTTP edge only: must not import onnxruntime.
+any work; each text is cut into its sentences and each sentence into pieces (service.api.source_text),
+and every sentence of every text goes to the scheduler concurrently, as its own row (or comes from the
+model version's cache); a sentence that left out text it had to copy is translated again; the results
+become text again in service.api.target_text. A client that goes away cancels its submissions. HTTP
+edge only: must not import onnxruntime.
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import re
 import time
-import unicodedata
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -21,9 +21,7 @@ from typing import TypeVar
 import numpy as np
 from starlette.requests import Request
 
-from model_store.codec import Codec, SourcePieces, word_index_of_pieces
-from model_store.sentences import LINE_BREAK, Sentence, split_sentences
-from model_store.verbatim import verbatim_spans
+from model_store.sentences import Sentence
 from service.api.deps import ServiceState
 from service.api.errors import (
     AttentionUnavailable,
@@ -34,33 +32,21 @@ from service.api.errors import (
 )
 from service.api.html_text import HtmlDocument
 from service.api.middleware import SERVER_TIMING_STATE
-from service.engine import (
-    Alternative,
-    EngineError,
-    TranslationRequest,
-    TranslationResult,
-    confidence,
-    moses_format,
-    unk_replace,
-    word_alignment,
+from service.api.source_text import Options, Piece, client_terms, normalised, source_pieces, split_texts, text_name
+from service.api.target_text import (
+    EOS_TOKEN,
+    Attended,
+    alternatives_of,
+    attended,
+    decode_sentence,
+    in_layout_of,
+    joined,
 )
+from service.engine import EngineError, TranslationRequest, TranslationResult, confidence
 from service.models import LoadedModel
 
 log = logging.getLogger("service.api.translation")
-# Control characters that are not whitespace (C0, DEL, C1), and invisible format marks that do not
-# separate words (soft hyphen, direction marks, word joiner, byte order mark): dropped before
-# anything else. SentencePiece's normalisation drops some and makes others <unk> or a word break,
-# and the <unk> copy-through takes source text as sent, so a NUL inside a word came back in the
-# translation ("a\x00b" -> "a a\x00b b"). Whitespace controls (tab, form feed, the separators
-# U+001C-U+001F, U+0085) are layout: line breaks to the sentence splitter, spaces within a sentence.
-# Noncharacters (U+FDD0-U+FDEF, U+FFFE, U+FFFF) are no text either, and the codec's VERBATIM_MARK is one.
-_CONTROL_CHARACTERS = re.compile(
-    r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u180e\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069"
-    r"\ufdd0-\ufdef\ufeff\ufffe\uffff]")
-# Within a sentence, any run of whitespace (and zero-width spaces) is one word break.
-_SPACES = re.compile(r"[\s\u200b]+")
 T = TypeVar("T")
-EOS_TOKEN = "</s>"
 # A sentence that skipped text it can only copy is translated again by a beam this wide (the
 # width the shipped models' beam scores were measured with).
 COPY_RETRY_BEAM_SIZE = 5
@@ -70,47 +56,11 @@ _request_groups = itertools.count()
 
 
 @dataclass(frozen=True)
-class Options:
-    source: str | None = None
-    target: str | None = None
-    beam_size: int = 1
-    max_length: int | None = None
-    keep: tuple[str, ...] = ()  # words or phrases the client asked to keep as written
-    # (source term, its translation) pairs the client fixed: each term given to the model as one <unk>
-    # like a kept one, its translation written where the model copies it
-    glossary: tuple[tuple[str, str], ...] = ()
-    alternatives: int = 0  # other translations wanted per text, besides the best
-
-    @property
-    def beam_rows(self) -> int:
-        """Decoder rows per sentence: the beam, widened to find the alternatives asked for."""
-        return max(self.beam_size, self.alternatives + 1)
-
-    @property
-    def terms(self) -> tuple[str, ...]:
-        """Every client term found in the sentences as one <unk>: kept ones and glossary ones."""
-        return self.keep + tuple(term for term, _ in self.glossary)
-
-
-@dataclass(frozen=True)
 class TextTranslation:
     text: str
     truncated: bool  # a sentence of it stopped at its length limit, not at an end the model chose
     confidence: float | None  # service.engine.confidence over its sentences; None: nothing to translate
     alternatives: list[str]  # other translations, best first, when asked for (Options.alternatives)
-
-
-@dataclass(frozen=True)
-class Attended:
-    model: LoadedModel
-    translation: str
-    truncated: bool  # as in TextTranslation
-    confidence: float | None  # as in TextTranslation
-    source_tokens: list[str]
-    target_tokens: list[str]
-    weights: np.ndarray  # [len(target_tokens), len(source_tokens)], rows sum to 1
-    alignment: list[tuple[int, int]]
-    moses: str
 
 
 def check_limits(state: ServiceState, texts: list[str], options: Options) -> LoadedModel:
@@ -132,94 +82,7 @@ def check_limits(state: ServiceState, texts: list[str], options: Options) -> Loa
     return loaded
 
 
-@dataclass
-class _Piece:
-    """One sentence of a text (or the whole text, when it is not split), its source ids and pieces
-    (spans kept verbatim are one <unk> each)."""
-
-    sentence: Sentence
-    ids: list[int]  # with eos
-    _split: SourcePieces | None  # None until needed: most sentences keep nothing and need only ids
-    kept_verbatim: bool = False  # some of its text is one <unk> each (model_store.verbatim)
-
-    def split(self, codec: Codec) -> SourcePieces:
-        """The pieces with the text each covers (for <unk> copies and the attention view)."""
-        if self._split is None:
-            self._split = codec.split_source(self.sentence.text)
-        return self._split
-
-    def as_written(self, ids: list[int]) -> None:
-        """It was translated again as written (`ids`: codec.source_ids), nothing kept verbatim."""
-        self.ids, self._split, self.kept_verbatim = ids, None, False
-
-    @property
-    def empty(self) -> bool:
-        """Only eos: normalisation removed every character (control characters, ...); translates to ""."""
-        return len(self.ids) < 2
-
-
-def split_texts(state: ServiceState, texts: list[str], options: Options,
-                names: list[str] | None = None) -> list[list[Sentence]]:
-    """Each text cut into its sentences and lines, each decoded as a row of its own (whole when
-    TRANSLATOR_MAX_SENTENCES_PER_TEXT is 1). Never grouped to fit a limit (grouped lines lost their
-    line breaks, and content): a text with more sentences than TRANSLATOR_MAX_SENTENCES_PER_TEXT, or
-    a request with more decoder rows in all (sentences x beam_size, widened for alternatives) than
-    TRANSLATOR_MAX_ROWS_PER_REQUEST, is refused (413) before any work. `names`: what a refusal calls
-    each text (default "text <position>")."""
-    settings = state.settings
-    per_text = settings.max_sentences_per_text
-    layout = []
-    for position, text in enumerate(texts):
-        sentences = [Sentence(_SPACES.sub(" ", sentence.text).strip(), sentence.gap)
-                     for sentence in split_sentences(text, 1 if per_text == 1 else None)]
-        if len(sentences) > per_text:
-            raise PayloadTooLarge(f"{_name(names, position)} has {len(sentences)} sentences and lines; at most "
-                                  f"{per_text} per text: send it in parts")
-        layout.append(sentences)
-    count = sum(len(sentences) for sentences in layout)
-    rows = count * options.beam_rows
-    if rows > settings.max_rows_per_request:
-        beam = f"beam_size {options.beam_size}" if options.beam_rows == options.beam_size else \
-            f"a beam of {options.beam_rows} (for {options.alternatives} alternatives)"
-        raise PayloadTooLarge(f"{count} sentences and lines at {beam} need {rows} decoder rows; at "
-                              f"most {settings.max_rows_per_request} per request: send fewer or shorter texts, "
-                              + ("or fewer alternatives" if options.alternatives else "or a smaller beam"))
-    return layout
-
-
-def _name(names: list[str] | None, position: int) -> str:
-    return f"text {position}" if names is None else names[position]
-
-
-def _pieces(state: ServiceState, loaded: LoadedModel, name: str, sentences: list[Sentence],
-            options: Options) -> list[_Piece]:
-    """The sentences of a text (`name`: what a refusal calls it) with their pieces, web addresses,
-    numbers and the like (TRANSLATOR_KEEP_VERBATIM, model_store.verbatim) and the client's `keep`
-    and `glossary` terms one <unk> each (a glossary term copied as its translation), and ids;
-    TRANSLATOR_MAX_SOURCE_TOKENS applies to each, since each is decoded as a row of its own."""
-    terms, glossary = options.terms, dict(options.glossary)
-    limit = state.settings.max_source_tokens
-    # a model without attention cannot copy: what it cannot spell would come back as "⁇"
-    kinds = state.settings.keep_verbatim if loaded.manifest.attention != "none" else []
-    if terms and loaded.manifest.attention == "none":
-        raise AttentionUnavailable(f"model {loaded.name} version {loaded.version} has no attention: it cannot "
-                                   "keep text as written or place a glossary's translations ('keep', 'glossary')")
-    codec = loaded.codec
-    pieces = []
-    for sentence in sentences:
-        spans = verbatim_spans(sentence.text, kinds, terms)
-        copies = [glossary.get(sentence.text[start:end], sentence.text[start:end]) for start, end in spans]
-        # Without spans, the plain encoding: the same ids, a fifth of the time on the event loop.
-        split = codec.split_source(sentence.text, spans, copies) if spans else None
-        ids = [*split.ids, codec.eos_id] if split is not None else codec.source_ids(sentence.text)
-        if len(ids) > limit:
-            what = name if len(sentences) == 1 else f"a sentence of {name}"
-            raise PayloadTooLarge(f"{what} is {len(ids)} tokens long; at most {limit}")
-        pieces.append(_Piece(sentence, ids, split, kept_verbatim=split is not None))
-    return pieces
-
-
-def _request(model: LoadedModel, options: Options, piece: _Piece, deadline: float,
+def _request(model: LoadedModel, options: Options, piece: Piece, deadline: float,
              want_attention: bool, group: int) -> TranslationRequest:
     return TranslationRequest(
         source_ids=piece.ids,
@@ -233,29 +96,7 @@ def _request(model: LoadedModel, options: Options, piece: _Piece, deadline: floa
     )
 
 
-def _joined(translations: list[str], pieces: list[_Piece]) -> str:
-    """A text's sentence translations in order, each followed by the whitespace that followed its
-    sentence, as it was sent (line endings, indentation, blank lines). A sentence that translates to
-    nothing (only invisible characters) keeps its line but not its spaces."""
-    parts: list[str] = []
-    for translation, piece in zip(translations, pieces, strict=True):
-        gap = piece.sentence.gap
-        if translation:
-            parts.append(translation + gap)
-        elif LINE_BREAK.search(gap):
-            parts.append(gap)
-    return "".join(parts).rstrip()
-
-
-def _in_layout_of(text: str, translation: str) -> str:
-    """`translation` with `text`'s own leading and trailing whitespace (an indent, a final line
-    break), so that a document translated in chunks keeps its layout."""
-    if not translation:
-        return ""
-    return text[: len(text) - len(text.lstrip())] + translation + text[len(text.rstrip()):]
-
-
-async def _translate_rows(state: ServiceState, http_request: Request, model: LoadedModel, pieces: list[_Piece],
+async def _translate_rows(state: ServiceState, http_request: Request, model: LoadedModel, pieces: list[Piece],
                           requests: list[TranslationRequest]) -> list[TranslationResult]:
     """The engine's results for `requests` (one per piece, in order), and the engine's timing noted
     for the response's Server-Timing header.
@@ -434,90 +275,6 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-def _decode(loaded: LoadedModel, piece: _Piece, result: TranslationResult | Alternative) -> str:
-    """Target text, with each <unk> replaced by the unknown source text it attended to most (a
-    glossary term: its translation, SourcePieces.copies)."""
-    codec = loaded.codec
-    if result.attention is None or codec.unk_id not in result.target_ids:
-        return codec.decode(result.target_ids)
-    split = piece.split(codec)
-    copies = split.copies or split.surfaces
-    replacements = unk_replace(result.target_ids, result.attention, split.ids, copies, codec.unk_id)
-    kept = {copy.strip() for copy, whole in zip(copies, split.kept, strict=False) if whole}
-    whole = [position for position, text in enumerate(replacements) if text and text in kept]
-    return codec.decode_replacing(result.target_ids, replacements, whole)
-
-
-def _alternatives(model: LoadedModel, text: str, pieces: list[_Piece], results: list[TranslationResult | None],
-                  sentences: list[str], count: int, seen: set[str]) -> list[str]:
-    """Up to `count` other translations of a text: the k-th puts together each sentence's k-th
-    alternative, or its own translation (`sentences`) where it has fewer; none twice, nor one in
-    `seen` (the translation itself). A sentence's alternatives are the beam's other hypotheses that
-    write every <unk> of its source, as its translation was made to (a kept address, a glossary
-    term: the copy retry), and some text."""
-    unk = model.codec.unk_id
-    own: list[list[str]] = []
-    for piece, result in zip(pieces, results, strict=True):
-        needed = piece.ids.count(unk)
-        candidates = [] if result is None else [
-            _decode(model, piece, other) for other in result.alternatives if other.target_ids.count(unk) >= needed]
-        own.append([candidate for candidate in candidates if candidate.strip()])
-    found: list[str] = []
-    for rank in range(count):
-        parts = [others[rank] if rank < len(others) else sentence for others, sentence in zip(own, sentences,
-                                                                                                strict=True)]
-        alternative = _in_layout_of(text, _joined(parts, pieces))
-        if alternative not in seen:
-            seen.add(alternative)
-            found.append(alternative)
-    return found
-
-
-def _attended(model: LoadedModel, text: str, pieces: list[_Piece], results: list[TranslationResult]) -> Attended:
-    """One text's attention from its sentences' own: each sentence's block (its pieces and its eos,
-    in both directions) on the diagonal, zeros elsewhere, since a sentence's rows attend only over
-    its own source; word indices run over the whole text. The translation keeps the text's layout,
-    as /v1/translate's does."""
-    codec = model.codec
-    source_tokens: list[str] = []
-    target_tokens: list[str] = []
-    blocks: list[np.ndarray] = []
-    pairs: list[tuple[int, int]] = []
-    source_words = target_words = 0  # words of the sentences before this one
-    for piece, result in zip(pieces, results, strict=True):
-        if result.attention is None:
-            raise AttentionUnavailable("the engine returned no attention for this request")
-        split = piece.split(codec)
-        target_pieces = codec.pieces(result.target_ids)
-        target_word_index = word_index_of_pieces(target_pieces)
-        weights = np.asarray(result.attention, dtype=np.float64)[: len(target_pieces) + 1, : len(piece.ids)]
-        weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
-        pairs += [(source + source_words, target + target_words)
-                  for source, target in word_alignment(weights, split.word_index, target_word_index)]
-        source_words += max(split.word_index, default=-1) + 1
-        target_words += max(target_word_index, default=-1) + 1
-        source_tokens += [*split.pieces, EOS_TOKEN]
-        target_tokens += [*target_pieces, EOS_TOKEN]
-        blocks.append(weights)
-    matrix = np.zeros((len(target_tokens), len(source_tokens)))
-    row = column = 0
-    for block in blocks:
-        matrix[row: row + block.shape[0], column: column + block.shape[1]] = block
-        row, column = row + block.shape[0], column + block.shape[1]
-    translations = [_decode(model, piece, result) for piece, result in zip(pieces, results, strict=True)]
-    return Attended(
-        model=model,
-        translation=_in_layout_of(text, _joined(translations, pieces)),
-        truncated=any(result.cut_at_max_length for result in results),
-        confidence=confidence(results),
-        source_tokens=source_tokens,
-        target_tokens=target_tokens,
-        weights=matrix,
-        alignment=pairs,
-        moses=moses_format(pairs),
-    )
-
-
 def _log_texts(state: ServiceState, texts: list[str]) -> None:
     if state.settings.log_request_text:
         log.info("request texts", extra={"texts": texts})
@@ -551,35 +308,10 @@ async def translate_html(
     return model, rendered
 
 
-def _normalised(text: str) -> str:
-    """NFC (as the training corpus is: a tokenizer without NFKC normalisation would not know a
-    decomposed "ü"), without control characters."""
-    return unicodedata.normalize("NFC", _CONTROL_CHARACTERS.sub("", text))
-
-
-def _client_terms(options: Options) -> Options:
-    """`options` with its `keep` and `glossary` terms written as the sentences they are looked for in
-    are (normalised, whitespace runs one space), the glossary's translations too. What the schema
-    cannot rule out is settled, not refused: a term or translation with no text once normalised is
-    dropped (its term goes to the model as written), of two entries that normalise to one term the
-    later counts, and a term both kept and in the glossary is translated as the glossary says."""
-
-    def clean(text: str) -> str:
-        return _SPACES.sub(" ", _normalised(text)).strip()
-
-    glossary: dict[str, str] = {}
-    for raw_term, raw_translation in options.glossary:
-        term, translation = clean(raw_term), clean(raw_translation)
-        if term and translation:
-            glossary[term] = translation
-    keep = tuple(term for term in map(clean, options.keep) if term and term not in glossary)
-    return replace(options, keep=keep, glossary=tuple(glossary.items()))
-
-
 def _prepared(state: ServiceState, texts: list[str], options: Options,
               names: list[str] | None = None) -> tuple[list[str], list[list[Sentence]]]:
-    """The texts normalised (_normalised), and their sentences (split_texts' limits apply)."""
-    texts = [_normalised(text) for text in texts]
+    """The texts normalised (normalised), and their sentences (split_texts' limits apply)."""
+    texts = [normalised(text) for text in texts]
     sentences_by_text = split_texts(state, texts, options, names)
     _log_texts(state, texts)
     return texts, sentences_by_text
@@ -590,11 +322,11 @@ async def _translate(
     names: list[str] | None = None,
 ) -> tuple[LoadedModel, list[TextTranslation]]:
     texts, sentences_by_text = _prepared(state, texts, options, names)
-    options = _client_terms(options)
+    options = client_terms(options)
 
     async def work(model: LoadedModel) -> tuple[LoadedModel, list[TextTranslation]]:
         deadline = time.monotonic() + state.settings.request_timeout_s
-        layout = [_pieces(state, model, _name(names, position), sentences, options)
+        layout = [source_pieces(state, model, text_name(names, position), sentences, options)
                   for position, sentences in enumerate(sentences_by_text)]
         group = next(_request_groups)
         requests = [
@@ -609,14 +341,14 @@ async def _translate(
         translations = []
         for text, pieces in zip(texts, layout, strict=True):
             own = [None if piece.empty else next(results) for piece in pieces]
-            sentences = ["" if result is None else _decode(model, piece, result)
+            sentences = ["" if result is None else decode_sentence(model, piece, result)
                          for piece, result in zip(pieces, own, strict=True)]
-            translation = _in_layout_of(text, _joined(sentences, pieces))
+            translation = in_layout_of(text, joined(sentences, pieces))
             translations.append(TextTranslation(
                 text=translation,
                 truncated=any(result is not None and result.cut_at_max_length for result in own),
                 confidence=confidence(result for result in own if result is not None),
-                alternatives=_alternatives(model, text, pieces, own, sentences, options.alternatives, {translation})))
+                alternatives=alternatives_of(model, text, pieces, own, sentences, options.alternatives, {translation})))
         return model, translations
 
     return await cancel_on_disconnect(request, state.registry.run(loaded, work))
@@ -626,19 +358,20 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
     """Translation of one text with its attention matrix and word alignment."""
     loaded = check_limits(state, [text], options)
     (text,), (sentences,) = _prepared(state, [text], options)
-    options = _client_terms(options)
+    options = client_terms(options)
 
     async def work(model: LoadedModel) -> Attended:
         if model.manifest.attention == "none":
             raise AttentionUnavailable(f"model {model.name} version {model.version} has no attention")
-        pieces = [piece for piece in _pieces(state, model, _name(None, 0), sentences, options) if not piece.empty]
+        pieces = [piece for piece in source_pieces(state, model, text_name(None, 0), sentences, options)
+                  if not piece.empty]
         if not pieces:
             return Attended(model, "", False, None, [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
         deadline = time.monotonic() + state.settings.request_timeout_s
         group = next(_request_groups)
         requests = [_request(model, options, piece, deadline, want_attention=True, group=group) for piece in pieces]
         results = await _translate_rows(state, request, model, pieces, requests)
-        return _attended(model, text, pieces, results)
+        return attended(model, text, pieces, results)
 
     if loaded.manifest.attention == "none":
         raise AttentionUnavailable(f"model {loaded.name} version {loaded.version} has no attention")
