@@ -400,7 +400,7 @@ def _loadtest_notes(doc: dict[str, Any], scheduled: bool, measured_sent: bool) -
 
 def _overload_section(doc: dict[str, Any]) -> list[str]:
     lines = ["## Overload: held and shed", "", f"Command: `{doc['command']}` against a running "
-             "`make serve` (default settings; since the translation cache, `TRANSLATOR_CACHE_ENTRIES=0 make serve`, "
+             "`make serve` (default settings; since the translation cache, `TRANSLATOR_CACHE_MB=0 make serve`, "
              "so that repeated texts reach the engine); each burst starts from an empty queue.", "",
              f"Measured: {_machine_line(doc)}.", "",
              *(f"- {note}" for note in _caveats(doc)), ""]
@@ -734,7 +734,7 @@ RUNNING_IT = (
     "request/s each on a Poisson schedule, 30 s per step (about 6 minutes); raw Locust CSV/JSON/HTML per step and "
     "the reference answers under `loadtest/results/raw/loadtest/`.",
     "- `python -m loadtest.overload --url URL --out loadtest/results/overload.json` against a running "
-    "`TRANSLATOR_CACHE_ENTRIES=0 make serve` (the texts repeat, and the translation cache would answer them): bursts "
+    "`TRANSLATOR_CACHE_MB=0 make serve` (the texts repeat, and the translation cache would answer them): bursts "
     "at a few offered rates, each 200 validated against the server's own answer to each text asked on its own.",
     "- Before a trained model exists: `python -m loadtest.standin` writes a random-weights artifact of the shipped "
     "shape (en-de/3's: the `gpu` preset of `training/cli.py`, 2 encoder layers, a 512-wide decoder, tied "

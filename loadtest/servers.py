@@ -118,7 +118,7 @@ def service_env(store: Path, settings: dict[str, str] | None = None) -> dict[str
     # The benchmarks measure the engine: the same sentences are sent again and again, which the
     # translation cache would answer without it (and the naive baseline has none). Off unless asked.
     env |= {"TRANSLATOR_MODEL_STORE": str(Path(store).resolve()), "TRANSLATOR_LOG_LEVEL": "WARNING",
-            "TRANSLATOR_CACHE_ENTRIES": "0", "PYTHONUNBUFFERED": "1"}
+            "TRANSLATOR_CACHE_MB": "0", "PYTHONUNBUFFERED": "1"}
     env |= {f"TRANSLATOR_{key.upper()}": str(value) for key, value in (settings or {}).items()}
     return env
 

@@ -123,9 +123,15 @@ class ServiceMetrics:
         )
         self.cache_lookups = Counter(
             "translator_cache_lookups",
-            "Sentences looked up in the translation cache (TRANSLATOR_CACHE_ENTRIES), by result: hit "
-            "(answered from it, no engine work) or miss (decoded, then kept).",
+            "Sentences looked up in the translation cache (TRANSLATOR_CACHE_MB), by result: hit (answered "
+            "from it, no engine work) or miss (sent to the engine; kept if it answers and the cache is on).",
             ["result"],
+            registry=r,
+        )
+        self.cache_bytes = Gauge(
+            "translator_cache_bytes",
+            "Estimated bytes the translation caches hold (service.engine.result_cache.entry_bytes), at most "
+            "TRANSLATOR_CACHE_MB per loaded model version.",
             registry=r,
         )
         self.padding_waste = Gauge(

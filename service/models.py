@@ -64,7 +64,7 @@ class LoadedModel:
     scheduler: Scheduler
     variant: str
     providers: list[str] = field(default_factory=list)
-    # this version's finished sentences (TRANSLATOR_CACHE_ENTRIES; a reload starts with an empty one)
+    # this version's finished sentences (TRANSLATOR_CACHE_MB; a reload starts with an empty one)
     cache: ResultCache = field(default_factory=lambda: ResultCache(0))
 
     @property
@@ -165,6 +165,10 @@ class ModelRegistry:
     def snapshots(self) -> list[SchedulerSnapshot]:
         return [m.scheduler.snapshot() for m in self._models.values()]
 
+    def cache_bytes(self) -> int:
+        """Estimated bytes the loaded versions' translation caches hold."""
+        return sum(m.cache.bytes for m in self._models.values())
+
     async def run(self, loaded: LoadedModel, work: Callable[[LoadedModel], Awaitable[T]]) -> T:
         """Run `work` on `loaded`; if a reload retired it meanwhile, run it once more on the new version."""
         try:
@@ -201,7 +205,7 @@ class ModelRegistry:
             scheduler=scheduler,
             variant=self._settings.variant,
             providers=providers,
-            cache=ResultCache(self._settings.cache_entries),
+            cache=ResultCache(int(self._settings.cache_mb * 2**20)),
         )
         log.info(
             "model loaded",

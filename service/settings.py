@@ -120,10 +120,12 @@ class Settings(BaseSettings):
     # addresses, file paths, numbers the model would mangle ("2024-05-17" came back "2024-17").
     # Empty ("" in the environment): everything goes to the model as written.
     keep_verbatim: Annotated[list[VerbatimKind], NoDecode] = Field(default_factory=lambda: list(VERBATIM_KINDS))
-    # Finished sentence translations kept per model version (service.engine.result_cache), so that a
-    # sentence asked again (menu labels, boilerplate) is answered without decoding it again; 0: none.
-    # The benchmarks run with 0, to measure the engine.
-    cache_entries: int = Field(default=4096, ge=0, le=10_000_000)
+    # Megabytes of finished sentence translations kept per model version (service.engine.result_cache,
+    # estimated), so that a sentence asked again (menu labels, boilerplate) is answered without decoding
+    # it again; 0: none. 64 MB: ~50,000 short sentences, or ~2,300 long ones kept with attention and 7
+    # alternatives (python -m loadtest.cache_memory); a warm server is ~240 MB, the pod's limit 1 GiB.
+    # The benchmarks and the test suite run with 0, to measure and test the engine.
+    cache_mb: float = Field(default=64.0, ge=0.0, le=1_000_000.0)
 
     @field_validator("models", mode="before")
     @classmethod

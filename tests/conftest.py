@@ -11,14 +11,14 @@ import pytest
 TINY_MODEL_NAME, TINY_MODEL_VERSION = "en-de", "1"
 # The suite tests the engine: a sentence asked twice is decoded twice (comparing an answer in a batch
 # with the same sentence asked alone means nothing if the second comes from the translation cache).
-# Tests of the cache turn it on (cache_entries=...); `make serve` and the deployment have it on.
-TEST_CACHE_ENTRIES = "0"
+# Tests of the cache turn it on (cache_mb=...); `make serve` and the deployment have it on.
+TEST_CACHE_MB = "0"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     import os
 
-    os.environ.setdefault("TRANSLATOR_CACHE_ENTRIES", TEST_CACHE_ENTRIES)
+    os.environ.setdefault("TRANSLATOR_CACHE_MB", TEST_CACHE_MB)
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def start_live_server(
         "TRANSLATOR_PORT": str(port),
         "TRANSLATOR_MODEL_STORE": str(store),
         "TRANSLATOR_INTRA_OP_THREADS": "1",
-        "TRANSLATOR_CACHE_ENTRIES": TEST_CACHE_ENTRIES,
+        "TRANSLATOR_CACHE_MB": TEST_CACHE_MB,
         "PYTHONUNBUFFERED": "1",
     }
     env |= {f"TRANSLATOR_{key.upper()}": value for key, value in settings.items()}

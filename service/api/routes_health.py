@@ -45,4 +45,5 @@ async def readyz(state: StateDep) -> HealthResponse | Response:
 )
 async def metrics(state: StateDep) -> Response:
     state.metrics.observe_snapshots(state.registry.snapshots())
+    state.metrics.cache_bytes.set(state.registry.cache_bytes())
     return Response(state.metrics.render(), media_type=CONTENT_TYPE)

@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Hashable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -43,6 +43,7 @@ from service.api.target_text import (
     joined,
 )
 from service.engine import EngineError, TranslationRequest, TranslationResult, confidence
+from service.engine.result_cache import cache_key
 from service.models import LoadedModel
 
 log = logging.getLogger("service.api.translation")
@@ -186,19 +187,21 @@ async def _submit_or_nothing(state: ServiceState, http_request: Request, model: 
 async def _submit_all(state: ServiceState, http_request: Request, loaded: LoadedModel,
                       requests: list[TranslationRequest]) -> list[TranslationResult]:
     """The results of `requests`, in order: from the model version's cache where it holds an equal
-    request's (TRANSLATOR_CACHE_ENTRIES), else from the engine, and then kept there."""
+    request's (TRANSLATOR_CACHE_MB), else from the engine, each distinct request once (a sentence
+    repeated in a text is decoded once), and then kept there."""
     cached = [loaded.cache.get(request) for request in requests]
     state.metrics.observe_cache(hits=sum(result is not None for result in cached),
                                 misses=sum(result is None for result in cached))
-    missing = [request for request, result in zip(requests, cached, strict=True) if result is None]
-    computed = iter(await _submit_to_engine(state, loaded, missing) if missing else [])
-    results = []
+    missing: dict[Hashable, TranslationRequest] = {}
     for request, result in zip(requests, cached, strict=True):
         if result is None:
-            result = next(computed)
-            loaded.cache.put(request, result)
-        results.append(result)
-    return results
+            missing.setdefault(cache_key(request), request)
+    computed = dict(zip(missing, await _submit_to_engine(state, loaded, list(missing.values())), strict=True)) \
+        if missing else {}
+    for key, request in missing.items():
+        loaded.cache.put(request, computed[key])
+    return [result if result is not None else computed[cache_key(request)]
+            for request, result in zip(requests, cached, strict=True)]
 
 
 async def _submit_to_engine(state: ServiceState, loaded: LoadedModel,

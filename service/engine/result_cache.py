@@ -3,9 +3,11 @@
 Translation traffic repeats itself (menu labels, boilerplate, a document sent twice); an fp32
 answer depends only on the sentence's source ids and the search's settings (batching does not change
 it: the benchmark checks that every answer under load equals the one asked alone), so a repeat can
-be answered from here. Least recently used entries go first; one cache per loaded model version, so
-a reload starts empty. int8 answers may differ with the batch (dynamic quantization): a cached one is
-the answer one batch gave. Pure Python; must not import fastapi, onnxruntime or prometheus_client.
+be answered from here. Least recently used entries go first once the cache holds its budget of
+bytes (estimated: a result may keep attention matrices, one per alternative, and a long sentence's
+weigh tens of KB); one cache per loaded model version, so a reload starts empty. int8 answers may
+differ with the batch (dynamic quantization): a cached one is the answer one batch gave.
+Pure Python; must not import fastapi, onnxruntime or prometheus_client.
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import replace
 
-from service.engine.types import TranslationRequest, TranslationResult
+from service.engine.types import Alternative, TranslationRequest, TranslationResult
+
+# What a kept entry costs besides its arrays, estimated with sys.getsizeof on CPython 3.11: each
+# token id an int object and a list or tuple slot (ids above 256 are not shared), and per entry the
+# result, its lists, the key tuple and the map's slot.
+BYTES_PER_TOKEN_ID = 36
+BYTES_PER_ENTRY = 800
 
 
 def cache_key(request: TranslationRequest) -> Hashable:
@@ -23,32 +31,53 @@ def cache_key(request: TranslationRequest) -> Hashable:
             request.want_attention, request.min_unknown_tokens, request.alternatives)
 
 
-class ResultCache:
-    """An LRU map from cache_key(request) to its result; `entries` 0 keeps nothing."""
+def entry_bytes(request: TranslationRequest, result: TranslationResult) -> int:
+    """Estimated memory of keeping `result` for `request`: its attention matrices and token ids."""
+    hypotheses: list[TranslationResult | Alternative] = [result, *result.alternatives]
+    arrays = sum(h.attention.nbytes for h in hypotheses if h.attention is not None)
+    ids = len(request.source_ids) + sum(len(h.target_ids) for h in hypotheses)
+    return BYTES_PER_ENTRY + BYTES_PER_TOKEN_ID * ids + arrays
 
-    def __init__(self, entries: int) -> None:
-        if entries < 0:
-            raise ValueError(f"entries must be >= 0, got {entries}")
-        self._entries = entries
-        self._results: OrderedDict[Hashable, TranslationResult] = OrderedDict()
+
+class ResultCache:
+    """An LRU map from cache_key(request) to its result, within `max_bytes` (entry_bytes); 0 keeps nothing."""
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self._max_bytes = max_bytes
+        self._results: OrderedDict[Hashable, tuple[TranslationResult, int]] = OrderedDict()
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._results)
 
+    @property
+    def bytes(self) -> int:
+        """Estimated bytes of what it keeps (entry_bytes), at most max_bytes."""
+        return self._bytes
+
     def get(self, request: TranslationRequest) -> TranslationResult | None:
         """The result kept for an equal request, with no time in the engine (it spent none), or None."""
         key = cache_key(request)
-        result = self._results.get(key)
-        if result is None:
+        entry = self._results.get(key)
+        if entry is None:
             return None
         self._results.move_to_end(key)
-        return replace(result, queue_wait_seconds=0.0, encode_seconds=0.0, decode_seconds=0.0)
+        return replace(entry[0], queue_wait_seconds=0.0, encode_seconds=0.0, decode_seconds=0.0)
 
     def put(self, request: TranslationRequest, result: TranslationResult) -> None:
-        if self._entries == 0:
+        """Keep `result`, dropping the least recently used entries to make room; one larger than the
+        whole budget is not kept."""
+        size = entry_bytes(request, result)
+        if size > self._max_bytes:
             return
         key = cache_key(request)
-        self._results[key] = result
-        self._results.move_to_end(key)
-        while len(self._results) > self._entries:
-            self._results.popitem(last=False)
+        previous = self._results.pop(key, None)
+        if previous is not None:
+            self._bytes -= previous[1]
+        while self._results and self._bytes + size > self._max_bytes:
+            _, (_, dropped) = self._results.popitem(last=False)
+            self._bytes -= dropped
+        self._results[key] = (result, size)
+        self._bytes += size

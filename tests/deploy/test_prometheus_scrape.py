@@ -57,6 +57,8 @@ translator_sentence_confidence_bucket{model="en-de",le="0.5"} 1
 translator_sentence_confidence_bucket{model="en-de",le="+Inf"} 3
 translator_sentence_confidence_sum{model="en-de"} 1.9
 translator_sentence_confidence_count{model="en-de"} 3
+# TYPE translator_cache_bytes gauge
+translator_cache_bytes 18432
 # TYPE translator_cache_lookups_total counter
 translator_cache_lookups_total{result="hit"} 2
 translator_cache_lookups_total{result="miss"} 5

@@ -164,10 +164,10 @@ def test_a_static_batch_wait_longer_than_the_request_timeout_is_refused(monkeypa
 
 
 def test_the_translation_cache_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TRANSLATOR_CACHE_ENTRIES", raising=False)  # the suite turns it off (tests/conftest.py)
-    assert Settings().cache_entries == 4096
-    monkeypatch.setenv("TRANSLATOR_CACHE_ENTRIES", "0")
-    assert Settings().cache_entries == 0
-    monkeypatch.setenv("TRANSLATOR_CACHE_ENTRIES", "-1")
+    monkeypatch.delenv("TRANSLATOR_CACHE_MB", raising=False)  # the suite turns it off (tests/conftest.py)
+    assert Settings().cache_mb == 64
+    monkeypatch.setenv("TRANSLATOR_CACHE_MB", "0")
+    assert Settings().cache_mb == 0
+    monkeypatch.setenv("TRANSLATOR_CACHE_MB", "-1")
     with pytest.raises(ValueError):
         Settings()

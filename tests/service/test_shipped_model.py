@@ -148,7 +148,7 @@ def test_alternatives_keep_what_the_translation_had_to_keep() -> None:
 def test_a_repeat_from_the_cache_is_the_answer_the_engine_gave() -> None:
     body = {"texts": ["Visit https://example.com/docs for details.", "Click Apply to save the file."],
             "glossary": {"Apply": "Übernehmen"}, "alternatives": 2}
-    with TestClient(create_app(Settings(intra_op_threads=1, cache_entries=64))) as client:
+    with TestClient(create_app(Settings(intra_op_threads=1, cache_mb=1))) as client:
         first = client.post("/v1/translate", json=body).json()
         hits_before = _counter(client, 'translator_cache_lookups_total{result="hit"}')
         again = client.post("/v1/translate", json=body).json()

@@ -6,6 +6,7 @@ The same behaviour against a real uvicorn process and the real tiny artifact is 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import re
@@ -27,6 +28,15 @@ from tests.service.api.conftest import echo_loader
 
 ClientFactory = Callable[..., TestClient]
 NOT_IN_VOCAB = "\u2603"  # as in conftest.py: a character the fake tokenizer never saw
+
+
+def distinct_lines(count: int) -> list[str]:
+    """`count` different lines of words the fake tokenizer knows: a request's repeated sentences are
+    decoded once, so a test that needs the engine busy with many rows needs them all different."""
+    words = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+    lines = [" ".join(words_in_order) for words_in_order in itertools.permutations(words, 3)]  # no word twice
+    assert count <= len(lines)
+    return lines[:count]
 
 
 def assert_error(response, status: int, code: str) -> dict:  # type: ignore[no-untyped-def]
@@ -265,7 +275,7 @@ def test_every_line_of_a_long_text_comes_back_on_its_own_line(make_client: Clien
     With a queue of 2 the request's sentences go in a batch's worth (2) at a time, so a text with more
     lines than the engine's queue holds is served whole too, and nobody else finds the queue full."""
     client = make_client(**settings)
-    lines = ["hello world", "good morning", "the house is big", "big", "the house"] * 6
+    lines = distinct_lines(30)
     alone = {line: client.post("/v1/translate", json={"text": line}).json()["translations"][0]["text"]
              for line in set(lines)}
     response = client.post("/v1/translate", json={"text": "\n".join(lines)})
@@ -300,7 +310,7 @@ def test_a_one_sentence_request_is_not_queued_behind_all_of_a_big_one(make_clien
     steps_before = _decoder_steps(client)
 
     def big() -> None:
-        response = client.post("/v1/translate", json={"text": "\n".join(["hello world", "good morning"] * 24)})
+        response = client.post("/v1/translate", json={"text": "\n".join(distinct_lines(48))})
         assert response.status_code == 200
         finished.append("big")
 
@@ -321,21 +331,22 @@ def test_two_of_the_largest_requests_side_by_side_fit_a_small_queue(make_client:
     most a batch's worth (64) of its 256 sentences in the engine, so neither is shed (before, every
     sentence took a place in the queue at once: the first alone was refused as too large)."""
     client = make_client(step_delay_s=0.002, max_queue_requests=128)
-    text = "\n".join(["hello world", "good morning"] * 4)
+    lines = distinct_lines(512)
     statuses: list[int] = []
 
-    def send() -> None:
-        statuses.append(client.post("/v1/translate", json={"texts": [text] * 32}).status_code)
+    def send(first: int) -> None:
+        texts = ["\n".join(lines[line:line + 8]) for line in range(first, first + 256, 8)]
+        statuses.append(client.post("/v1/translate", json={"texts": texts}).status_code)
 
-    threads = [threading.Thread(target=send) for _ in range(2)]
+    threads = [threading.Thread(target=send, args=(first,)) for first in (0, 256)]
     for thread in threads:
         thread.start()
         time.sleep(0.05)  # the first request's sentences are queued and decoding
     for thread in threads:
         thread.join()
     assert statuses == [200, 200]
-    attention = client.post("/v1/attention", json={"text": "\n".join(["hello world"] * 150)})
-    assert attention.status_code == 200 and attention.json()["translation"].count("\n") == 149
+    attention = client.post("/v1/attention", json={"text": "\n".join(distinct_lines(130))})  # < 2,000 characters
+    assert attention.status_code == 200 and attention.json()["translation"].count("\n") == 129
 
 
 def test_a_sentence_limit_applies_to_each_sentence(make_client: ClientFactory) -> None:
@@ -447,6 +458,13 @@ def test_libretranslate_alternatives_as_libretranslate_gives_them(client: TestCl
                  "invalid_request")
 
 
+def _finished_sentences(client: TestClient) -> float:
+    """Sentences the engine decoded (the decode phase's histogram count)."""
+    line = next(line for line in client.get("/metrics").text.splitlines()
+                if line.startswith("translator_decode_seconds_count"))
+    return float(line.split()[-1])
+
+
 def _cache_lookups(client: TestClient) -> dict[str, float]:
     lines = client.get("/metrics").text.splitlines()
     return {result: float(next(line for line in lines if line.startswith(
@@ -454,7 +472,7 @@ def _cache_lookups(client: TestClient) -> dict[str, float]:
 
 
 def test_a_sentence_asked_again_comes_from_the_cache(make_client: ClientFactory) -> None:
-    client = make_client(cache_entries=16)
+    client = make_client(cache_mb=1)
     model = client.app.state.service.registry.default.model  # type: ignore[attr-defined]
     body = {"texts": ["the house is small", "hello world\ngood morning"], "keep": ["world"]}
     first = client.post("/v1/translate", json=body).json()
@@ -473,13 +491,19 @@ def test_a_sentence_asked_again_comes_from_the_cache(make_client: ClientFactory)
     assert attention["translation"] == "the house is small"
     assert len(attention["weights"]) == len(attention["target_tokens"])
     # off: every sentence is decoded
-    plain = make_client(cache_entries=0)
+    plain = make_client(cache_mb=0)
     plain_model = plain.app.state.service.registry.default.model  # type: ignore[attr-defined]
     for _ in range(2):
         before = plain_model.steps
         plain.post("/v1/translate", json={"text": "the house is small"})
         assert plain_model.steps > before
     assert _cache_lookups(plain) == {"hit": 0, "miss": 2}
+    # a sentence repeated within a request is decoded once, cache or not
+    finished = _finished_sentences(plain)
+    repeated = plain.post("/v1/translate", json={"texts": ["hello world\nhello world", "hello world", "good morning"]})
+    assert [t["text"] for t in repeated.json()["translations"]] == ["hello world\nhello world", "hello world",
+                                                                   "good morning"]
+    assert _finished_sentences(plain) - finished == 2
 
 
 def test_libretranslate_html_keeps_the_markup(make_client: ClientFactory) -> None:

@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from service.engine import TranslationRequest, TranslationResult
-from service.engine.result_cache import ResultCache, cache_key
+from service.engine import Alternative, TranslationRequest, TranslationResult
+from service.engine.result_cache import ResultCache, cache_key, entry_bytes
 
 
 def result(tokens: list[int]) -> TranslationResult:
@@ -19,7 +19,7 @@ def result(tokens: list[int]) -> TranslationResult:
 
 
 def test_a_repeat_is_answered_with_the_result_and_no_engine_time() -> None:
-    cache = ResultCache(4)
+    cache = ResultCache(10_000)
     request = TranslationRequest(source_ids=[5, 6, 3], deadline=1.0, group=7)
     assert cache.get(request) is None
     cache.put(request, result([9, 8]))
@@ -36,23 +36,40 @@ def test_what_decides_a_result_is_in_its_key(change: dict[str, object]) -> None:
     request = TranslationRequest(source_ids=[5, 6, 3])
     other = replace(request, **change)  # type: ignore[arg-type]
     assert cache_key(other) != cache_key(request)
-    cache = ResultCache(4)
+    cache = ResultCache(10_000)
     cache.put(request, result([1]))
     assert cache.get(other) is None
 
 
-def test_the_least_recently_used_entry_goes_first() -> None:
-    cache = ResultCache(2)
+def test_the_least_recently_used_entries_go_first_to_stay_within_the_bytes() -> None:
     first, second, third = (TranslationRequest(source_ids=[token, 3]) for token in (10, 11, 12))
+    size = entry_bytes(first, result([1]))
+    cache = ResultCache(2 * size)
     cache.put(first, result([1]))
     cache.put(second, result([2]))
     assert cache.get(first) is not None  # now the most recently used
     cache.put(third, result([3]))
-    assert len(cache) == 2
+    assert len(cache) == 2 and cache.bytes == 2 * size
     assert cache.get(second) is None and cache.get(first) is not None and cache.get(third) is not None
+    cache.put(third, result([3]))  # kept again: counted once
+    assert cache.bytes == 2 * size
 
 
-def test_no_entries_keeps_nothing() -> None:
+def test_an_entry_weighs_its_attention_and_ids() -> None:
+    request = TranslationRequest(source_ids=list(range(40)))
+    small = result([1, 2])
+    matrix = np.ones((60, 41), np.float32)
+    others = tuple(Alternative([7] * 59, matrix, -3.0, 60) for _ in range(7))
+    heavy = replace(small, attention=matrix, alternatives=others)
+    assert entry_bytes(request, heavy) - entry_bytes(request, small) >= 8 * 60 * 41 * 4  # the matrices
+    cache = ResultCache(entry_bytes(request, heavy) - 1)
+    cache.put(request, heavy)  # larger than the whole budget: not kept
+    assert len(cache) == 0 and cache.bytes == 0
+    cache.put(request, small)
+    assert cache.get(request) is not None
+
+
+def test_no_bytes_keeps_nothing() -> None:
     cache = ResultCache(0)
     request = TranslationRequest(source_ids=[5, 3])
     cache.put(request, result([1]))

@@ -1,0 +1,96 @@
+"""How much memory does the translation cache take, against what it estimates (translator_cache_bytes)?
+
+`python -m loadtest.cache_memory`: two servers side by side over the shipped model, one with the cache
+(TRANSLATOR_CACHE_MB large enough to keep everything) and one without, each sent the same sentences
+from the training corpus (data/corpus/train.tsv, from `make data`): short ones (at most 12 words),
+then long ones (40-60 words) with a web address and 7 alternatives, which keep attention matrices.
+After each, the growth of each server's resident memory (process_resident_memory_bytes); the cache's
+cost is the difference, set beside its own estimate. Prints the numbers and writes
+`loadtest/results/cache_memory.json`. Must not import service or torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from loadtest.client import translations
+from loadtest.machine import describe_machine
+from loadtest.servers import REPO_ROOT, ServerProcess, start_service
+
+BATCH = 8
+
+
+def _gauge(base_url: str, name: str) -> float:
+    with urllib.request.urlopen(base_url + "/metrics", timeout=30) as response:
+        text = response.read().decode()
+    return float(next(line for line in text.splitlines() if line.startswith(name + " ")).split()[-1])
+
+
+def _memory_mib(server: ServerProcess) -> dict[str, float]:
+    return {"rss": _gauge(server.base_url, "process_resident_memory_bytes") / 2**20,
+            "estimated": _gauge(server.base_url, "translator_cache_bytes") / 2**20}
+
+
+def _send(server: ServerProcess, texts: list[str], alternatives: int) -> None:
+    for start in range(0, len(texts), BATCH):
+        body = json.dumps({"texts": texts[start:start + BATCH], "alternatives": alternatives}).encode()
+        request = urllib.request.Request(server.base_url + "/v1/translate", body, {"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=600) as response:
+            json.load(response)
+
+
+def workloads(corpus: Path, short: int, long: int) -> dict[str, tuple[list[str], int]]:
+    sources = [line.split("\t", 1)[0] for line in corpus.read_text(encoding="utf-8").splitlines()]
+    short_ones = [s for s in sources if 0 < len(s.split()) <= 12][:short]
+    long_ones = [f"{s} See https://example.org/{n} ." for n, s in
+                 enumerate(s for s in sources if 40 <= len(s.split()) <= 60)][:long]
+    return {f"{len(short_ones)} short sentences": (short_ones, 0),
+            f"{len(long_ones)} long sentences with a URL, 7 alternatives": (long_ones, 7)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", type=Path, default=REPO_ROOT / "model_store")
+    parser.add_argument("--corpus", type=Path, default=REPO_ROOT / "data" / "corpus" / "train.tsv")
+    parser.add_argument("--short", type=int, default=4000)
+    parser.add_argument("--long", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "loadtest" / "results" / "cache_memory.json")
+    args = parser.parse_args(argv)
+    logs = args.out.parent / "raw" / "cache_memory"
+    servers: dict[str, ServerProcess] = {}
+    rows: list[dict[str, Any]] = []
+    try:
+        servers["cache"] = start_service(args.store, logs / "cache.log", {"cache_mb": "100000"}, label="cache")
+        servers["no cache"] = start_service(args.store, logs / "no_cache.log", label="no cache")
+        for server in servers.values():  # warm-up: the engine's first allocations are not the cache's
+            translations(server.base_url, ["Good morning.", "The weather is nice today."])
+        for name, (texts, alternatives) in workloads(args.corpus, args.short, args.long).items():
+            before = {label: _memory_mib(server) for label, server in servers.items()}
+            for server in servers.values():
+                _send(server, texts, alternatives)
+            after = {label: _memory_mib(server) for label, server in servers.items()}
+            growth = {label: after[label]["rss"] - before[label]["rss"] for label in servers}
+            rows.append({"workload": name, "rss_growth_mib": {k: round(v, 1) for k, v in growth.items()},
+                         "cache_cost_mib": round(growth["cache"] - growth["no cache"], 1),
+                         "estimated_mib": round(after["cache"]["estimated"] - before["cache"]["estimated"], 1)})
+    finally:
+        for server in servers.values():
+            server.stop()
+    report = {"command": "python -m loadtest.cache_memory " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "machine": describe_machine(), "workloads": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    for row in rows:
+        print(f"{row['workload']}: resident memory +{row['rss_growth_mib']['cache']} MiB with the cache, "
+              f"+{row['rss_growth_mib']['no cache']} without; the cache's cost {row['cache_cost_mib']} MiB, "
+              f"its estimate {row['estimated_mib']} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
