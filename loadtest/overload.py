@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", help="comma-separated offered rates per second; 'inf' = all at once")
     parser.add_argument("--requests", type=int, help="requests per rate")
     parser.add_argument("--text", action="append", help="text to translate (repeatable); default: a few sentences")
-    parser.add_argument("--texts-per-request", type=int, default=1, help="engine rows each request asks for")
+    parser.add_argument("--texts-per-request", type=int, default=1,
+                        help="engine rows each request asks for (different texts: a repeated one is decoded once)")
     parser.add_argument("--api-key", help="sent as a Bearer token")
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     args = parser.parse_args(argv)
@@ -230,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     requests = args.requests or (QUICK_REQUESTS if args.quick else FULL_REQUESTS)
     texts = tuple(args.text) if args.text else DEFAULT_TEXTS
+    if args.texts_per_request > len(set(texts)):  # the service decodes a request's repeated sentence once
+        parser.error(f"--texts-per-request {args.texts_per_request} needs as many different texts; "
+                     f"{len(set(texts))} given")
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else None
     machine = describe_machine()  # before the run: the load average says whether the machine was quiet
     try:

@@ -25,6 +25,14 @@ from tests.deploy.deploy_tools import read_exported_metrics
 pytestmark = pytest.mark.slow
 
 NUMBERS = ["twenty-one", "one hundred and five", "seven", "one thousand, nine hundred and ninety-nine"]
+
+
+def distinct_numbers(count: int) -> list[str]:
+    """`count` different numbers in words (the tiny model's task): a request's repeated sentences are
+    decoded once, so a request that must keep the engine busy needs them all different."""
+    from num2words import num2words
+
+    return [num2words(number) for number in range(1000, 1000 + count)]
 # The metric names operators rely on (alerts, dashboard): one list, shared with deploy/.
 METRIC_NAMES = tuple(sorted(read_exported_metrics()))
 
@@ -250,7 +258,7 @@ def test_reload_under_traffic_drops_no_request(
 def test_deadline_is_504(tiny_artifact: Path, live_server_factory: Callable[..., object]) -> None:
     server = live_server_factory(tiny_artifact.parent.parent, request_timeout_s="0.001")
     with httpx.Client(base_url=server.base_url, timeout=60.0) as http:  # type: ignore[attr-defined]
-        response = http.post("/v1/translate", json={"texts": NUMBERS * 4, "beam_size": 8, "max_length": 200})
+        response = http.post("/v1/translate", json={"texts": distinct_numbers(16), "beam_size": 8, "max_length": 200})
         assert_error(response, 504, "deadline_exceeded")
         assert 'reason="deadline"} 1.0' in http.get("/metrics").text
 
@@ -290,7 +298,7 @@ def test_client_disconnect_cancels_and_frees_rows(
     url = server.base_url  # type: ignore[attr-defined]
     for _ in range(5):
         with pytest.raises(httpx.TimeoutException):
-            httpx.post(url + "/v1/translate", json={"texts": NUMBERS * 32, "beam_size": 8}, timeout=0.1)
+            httpx.post(url + "/v1/translate", json={"texts": distinct_numbers(128), "beam_size": 8}, timeout=0.1)
     deadline = time.monotonic() + 30
     while True:
         text = httpx.get(url + "/metrics").text
@@ -388,7 +396,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(
 
     def long_request() -> None:
         try:
-            body = {"texts": NUMBERS * 32, "beam_size": 8}
+            body = {"texts": distinct_numbers(128), "beam_size": 8}
             results.append(httpx.post(url + "/v1/translate", json=body, timeout=120))
         except BaseException as exc:
             results.append(exc)
