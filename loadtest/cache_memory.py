@@ -14,34 +14,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from loadtest.client import translations
 from loadtest.machine import describe_machine
-from loadtest.servers import REPO_ROOT, ServerProcess, start_service
+from loadtest.servers import REPO_ROOT, ServerProcess, scrape_counters, start_service
 
 BATCH = 8
 
 
-def _gauge(base_url: str, name: str) -> float:
-    with urllib.request.urlopen(base_url + "/metrics", timeout=30) as response:
-        text = response.read().decode()
-    return float(next(line for line in text.splitlines() if line.startswith(name + " ")).split()[-1])
+MEMORY_METRICS = {"rss": "process_resident_memory_bytes", "estimated": "translator_cache_bytes"}
 
 
 def _memory_mib(server: ServerProcess) -> dict[str, float]:
-    return {"rss": _gauge(server.base_url, "process_resident_memory_bytes") / 2**20,
-            "estimated": _gauge(server.base_url, "translator_cache_bytes") / 2**20}
-
-
-def _send(server: ServerProcess, texts: list[str], alternatives: int) -> None:
-    for start in range(0, len(texts), BATCH):
-        body = json.dumps({"texts": texts[start:start + BATCH], "alternatives": alternatives}).encode()
-        request = urllib.request.Request(server.base_url + "/v1/translate", body, {"content-type": "application/json"})
-        with urllib.request.urlopen(request, timeout=600) as response:
-            json.load(response)
+    return {key: value / 2**20 for key, value in scrape_counters(server.base_url, MEMORY_METRICS).items()}
 
 
 def workloads(corpus: Path, short: int, long: int) -> dict[str, tuple[list[str], int]]:
@@ -72,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, (texts, alternatives) in workloads(args.corpus, args.short, args.long).items():
             before = {label: _memory_mib(server) for label, server in servers.items()}
             for server in servers.values():
-                _send(server, texts, alternatives)
+                translations(server.base_url, texts, per_request=BATCH, alternatives=alternatives)
             after = {label: _memory_mib(server) for label, server in servers.items()}
             growth = {label: after[label]["rss"] - before[label]["rss"] for label in servers}
             rows.append({"workload": name, "rss_growth_mib": {k: round(v, 1) for k, v in growth.items()},

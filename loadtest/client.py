@@ -269,12 +269,14 @@ def run(coroutine_factory: Callable[[], Any]) -> Any:
         return asyncio.run(coroutine_factory())
 
 
-def translations(base_url: str, texts: Sequence[str]) -> list[dict[str, Any]]:
-    """The service's translation items (text, truncated, confidence) for `texts`, in order: plain
-    synchronous requests of TEXTS_PER_REQUEST texts each, for tools that score answers, not time them."""
+def translations(base_url: str, texts: Sequence[str], per_request: int = TEXTS_PER_REQUEST,
+                 **options: Any) -> list[dict[str, Any]]:
+    """The service's translation items (text, truncated, confidence, alternatives) for `texts`, in
+    order: plain synchronous requests of `per_request` texts each, with `options` (e.g. alternatives=7)
+    in every body, for tools that score answers or load the server, not time them."""
     items: list[dict[str, Any]] = []
-    for start in range(0, len(texts), TEXTS_PER_REQUEST):
-        body = json.dumps({"texts": list(texts[start:start + TEXTS_PER_REQUEST])}).encode()
+    for start in range(0, len(texts), per_request):
+        body = json.dumps({"texts": list(texts[start:start + per_request]), **options}).encode()
         request = urllib.request.Request(base_url + TRANSLATE_PATH, body, {"content-type": "application/json"})
         with urllib.request.urlopen(request, timeout=600) as response:
             items += json.load(response)["translations"]

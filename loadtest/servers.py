@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,14 +152,15 @@ def start_naive(weights: NaiveWeights, log_path: Path, label: str = "naive", rea
     return _start(label, argv, env, port, log_path, ready_timeout_s)
 
 
-def scrape_counters(base_url: str) -> dict[str, float]:
-    """SERVER_COUNTERS read from /metrics; empty when the server has no such metrics."""
+def scrape_counters(base_url: str, metrics: Mapping[str, str] = SERVER_COUNTERS) -> dict[str, float]:
+    """`metrics` (key -> unlabelled sample name; default SERVER_COUNTERS) read from /metrics, by key;
+    empty when the server has no such metrics."""
     try:
         with urllib.request.urlopen(base_url + "/metrics", timeout=5.0) as response:
             text = response.read().decode("utf-8")
     except (OSError, ValueError):
         return {}
-    wanted = {metric: key for key, metric in SERVER_COUNTERS.items()}
+    wanted = {metric: key for key, metric in metrics.items()}
     values: dict[str, float] = {}
     for line in text.splitlines():
         name, _, value = line.partition(" ")

@@ -8,7 +8,7 @@ training or service.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import sentencepiece as spm
@@ -42,10 +42,10 @@ class SourcePieces:
     pieces: list[str]
     surfaces: list[str]  # the text each piece covers, as the user wrote it
     word_index: list[int]  # piece position -> 0-based word number
-    kept: list[bool] = field(default_factory=list)  # per piece: a span kept verbatim (empty: none)
+    kept: list[bool]  # per piece: a span kept verbatim
     # per piece: what a translation writes where it copies the piece: its surface, with a kept span
-    # written as the caller asked (split_source's `copies`: a glossary's translation); empty: surfaces
-    copies: list[str] = field(default_factory=list)
+    # written as the caller asked (split_source's `copies`: a glossary's translation)
+    copies: list[str]
 
 
 class Codec:

@@ -64,9 +64,8 @@ def decode_sentence(loaded: LoadedModel, piece: Piece, result: TranslationResult
     if result.attention is None or codec.unk_id not in result.target_ids:
         return codec.decode(result.target_ids)
     split = piece.split(codec)
-    copies = split.copies or split.surfaces
-    replacements = unk_replace(result.target_ids, result.attention, split.ids, copies, codec.unk_id)
-    kept = {copy.strip() for copy, whole in zip(copies, split.kept, strict=False) if whole}
+    replacements = unk_replace(result.target_ids, result.attention, split.ids, split.copies, codec.unk_id)
+    kept = {copy.strip() for copy, whole in zip(split.copies, split.kept, strict=True) if whole}
     whole = [position for position, text in enumerate(replacements) if text and text in kept]
     return codec.decode_replacing(result.target_ids, replacements, whole)
 

@@ -189,19 +189,19 @@ async def _submit_all(state: ServiceState, http_request: Request, loaded: Loaded
     """The results of `requests`, in order: from the model version's cache where it holds an equal
     request's (TRANSLATOR_CACHE_MB), else from the engine, each distinct request once (a sentence
     repeated in a text is decoded once), and then kept there."""
-    cached = [loaded.cache.get(request) for request in requests]
+    keys = [cache_key(request) for request in requests]
+    cached = [loaded.cache.get(key) for key in keys]
     state.metrics.observe_cache(hits=sum(result is not None for result in cached),
                                 misses=sum(result is None for result in cached))
     missing: dict[Hashable, TranslationRequest] = {}
-    for request, result in zip(requests, cached, strict=True):
+    for key, request, result in zip(keys, requests, cached, strict=True):
         if result is None:
-            missing.setdefault(cache_key(request), request)
+            missing.setdefault(key, request)
     computed = dict(zip(missing, await _submit_to_engine(state, loaded, list(missing.values())), strict=True)) \
         if missing else {}
     for key, request in missing.items():
-        loaded.cache.put(request, computed[key])
-    return [result if result is not None else computed[cache_key(request)]
-            for request, result in zip(requests, cached, strict=True)]
+        loaded.cache.put(key, request, computed[key])
+    return [computed[key] if result is None else result for key, result in zip(keys, cached, strict=True)]
 
 
 async def _submit_to_engine(state: ServiceState, loaded: LoadedModel,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from service.engine.batch import DecodeBatch
-from service.engine.decoding import BeamSearch, GreedySearch, Search, make_search
+from service.engine.decoding import GreedySearch, Search, make_search
 from service.engine.errors import EngineFailure
 from service.engine.model import EncoderOutput, Seq2SeqModel, StepOutput
 from service.engine.types import Alternative, SpecialIds, TranslationRequest, TranslationResult
@@ -277,8 +277,7 @@ class DecodeLoop:
 
     @staticmethod
     def _result(ticket: Ticket, search: Search, now: float) -> TranslationResult:
-        wanted = ticket.request.alternatives
-        ranked = search.ranked(wanted + 1) if wanted and isinstance(search, BeamSearch) else [search.best()]
+        ranked = search.ranked(ticket.request.alternatives + 1)
         best = ranked[0]
         return TranslationResult(
             target_ids=best.target_ids,

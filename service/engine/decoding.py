@@ -50,6 +50,10 @@ class Search(Protocol):
 
     def best(self) -> Hypothesis: ...
 
+    def ranked(self, count: int) -> list[Hypothesis]:
+        """Up to `count` different finished translations, best first (the first is `best()`)."""
+        ...
+
 
 def length_penalty(length: int, alpha: float) -> float:
     """GNMT (Wu et al. 2016): ((5 + length) / 6) ** alpha; scores are divided by it."""
@@ -133,6 +137,10 @@ class GreedySearch:
         attention = np.stack(self._attention) if self._want_attention and self._attention else None
         # every step took a token, the last one eos (at the length limit a forced one, scored as the model rates it)
         return Hypothesis(list(self._tokens), self._score, attention, self._cut_short, len(self._tokens) + 1)
+
+    def ranked(self, count: int) -> list[Hypothesis]:
+        del count  # one row finishes one translation
+        return [self.best()]
 
 
 @dataclass(frozen=True)

@@ -57,22 +57,22 @@ class ResultCache:
         """Estimated bytes of what it keeps (entry_bytes), at most max_bytes."""
         return self._bytes
 
-    def get(self, request: TranslationRequest) -> TranslationResult | None:
-        """The result kept for an equal request, with no time in the engine (it spent none), or None."""
-        key = cache_key(request)
+    def get(self, key: Hashable) -> TranslationResult | None:
+        """The result kept for a request of this cache_key, with no time in the engine (it spent none),
+        or None. Keys are the caller's, made once per request (the service also uses them to decode a
+        request's repeated sentence once)."""
         entry = self._results.get(key)
         if entry is None:
             return None
         self._results.move_to_end(key)
         return replace(entry[0], queue_wait_seconds=0.0, encode_seconds=0.0, decode_seconds=0.0)
 
-    def put(self, request: TranslationRequest, result: TranslationResult) -> None:
-        """Keep `result`, dropping the least recently used entries to make room; one larger than the
-        whole budget is not kept."""
+    def put(self, key: Hashable, request: TranslationRequest, result: TranslationResult) -> None:
+        """Keep `result` for `request` (its cache_key `key`), dropping the least recently used entries
+        to make room; one larger than the whole budget is not kept."""
         size = entry_bytes(request, result)
         if size > self._max_bytes:
             return
-        key = cache_key(request)
         previous = self._results.pop(key, None)
         if previous is not None:
             self._bytes -= previous[1]

@@ -21,9 +21,9 @@ def result(tokens: list[int]) -> TranslationResult:
 def test_a_repeat_is_answered_with_the_result_and_no_engine_time() -> None:
     cache = ResultCache(10_000)
     request = TranslationRequest(source_ids=[5, 6, 3], deadline=1.0, group=7)
-    assert cache.get(request) is None
-    cache.put(request, result([9, 8]))
-    hit = cache.get(replace(request, deadline=99.0, group=8))  # scheduling fields decide nothing
+    assert cache.get(cache_key(request)) is None
+    cache.put(cache_key(request), request, result([9, 8]))
+    hit = cache.get(cache_key(replace(request, deadline=99.0, group=8)))  # scheduling fields decide nothing
     assert hit is not None and hit.target_ids == [9, 8] and hit.score == -1.5
     assert (hit.queue_wait_seconds, hit.encode_seconds, hit.decode_seconds) == (0.0, 0.0, 0.0)
 
@@ -37,21 +37,22 @@ def test_what_decides_a_result_is_in_its_key(change: dict[str, object]) -> None:
     other = replace(request, **change)  # type: ignore[arg-type]
     assert cache_key(other) != cache_key(request)
     cache = ResultCache(10_000)
-    cache.put(request, result([1]))
-    assert cache.get(other) is None
+    cache.put(cache_key(request), request, result([1]))
+    assert cache.get(cache_key(other)) is None
 
 
 def test_the_least_recently_used_entries_go_first_to_stay_within_the_bytes() -> None:
     first, second, third = (TranslationRequest(source_ids=[token, 3]) for token in (10, 11, 12))
     size = entry_bytes(first, result([1]))
     cache = ResultCache(2 * size)
-    cache.put(first, result([1]))
-    cache.put(second, result([2]))
-    assert cache.get(first) is not None  # now the most recently used
-    cache.put(third, result([3]))
+    cache.put(cache_key(first), first, result([1]))
+    cache.put(cache_key(second), second, result([2]))
+    assert cache.get(cache_key(first)) is not None  # now the most recently used
+    cache.put(cache_key(third), third, result([3]))
     assert len(cache) == 2 and cache.bytes == 2 * size
-    assert cache.get(second) is None and cache.get(first) is not None and cache.get(third) is not None
-    cache.put(third, result([3]))  # kept again: counted once
+    assert cache.get(cache_key(second)) is None
+    assert cache.get(cache_key(first)) is not None and cache.get(cache_key(third)) is not None
+    cache.put(cache_key(third), third, result([3]))  # kept again: counted once
     assert cache.bytes == 2 * size
 
 
@@ -63,16 +64,16 @@ def test_an_entry_weighs_its_attention_and_ids() -> None:
     heavy = replace(small, attention=matrix, alternatives=others)
     assert entry_bytes(request, heavy) - entry_bytes(request, small) >= 8 * 60 * 41 * 4  # the matrices
     cache = ResultCache(entry_bytes(request, heavy) - 1)
-    cache.put(request, heavy)  # larger than the whole budget: not kept
+    cache.put(cache_key(request), request, heavy)  # larger than the whole budget: not kept
     assert len(cache) == 0 and cache.bytes == 0
-    cache.put(request, small)
-    assert cache.get(request) is not None
+    cache.put(cache_key(request), request, small)
+    assert cache.get(cache_key(request)) is not None
 
 
 def test_no_bytes_keeps_nothing() -> None:
     cache = ResultCache(0)
     request = TranslationRequest(source_ids=[5, 3])
-    cache.put(request, result([1]))
-    assert cache.get(request) is None and len(cache) == 0
+    cache.put(cache_key(request), request, result([1]))
+    assert cache.get(cache_key(request)) is None and len(cache) == 0
     with pytest.raises(ValueError):
         ResultCache(-1)
