@@ -124,7 +124,9 @@ class ServiceMetrics:
         self.cache_lookups = Counter(
             "translator_cache_lookups",
             "Sentences looked up in the translation cache (TRANSLATOR_CACHE_MB), by result: hit (answered "
-            "from it, no engine work) or miss (sent to the engine; kept if it answers and the cache is on).",
+            "from it, no engine work), shared (the same sentence with the same options was in the engine for "
+            "another request: its answer, no engine work of its own) or miss (sent to the engine; kept if it "
+            "answers and the cache is on).",
             ["result"],
             registry=r,
         )
@@ -172,8 +174,8 @@ class ServiceMetrics:
             self.rejected.labels(reason=reason)
         for outcome in COPY_OUTCOMES:
             self.copy_retries.labels(outcome=outcome)
-        self._cache_hits, self._cache_misses = self.cache_lookups.labels(result="hit"), \
-            self.cache_lookups.labels(result="miss")
+        self._cache_hits, self._cache_shared, self._cache_misses = (
+            self.cache_lookups.labels(result=result) for result in ("hit", "shared", "miss"))
         self._padded_total = 0
         self._positions_total = 0
         self._http_counters: dict[tuple[str, str, int], Any] = {}
@@ -236,9 +238,11 @@ class ServiceMetrics:
             raise ValueError(f"unknown copy retry outcome {outcome!r}")
         self.copy_retries.labels(outcome=outcome).inc()
 
-    def observe_cache(self, hits: int, misses: int) -> None:
+    def observe_cache(self, hits: int, shared: int, misses: int) -> None:
         if hits:
             self._cache_hits.inc(hits)
+        if shared:
+            self._cache_shared.inc(shared)
         if misses:
             self._cache_misses.inc(misses)
 

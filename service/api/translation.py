@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -187,50 +187,81 @@ async def _submit_or_nothing(state: ServiceState, http_request: Request, model: 
 async def _submit_all(state: ServiceState, http_request: Request, loaded: LoadedModel,
                       requests: list[TranslationRequest]) -> list[TranslationResult]:
     """The results of `requests`, in order: from the model version's cache where it holds an equal
-    request's (TRANSLATOR_CACHE_MB), else from the engine, each distinct request once (a sentence
-    repeated in a text is decoded once), and then kept there."""
+    request's (TRANSLATOR_CACHE_MB); else, while an equal request is in the engine for another
+    request, that one's answer (the cache's flights); else from the engine, each distinct request
+    once (a sentence repeated in a text is decoded once), and then kept in the cache."""
     keys = [cache_key(request) for request in requests]
     cached = [loaded.cache.get(key) for key in keys]
-    state.metrics.observe_cache(hits=sum(result is not None for result in cached),
-                                misses=sum(result is None for result in cached))
     missing: dict[Hashable, TranslationRequest] = {}
     for key, request, result in zip(keys, requests, cached, strict=True):
         if result is None:
             missing.setdefault(key, request)
-    computed = dict(zip(missing, await _submit_to_engine(state, loaded, list(missing.values())), strict=True)) \
-        if missing else {}
-    for key, request in missing.items():
-        loaded.cache.put(key, request, computed[key])
+    flights = {key: flight for key in missing if (flight := loaded.cache.in_flight(key)) is not None}
+    shared = sum(result is None and key in flights for key, result in zip(keys, cached, strict=True))
+    hits = sum(result is not None for result in cached)
+    state.metrics.observe_cache(hits=hits, shared=shared, misses=len(keys) - hits - shared)
+    joined_at = time.monotonic()
+    computed = await _decode(state, loaded, {key: request for key, request in missing.items() if key not in flights})
+    unanswered: dict[Hashable, TranslationRequest] = {}
+    for key, flight in flights.items():
+        answer = await asyncio.shield(flight)  # this request's cancellation must not end another's flight
+        if answer is None:  # its request failed or left: this one decodes the sentence itself
+            unanswered[key] = missing[key]
+        else:  # Server-Timing: the engine's time this request waited for (at most), as decode
+            computed[key] = replace(answer, queue_wait_seconds=0.0, encode_seconds=0.0,
+                                    decode_seconds=time.monotonic() - joined_at)
+    computed.update(await _decode(state, loaded, unanswered))
     return [computed[key] if result is None else result for key, result in zip(keys, cached, strict=True)]
 
 
-async def _submit_to_engine(state: ServiceState, loaded: LoadedModel,
-                            requests: list[TranslationRequest]) -> list[TranslationResult]:
-    """Submit concurrently; if one fails, cancel the others (their rows are freed) and raise. At most a batch's
-    worth of a request's sentences (TRANSLATOR_MAX_BATCH_ROWS) are in the engine at once, the next
-    submitted as one ends, so that a long document neither fills the engine's queue (other clients
-    would be refused with 429) nor needs to fit in it."""
-    if len(requests) == 1:  # the usual request: no task of its own
-        results = [await loaded.scheduler.submit(requests[0])]
-    else:
-        window = asyncio.Semaphore(max(1, min(state.settings.max_batch_rows, state.settings.max_queue_requests)))
+async def _decode(state: ServiceState, loaded: LoadedModel,
+                  requests: dict[Hashable, TranslationRequest]) -> dict[Hashable, TranslationResult]:
+    """The engine's results for `requests` (by cache key), each kept in the cache as it ends. From the
+    moment one enters the engine until it ends it is a flight other requests may wait on (not while
+    it waits for its turn in its request's window: a one-line request must not wait behind a
+    document's other sentences)."""
+    keys, pending = list(requests), list(requests.values())
 
-        async def submit(request: TranslationRequest) -> TranslationResult:
-            arrived = time.monotonic()
-            async with window:
-                waited = time.monotonic() - arrived  # for its turn in the window: queueing too (Server-Timing)
-                result = await loaded.scheduler.submit(request)
-            return replace(result, queue_wait_seconds=result.queue_wait_seconds + waited)
-
-        tasks = [asyncio.ensure_future(submit(request)) for request in requests]
+    async def decode(position: int) -> TranslationResult:
+        key, request = keys[position], pending[position]
+        flight = loaded.cache.take_off(key)
+        result = None
         try:
-            results = list(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-    return results
+            result = await loaded.scheduler.submit(request)
+        finally:  # None: failed, refused or cancelled, and whoever waited decodes it themselves
+            loaded.cache.land(key, flight, request, result)
+        return result
+
+    return dict(zip(keys, await _submit_to_engine(state, len(pending), decode), strict=True))
+
+
+async def _submit_to_engine(state: ServiceState, count: int,
+                            decode: Callable[[int], Awaitable[TranslationResult]]) -> list[TranslationResult]:
+    """decode(0) .. decode(count - 1), concurrently; if one fails, cancel the others (their rows are
+    freed) and raise. At most a batch's worth of a request's sentences (TRANSLATOR_MAX_BATCH_ROWS) are
+    in the engine at once, the next submitted as one ends, so that a long document neither fills the
+    engine's queue (other clients would be refused with 429) nor needs to fit in it."""
+    if count == 0:
+        return []
+    if count == 1:  # the usual request: no task of its own
+        return [await decode(0)]
+    window = asyncio.Semaphore(max(1, min(state.settings.max_batch_rows, state.settings.max_queue_requests)))
+
+    async def submit(position: int) -> TranslationResult:
+        arrived = time.monotonic()
+        async with window:
+            waited = time.monotonic() - arrived  # for its turn in the window: queueing too (Server-Timing)
+            result = await decode(position)
+        return replace(result, queue_wait_seconds=result.queue_wait_seconds + waited)
+
+    tasks = [asyncio.ensure_future(submit(position)) for position in range(count)]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _note_server_timing(request: Request, results: list[TranslationResult]) -> None:

@@ -7,11 +7,19 @@ be answered from here. Least recently used entries go first once the cache holds
 bytes (estimated: a result may keep attention matrices, one per alternative, and a long sentence's
 weigh tens of KB); one cache per loaded model version, so a reload starts empty. int8 answers may
 differ with the batch (dynamic quantization): a cached one is the answer one batch gave.
-Pure Python; must not import fastapi, onnxruntime or prometheus_client.
+
+It also knows the sentences being decoded ("flights", as a loading cache holds futures): a request
+that misses the cache while an equal one is in the engine for another request waits for that answer
+instead of decoding it again, so a burst of the same text (a page many clients translate at once)
+costs one decode, not one per client until the first ends. A flight belongs to the request that
+started it: if that one fails, is refused or is cancelled (its client left), the flight lands
+without an answer and each request that waited on it submits the sentence itself.
+Pure Python + asyncio; must not import fastapi, onnxruntime or prometheus_client.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import replace
@@ -39,6 +47,9 @@ def entry_bytes(request: TranslationRequest, result: TranslationResult) -> int:
     return BYTES_PER_ENTRY + BYTES_PER_TOKEN_ID * ids + arrays
 
 
+Flight = asyncio.Future[TranslationResult | None]  # None: landed without an answer
+
+
 class ResultCache:
     """An LRU map from cache_key(request) to its result, within `max_bytes` (entry_bytes); 0 keeps nothing."""
 
@@ -48,6 +59,7 @@ class ResultCache:
         self._max_bytes = max_bytes
         self._results: OrderedDict[Hashable, tuple[TranslationResult, int]] = OrderedDict()
         self._bytes = 0
+        self._flights: dict[Hashable, Flight] = {}
 
     def __len__(self) -> int:
         return len(self._results)
@@ -81,3 +93,31 @@ class ResultCache:
             self._bytes -= dropped
         self._results[key] = (result, size)
         self._bytes += size
+
+    def in_flight(self, key: Hashable) -> Flight | None:
+        """The flight of an equal request another caller is having decoded, or None. Wait on it
+        through asyncio.shield (a waiter's cancellation must not end it); None from it: do it yourself."""
+        return self._flights.get(key)
+
+    def take_off(self, key: Hashable) -> Flight | None:
+        """A request of this key goes to the engine now: the flight others may wait on, or None when
+        the cache keeps nothing (sharing is part of the cache: off with it) or one is already up."""
+        if self._max_bytes == 0 or key in self._flights:
+            return None
+        flight: Flight = asyncio.get_running_loop().create_future()
+        self._flights[key] = flight
+        return flight
+
+    def land(self, key: Hashable, flight: Flight | None, request: TranslationRequest,
+             result: TranslationResult | None) -> None:
+        """The end of a request's decode: `result` kept (put) and, when it flew as `flight` (take_off),
+        given to whoever waits on it; None: no answer (failed, refused, cancelled), they submit it
+        themselves. Landing a flight twice, or one already landed, changes nothing."""
+        if result is not None:
+            self.put(key, request, result)
+        if flight is None:
+            return
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        if not flight.done():
+            flight.set_result(result)

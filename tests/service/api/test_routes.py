@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -505,6 +506,29 @@ def test_a_sentence_asked_again_comes_from_the_cache(make_client: ClientFactory)
                                                                    "good morning"]
     assert _finished_sentences(plain) - finished == 2
 
+
+
+@pytest.mark.parametrize(("cache_mb", "decoded"), [(1, 1), (0, 2)])
+def test_equal_requests_at_once_are_decoded_once(make_client: ClientFactory, cache_mb: int, decoded: int) -> None:
+    """A sentence in the engine for one request answers the same sentence asked meanwhile by another
+    (the cache's flights), so a burst of one text costs one decode; with the cache off, two."""
+    client = make_client(step_delay_s=0.05, cache_mb=cache_mb)
+    model = client.app.state.service.registry.default.model  # type: ignore[attr-defined]
+    finished, steps = _finished_sentences(client), model.steps
+    body = {"text": "the house is small"}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(client.post, "/v1/translate", json=body)
+        deadline = time.monotonic() + 10
+        while model.steps == steps and time.monotonic() < deadline:  # until the first is in the engine
+            time.sleep(0.002)
+        second = client.post("/v1/translate", json=body)
+        answer = first.result()
+    assert second.status_code == answer.status_code == 200
+    assert second.json() == answer.json()
+    assert _finished_sentences(client) - finished == decoded
+    lines = client.get("/metrics").text.splitlines()
+    shared = next(line for line in lines if line.startswith('translator_cache_lookups_total{result="shared"}'))
+    assert float(shared.split()[-1]) == 2 - decoded
 
 def test_libretranslate_html_keeps_the_markup(make_client: ClientFactory) -> None:
     """format html: every text node translated on its own (the echo model echoes), tags, attributes

@@ -3,6 +3,7 @@ engine time."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import numpy as np
@@ -77,3 +78,55 @@ def test_no_bytes_keeps_nothing() -> None:
     assert cache.get(cache_key(request)) is None and len(cache) == 0
     with pytest.raises(ValueError):
         ResultCache(-1)
+
+
+def test_a_flight_gives_its_answer_to_whoever_waits_and_keeps_it() -> None:
+    async def scenario() -> None:
+        cache = ResultCache(10_000)
+        request = TranslationRequest(source_ids=[5, 6, 3])
+        key = cache_key(request)
+        assert cache.in_flight(key) is None
+        flight = cache.take_off(key)
+        assert flight is not None and cache.in_flight(key) is flight
+        assert cache.take_off(key) is None  # one flight per key: a second caller decodes without one
+        waiter = asyncio.ensure_future(asyncio.shield(flight))
+        cache.land(key, flight, request, result([9, 8]))
+        answer = await waiter
+        assert answer is not None and answer.target_ids == [9, 8]
+        assert cache.in_flight(key) is None
+        kept = cache.get(key)
+        assert kept is not None and kept.target_ids == [9, 8]
+
+    asyncio.run(scenario())
+
+
+def test_a_flight_that_ends_without_an_answer_says_so_and_keeps_nothing() -> None:
+    async def scenario() -> None:
+        cache = ResultCache(10_000)
+        request = TranslationRequest(source_ids=[5, 6, 3])
+        key = cache_key(request)
+        first = cache.take_off(key)
+        assert first is not None
+        cache.land(key, first, request, None)
+        assert await asyncio.shield(first) is None and cache.in_flight(key) is None and cache.get(key) is None
+        # a later flight of the same key is not ended by landing the earlier one again
+        second = cache.take_off(key)
+        assert second is not None
+        cache.land(key, first, request, None)
+        assert cache.in_flight(key) is second and not second.done()
+        cache.land(key, second, request, result([4]))
+        assert second.result() is not None and cache.in_flight(key) is None
+
+    asyncio.run(scenario())
+
+
+def test_no_flights_without_a_cache() -> None:
+    async def scenario() -> None:
+        cache = ResultCache(0)
+        request = TranslationRequest(source_ids=[5, 6, 3])
+        assert cache.take_off(cache_key(request)) is None
+        assert cache.in_flight(cache_key(request)) is None
+        cache.land(cache_key(request), None, request, result([1]))  # nothing kept, nothing raised
+        assert len(cache) == 0
+
+    asyncio.run(scenario())
