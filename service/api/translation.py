@@ -217,22 +217,35 @@ async def _submit_all(state: ServiceState, http_request: Request, loaded: Loaded
 async def _decode(state: ServiceState, loaded: LoadedModel,
                   requests: dict[Hashable, TranslationRequest]) -> dict[Hashable, TranslationResult]:
     """The engine's results for `requests` (by cache key), each kept in the cache as it ends. From the
-    moment one enters the engine until it ends it is a flight other requests may wait on (not while
-    it waits for its turn in its request's window: a one-line request must not wait behind a
-    document's other sentences)."""
+    moment one enters the engine until it ends it is a flight other requests may wait on: those that
+    enter at once from now, before any other request runs (an equal request right behind this one
+    must find them); the rest as they get their turn in the window (a one-line request must not wait
+    behind a document's other sentences)."""
     keys, pending = list(requests), list(requests.values())
+    at_once = min(len(pending), _window_rows(state))
+    flights = [loaded.cache.take_off(key) if position < at_once else None for position, key in enumerate(keys)]
 
     async def decode(position: int) -> TranslationResult:
         key, request = keys[position], pending[position]
-        flight = loaded.cache.take_off(key)
+        if position >= at_once:
+            flights[position] = loaded.cache.take_off(key)
         result = None
         try:
             result = await loaded.scheduler.submit(request)
         finally:  # None: failed, refused or cancelled, and whoever waited decodes it themselves
-            loaded.cache.land(key, flight, request, result)
+            loaded.cache.land(key, flights[position], request, result)
         return result
 
-    return dict(zip(keys, await _submit_to_engine(state, len(pending), decode), strict=True))
+    try:
+        return dict(zip(keys, await _submit_to_engine(state, len(pending), decode), strict=True))
+    finally:  # a flight taken off for a sentence whose task never ran (cancelled first) lands too
+        for key, flight, request in zip(keys, flights, pending, strict=True):
+            loaded.cache.land(key, flight, request, None)
+
+
+def _window_rows(state: ServiceState) -> int:
+    """How many of one request's sentences may be in the engine at once (_submit_to_engine)."""
+    return max(1, min(state.settings.max_batch_rows, state.settings.max_queue_requests))
 
 
 async def _submit_to_engine(state: ServiceState, count: int,
@@ -245,7 +258,7 @@ async def _submit_to_engine(state: ServiceState, count: int,
         return []
     if count == 1:  # the usual request: no task of its own
         return [await decode(0)]
-    window = asyncio.Semaphore(max(1, min(state.settings.max_batch_rows, state.settings.max_queue_requests)))
+    window = asyncio.Semaphore(_window_rows(state))  # tasks start in order: the first ones at once
 
     async def submit(position: int) -> TranslationResult:
         arrived = time.monotonic()

@@ -156,3 +156,18 @@ def test_a_sentence_waiting_for_its_turn_in_a_document_is_not_shared() -> None:
 
     asyncio.run(scenario())
 
+
+
+def test_a_text_asked_right_behind_an_equal_one_shares_all_its_sentences() -> None:
+    """The first request's sentences are flights before any other request runs, not only once their
+    tasks start: a burst of one multi-sentence text decodes each sentence once."""
+    async def scenario() -> None:
+        state, loaded, scheduler = _service()
+        first = _submit(state, loaded, [1], [2])
+        second = _submit(state, loaded, [1], [2])  # no await between: the second runs right after the first
+        await _until_submitted(scheduler, 2)
+        scheduler.release.set()
+        assert [r.target_ids for r in (*await first, *await second)] == [[1], [2], [1], [2]]
+        assert scheduler.submitted == [[1], [2]] and _lookups(state) == {"hit": 0, "shared": 2, "miss": 2}
+
+    asyncio.run(scenario())
