@@ -130,6 +130,15 @@ class ServiceMetrics:
             ["result"],
             registry=r,
         )
+        self.html_runs = Counter(
+            "translator_html_runs",
+            "Runs of HTML text joined by inline elements (LibreTranslate format html: \"Click <b>Save</b> now\"), "
+            "by how their markup came back: carried (translated as one text, each element put around the words "
+            "aligned to its own by attention) or node_by_node (the alignment could not place the elements as "
+            "the source nests them: each text node translated on its own).",
+            ["markup"],
+            registry=r,
+        )
         self.cache_bytes = Gauge(
             "translator_cache_bytes",
             "Estimated bytes the translation caches hold (service.engine.result_cache.entry_bytes), at most "
@@ -174,6 +183,8 @@ class ServiceMetrics:
             self.rejected.labels(reason=reason)
         for outcome in COPY_OUTCOMES:
             self.copy_retries.labels(outcome=outcome)
+        for markup in ("carried", "node_by_node"):
+            self.html_runs.labels(markup=markup)
         self._cache_hits, self._cache_shared, self._cache_misses = (
             self.cache_lookups.labels(result=result) for result in ("hit", "shared", "miss"))
         self._padded_total = 0
@@ -237,6 +248,12 @@ class ServiceMetrics:
         if outcome not in COPY_OUTCOMES:
             raise ValueError(f"unknown copy retry outcome {outcome!r}")
         self.copy_retries.labels(outcome=outcome).inc()
+
+    def observe_markup(self, carried: int, uncarried: int) -> None:
+        if carried:
+            self.html_runs.labels(markup="carried").inc(carried)
+        if uncarried:
+            self.html_runs.labels(markup="node_by_node").inc(uncarried)
 
     def observe_cache(self, hits: int, shared: int, misses: int) -> None:
         if hits:

@@ -1,6 +1,9 @@
 """The text of an HTML fragment, for LibreTranslate's `"format": "html"`: every text node is translated
-on its own and put back where it was, everything else kept byte for byte as it was sent (as
-LibreTranslate's own translatehtml does, node by node).
+and put back where it was, everything else kept byte for byte as it was sent. Text nodes joined only
+by inline elements ("Click <b>Save</b> to keep your changes.") also form a run, translated as the one
+sentence it is, its elements carried into the translation by attention (service.api.markup_transfer);
+a run whose markup cannot be carried is translated node by node (as LibreTranslate's own
+translatehtml does).
 
 Text inside script, style, code, pre, textarea and similar elements is not prose and is kept as it
 is, and so is text the page marks so: HTML's `translate="no"` (inherited by the element's content
@@ -13,14 +16,21 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
+
+from service.api.markup_transfer import InlineElement
 
 # Elements whose text is code or preformatted, never translated.
 UNTRANSLATED_ELEMENTS = frozenset({"script", "style", "code", "pre", "textarea", "kbd", "samp", "var", "noscript"})
 # Elements that never have content or an end tag: nothing to inherit from them.
 VOID_ELEMENTS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
                            "source", "track", "wbr"})
+# Phrasing elements a sentence runs through ("Click <b>Save</b> now"); not code (kept as written) nor
+# void ones (an image or a line break ends the run).
+INLINE_ELEMENTS = frozenset({"a", "abbr", "b", "bdi", "bdo", "cite", "data", "del", "dfn", "em", "font", "i", "ins",
+                             "mark", "q", "s", "small", "span", "strong", "sub", "sup", "time", "u"})
 # HTML's own whitespace (ASCII only: a no-break space is text, not layout).
 _HTML_SPACE = re.compile(r"[ \t\n\f\r]+")
 _HTML_SPACE_CHARACTERS = " \t\n\f\r"
@@ -34,12 +44,27 @@ class _Span:
     start: int
     text: bool
     translated: bool
+    tag: str = ""  # an inline element's start or end tag: its name
+    closing: bool = False  # an end tag
+
+
+@dataclass(frozen=True)
+class Run:
+    """Text nodes joined only by inline elements: `text`, the nodes' text as one (whitespace collapsed,
+    trimmed), and the `elements` within it, in document order; `nodes`, the text nodes it holds."""
+
+    nodes: list[int]
+    text: str
+    elements: list[InlineElement]
+    parts: tuple[int, int] = field(repr=False)  # the document's parts it replaces, [first, last)
 
 
 class HtmlDocument(HTMLParser):
     """`texts`: the text nodes to translate, their whitespace collapsed to single spaces (HTML
-    renders it so) and trimmed; `render(translations)` puts one translation back per text node, with
-    the node's own leading and trailing whitespace around it, and every other character of the
+    renders it so) and trimmed; `runs`: those of them joined by inline elements (two or more nodes,
+    every element in it closed in it). `render(translations, carried)` puts one translation back per
+    text node, with the node's own leading and trailing whitespace around it, or for a run in
+    `carried` (by its index) that HTML in place of all of it, and every other character of the
     source as it was written (tags' case and spacing, declarations, CDATA, entities in code).
 
     The parser only says where each construct starts (`getpos`); a construct runs to the next one's
@@ -56,30 +81,119 @@ class HtmlDocument(HTMLParser):
         self.feed(source)
         self.close()
         self._parts: list[str | int] = []  # source text as written, or the index of a text node
+        # each part's kind: "text", "space" (whitespace between inline elements), "open"/"close" (an
+        # inline element's tag) or "" (anything else: it ends a run), and the tag's name
+        self._kinds: list[tuple[str, str]] = []
         self._edges: list[tuple[str, str]] = []  # each text node's leading and trailing whitespace
         self.texts: list[str] = []
         self._collect()
+        self.runs: list[Run] = self._find_runs()
 
-    def render(self, translations: list[str]) -> str:
+    def render(self, translations: Sequence[str | None], carried: Mapping[int, str] | None = None) -> str:
+        """The document with `translations` (one per text node; None only for a node of a carried run)
+        and `carried` (run index -> its translation as HTML, markup_transfer.carry_markup)."""
         if len(translations) != len(self.texts):
             raise ValueError(f"{len(translations)} translations for {len(self.texts)} text nodes")
+        replaced = {self.runs[index].parts[0]: (self.runs[index], html_text)
+                    for index, html_text in (carried or {}).items()}
         out = []
-        for part in self._parts:
+        position = 0
+        while position < len(self._parts):
+            if position in replaced:
+                run, html_text = replaced[position]
+                first, last = self._parts[run.parts[0]], self._parts[run.parts[1] - 1]
+                out.append((self._edges[first][0] if isinstance(first, int) else "") + html_text
+                           + (self._edges[last][1] if isinstance(last, int) else ""))
+                position = run.parts[1]
+                continue
+            part = self._parts[position]
             if isinstance(part, int):
+                translation = translations[part]
+                if translation is None:
+                    raise ValueError(f"no translation for text node {part}")
                 lead, trail = self._edges[part]
-                out.append(lead + html.escape(translations[part], quote=False) + trail)
+                out.append(lead + html.escape(translation, quote=False) + trail)
             else:
                 out.append(part)
+            position += 1
         return "".join(out)
+
+    def _find_runs(self) -> list[Run]:
+        """Stretches of text nodes, whitespace and inline tags holding two nodes or more, trimmed of
+        tags that close what opened before them or open what closes after them, every element in
+        them closed in them in order."""
+        runs: list[Run] = []
+        position = 0
+        while position < len(self._parts):
+            end = position
+            while end < len(self._parts) and self._kinds[end][0]:
+                end += 1
+            first, last = position, end
+            while first < last and self._kinds[first][0] in ("close", "space"):
+                first += 1
+            while last > first and self._kinds[last - 1][0] in ("open", "space"):
+                last -= 1
+            texts = sum(kind == "text" for kind, _ in self._kinds[first:last])
+            if texts >= 2 and self._balanced(first, last):
+                runs.append(self._run(first, last))
+            position = max(end, position + 1)
+        return runs
+
+    def _balanced(self, first: int, last: int) -> bool:
+        open_tags: list[str] = []
+        for kind, tag in self._kinds[first:last]:
+            if kind == "open":
+                open_tags.append(tag)
+            elif kind == "close" and (not open_tags or open_tags.pop() != tag):
+                return False
+        return not open_tags
+
+    def _run(self, first: int, last: int) -> Run:
+        """The run of parts [first, last): its text as HTML renders it (whitespace collapsed, trimmed)
+        and where each element's tags stand in it."""
+        chunks: list[str] = []
+        length = 0
+        space_pending = False
+        opened: list[tuple[int, str, int]] = []  # (its open tag's place in order, as written, where its text starts)
+        elements: list[tuple[int, InlineElement]] = []
+        nodes: list[int] = []
+        for part, (kind, _) in zip(self._parts[first:last], self._kinds[first:last], strict=True):
+            if kind in ("text", "space"):
+                if isinstance(part, int):
+                    nodes.append(part)
+                    lead, trail = self._edges[part]
+                    raw = lead + self.texts[part] + trail
+                else:
+                    raw = part
+                for word in re.split(f"([{_HTML_SPACE_CHARACTERS}]+)", raw):
+                    if not word:
+                        continue
+                    if word[0] in _HTML_SPACE_CHARACTERS:
+                        space_pending = length > 0
+                        continue
+                    if space_pending:
+                        chunks.append(" ")
+                        length += 1
+                        space_pending = False
+                    chunks.append(word if isinstance(part, int) else html.unescape(word))
+                    length += len(chunks[-1])
+            elif kind == "open":
+                opened.append((len(opened) + len(elements), str(part), length + (1 if space_pending else 0)))
+            else:  # close: _balanced paired it with the last one opened
+                order, open_tag, start = opened.pop()
+                elements.append((order, InlineElement(open_tag, str(part), start, max(start, length))))
+        # document order: as the open tags stood (outer before inner)
+        return Run(nodes, "".join(chunks), [element for _, element in sorted(elements, key=lambda item: item[0])],
+                   (first, last))
 
     def _collect(self) -> None:
         """Cut the source at the spans' starts; consecutive text spans are one text node (the
         parser hands a stray "<" to handle_data on its own)."""
         if not self._spans:
-            self._parts.append(self._source)
+            self._part(self._source)
             return
         if self._spans[0].start:  # a construct the parser skipped without a callback ("</>"): markup
-            self._parts.append(self._source[: self._spans[0].start])
+            self._part(self._source[: self._spans[0].start])
         ends = [span.start for span in self._spans[1:]] + [len(self._source)]
         pending: list[str] = []  # raw text of the text node being gathered
         translated = False
@@ -95,29 +209,34 @@ class HtmlDocument(HTMLParser):
                     continue
                 self._add_text("".join(pending), translated)
                 pending, translated = [], False
-                self._parts.append(rest)
+                self._part(rest)
             else:
                 if pending:
                     self._add_text("".join(pending), translated)
                     pending, translated = [], False
-                self._parts.append(raw)
+                self._part(raw, ("close" if span.closing else "open") if span.tag else "", span.tag)
         if pending:
             self._add_text("".join(pending), translated)
 
     def _add_text(self, raw: str, translated: bool) -> None:
         core = _HTML_SPACE.sub(" ", html.unescape(raw)).strip(_HTML_SPACE_CHARACTERS)
         if not translated or not core:
-            self._parts.append(raw)
+            self._part(raw, "space" if translated and not raw.strip(_HTML_SPACE_CHARACTERS) else "")
             return
         body = raw.strip(_HTML_SPACE_CHARACTERS)
         lead = raw[: len(raw) - len(raw.lstrip(_HTML_SPACE_CHARACTERS))]
         self._edges.append((lead, raw[len(lead) + len(body):]))
-        self._parts.append(len(self.texts))
+        self._part(len(self.texts), "text")
         self.texts.append(core)
 
-    def _mark(self, text: bool = False, translated: bool = False) -> None:
+    def _part(self, part: str | int, kind: str = "", tag: str = "") -> None:
+        self._parts.append(part)
+        self._kinds.append((kind, tag))
+
+    def _mark(self, text: bool = False, translated: bool = False, tag: str = "", closing: bool = False) -> None:
         line, column = self.getpos()  # where the construct being handled starts
-        self._spans.append(_Span(self._line_starts[line - 1] + column, text, translated))
+        inline = tag if tag in INLINE_ELEMENTS else ""
+        self._spans.append(_Span(self._line_starts[line - 1] + column, text, translated, inline, closing))
 
     # ---- HTMLParser callbacks ------------------------------------------------------------------
 
@@ -138,8 +257,10 @@ class HtmlDocument(HTMLParser):
         self._open.append((tag, translated, code))
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        translating = self._translating()
         self._open_element(tag, attrs)
-        self._mark()
+        # an inline element whose text is translated as its parent's is part of a run
+        self._mark(tag=tag if self._open and self._open[-1][1] == translating and translating else "")
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         # "/>" closes nothing in HTML but a void element: <span translate="no"/> holds what follows
@@ -151,9 +272,14 @@ class HtmlDocument(HTMLParser):
         # an end tag without its element closes nothing.
         for depth in range(len(self._open) - 1, -1, -1):
             if self._open[depth][0] == tag:
+                # the innermost element, translated as its parent is (its start tag was marked so)
+                closes_inline = depth == len(self._open) - 1 and self._open[depth][1] \
+                    and (self._open[depth - 1][1] if depth else True)
                 del self._open[depth:]
                 break
-        self._mark()
+        else:
+            closes_inline = False
+        self._mark(tag=tag if closes_inline else "", closing=True)
 
     def handle_data(self, data: str) -> None:
         self._mark(text=True, translated=self._translating() and self.cdata_elem is None)

@@ -8,15 +8,24 @@ must not import onnxruntime.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from model_store.codec import word_index_of_pieces
+from model_store.codec import WORD_START, word_index_of_pieces
 from model_store.sentences import LINE_BREAK
 from service.api.errors import AttentionUnavailable
 from service.api.source_text import Piece
-from service.engine import Alternative, TranslationResult, confidence, moses_format, unk_replace, word_alignment
+from service.engine import (
+    Alternative,
+    TranslationResult,
+    confidence,
+    moses_format,
+    unk_replace,
+    word_alignment,
+    word_weights,
+)
 from service.models import LoadedModel
 
 EOS_TOKEN = "</s>"
@@ -33,6 +42,10 @@ class Attended:
     weights: np.ndarray  # [len(target_tokens), len(source_tokens)], rows sum to 1
     alignment: list[tuple[int, int]]
     moses: str
+    # [target words, source words] over the whole text that write characters (service.engine.
+    # word_weights, sentence by sentence on the diagonal; a lone "▁" piece is a word of none):
+    # the attention between the translation's and the text's whitespace-separated words
+    word_weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
 
 def joined(translations: list[str], pieces: list[Piece]) -> str:
@@ -104,6 +117,7 @@ def attended(model: LoadedModel, text: str, pieces: list[Piece], results: list[T
     source_tokens: list[str] = []
     target_tokens: list[str] = []
     blocks: list[np.ndarray] = []
+    word_blocks: list[np.ndarray] = []
     pairs: list[tuple[int, int]] = []
     source_words = target_words = 0  # words of the sentences before this one
     for piece, result in zip(pieces, results, strict=True):
@@ -114,18 +128,19 @@ def attended(model: LoadedModel, text: str, pieces: list[Piece], results: list[T
         target_word_index = word_index_of_pieces(target_pieces)
         weights = np.asarray(result.attention, dtype=np.float64)[: len(target_pieces) + 1, : len(piece.ids)]
         weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+        counted = [not _punctuation_piece(piece) for piece in target_pieces]  # see word_weights
         pairs += [(source + source_words, target + target_words)
-                  for source, target in word_alignment(weights, split.word_index, target_word_index)]
+                  for source, target in word_alignment(weights, split.word_index, target_word_index, counted)]
+        by_word = word_weights(weights, split.word_index, target_word_index, counted)
+        # only the words that write characters: a lone "▁" piece is a word of none (a doubled space)
+        word_blocks.append(by_word[np.ix_(_visible_words(target_pieces, target_word_index, by_word.shape[0]),
+                                          _visible_words(split.pieces, split.word_index, by_word.shape[1]))])
         source_words += max(split.word_index, default=-1) + 1
         target_words += max(target_word_index, default=-1) + 1
         source_tokens += [*split.pieces, EOS_TOKEN]
         target_tokens += [*target_pieces, EOS_TOKEN]
         blocks.append(weights)
-    matrix = np.zeros((len(target_tokens), len(source_tokens)))
-    row = column = 0
-    for block in blocks:
-        matrix[row: row + block.shape[0], column: column + block.shape[1]] = block
-        row, column = row + block.shape[0], column + block.shape[1]
+    matrix = _block_diagonal(blocks, (len(target_tokens), len(source_tokens)))
     translations = [decode_sentence(model, piece, result) for piece, result in zip(pieces, results, strict=True)]
     return Attended(
         model=model,
@@ -137,4 +152,26 @@ def attended(model: LoadedModel, text: str, pieces: list[Piece], results: list[T
         weights=matrix,
         alignment=pairs,
         moses=moses_format(pairs),
+        word_weights=_block_diagonal(word_blocks, (sum(b.shape[0] for b in word_blocks),
+                                                    sum(b.shape[1] for b in word_blocks))),
     )
+
+
+def _visible_words(pieces: list[str], word_index: list[int], words: int) -> list[int]:
+    """The words (of `words`) some piece of which writes a character."""
+    visible = {word for piece, word in zip(pieces, word_index, strict=False) if piece.lstrip(WORD_START)}
+    return [word for word in range(words) if word in visible]
+
+
+def _punctuation_piece(piece: str) -> bool:
+    text = piece.lstrip(WORD_START)
+    return bool(text) and all(unicodedata.category(character).startswith("P") for character in text)
+
+
+def _block_diagonal(blocks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    matrix = np.zeros(shape)
+    row = column = 0
+    for block in blocks:
+        matrix[row: row + block.shape[0], column: column + block.shape[1]] = block
+        row, column = row + block.shape[0], column + block.shape[1]
+    return matrix

@@ -31,6 +31,7 @@ from service.api.errors import (
     UnsupportedLanguagePair,
 )
 from service.api.html_text import HtmlDocument
+from service.api.markup_transfer import carry_markup
 from service.api.middleware import SERVER_TIMING_STATE
 from service.api.source_text import Options, Piece, client_terms, normalised, source_pieces, split_texts, text_name
 from service.api.target_text import (
@@ -339,20 +340,53 @@ async def translate_html(
 ) -> tuple[LoadedModel, list[str]]:
     """Translations of HTML fragments (LibreTranslate's `"format": "html"`): the text nodes of all of
     them are translated together, as the texts of one request, and put back into their markup
-    (html_text.HtmlDocument). The limits on texts apply to the fragments as sent; those on
-    sentences and rows to their text nodes."""
+    (html_text.HtmlDocument); text nodes joined by inline elements (a run) are translated as one text
+    and the elements carried into it by attention (markup_transfer), or, where that fails, node by
+    node. The limits on texts apply to the fragments as sent; those on sentences and rows to the
+    texts translated."""
     loaded = check_limits(state, documents, options)
     parsed = [HtmlDocument(document) for document in documents]
-    nodes = [text for document in parsed for text in document.texts]
-    names = [f"text {position}'s text node {node}" for position, document in enumerate(parsed)
-             for node in range(len(document.texts))]  # a refusal names the text the client sent
-    model, translations = await _translate(state, request, loaded, nodes, options, names)
-    rendered, position = [], 0
-    for document in parsed:
-        count = len(document.texts)
-        rendered.append(document.render([t.text for t in translations[position: position + count]]))
-        position += count
-    return model, rendered
+    if loaded.manifest.attention == "none":  # nothing to carry markup with: node by node
+        for document in parsed:
+            document.runs.clear()
+    # what to translate: every run, and every text node outside one
+    in_runs = [{node for run in document.runs for node in run.nodes} for document in parsed]
+    units: list[tuple[int, int | None, int]] = []  # (document, run index or None, text node)
+    texts, names = [], []
+    for position, (document, inside) in enumerate(zip(parsed, in_runs, strict=True)):
+        for index, run in enumerate(document.runs):
+            units.append((position, index, run.nodes[0]))
+            texts.append(run.text)
+            names.append(f"text {position}'s text nodes {run.nodes[0]}-{run.nodes[-1]}")
+        for node, text in enumerate(document.texts):
+            if node not in inside:
+                units.append((position, None, node))
+                texts.append(text)
+                names.append(f"text {position}'s text node {node}")  # a refusal names the text the client sent
+    model, translated = await _attend_all(state, request, loaded, texts, options, names)
+    node_translations: list[list[str | None]] = [[None] * len(document.texts) for document in parsed]
+    carried: list[dict[int, str]] = [{} for _ in parsed]
+    uncarried: list[tuple[int, int]] = []  # (document, run index) translated again node by node
+    for (position, run_index, node), result in zip(units, translated, strict=True):
+        if run_index is None:
+            node_translations[position][node] = result.translation
+            continue
+        run = parsed[position].runs[run_index]
+        markup = carry_markup(run.text, run.elements, result.translation, result.word_weights)
+        if markup is None:
+            uncarried.append((position, run_index))
+        else:
+            carried[position][run_index] = markup
+    state.metrics.observe_markup(carried=sum(map(len, carried)), uncarried=len(uncarried))
+    if uncarried:
+        nodes = [(position, node) for position, run_index in uncarried
+                 for node in parsed[position].runs[run_index].nodes]
+        _, again = await _attend_all(state, request, model, [parsed[p].texts[n] for p, n in nodes], options,
+                                     [f"text {p}'s text node {n}" for p, n in nodes])
+        for (position, node), result in zip(nodes, again, strict=True):
+            node_translations[position][node] = result.translation
+    return model, [document.render(translations, runs)
+                   for document, translations, runs in zip(parsed, node_translations, carried, strict=True)]
 
 
 def _prepared(state: ServiceState, texts: list[str], options: Options,
@@ -404,22 +438,42 @@ async def _translate(
 async def attend(state: ServiceState, request: Request, text: str, options: Options) -> Attended:
     """Translation of one text with its attention matrix and word alignment."""
     loaded = check_limits(state, [text], options)
-    (text,), (sentences,) = _prepared(state, [text], options)
-    options = client_terms(options)
-
-    async def work(model: LoadedModel) -> Attended:
-        if model.manifest.attention == "none":
-            raise AttentionUnavailable(f"model {model.name} version {model.version} has no attention")
-        pieces = [piece for piece in source_pieces(state, model, text_name(None, 0), sentences, options)
-                  if not piece.empty]
-        if not pieces:
-            return Attended(model, "", False, None, [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], "")
-        deadline = time.monotonic() + state.settings.request_timeout_s
-        group = next(_request_groups)
-        requests = [_request(model, options, piece, deadline, want_attention=True, group=group) for piece in pieces]
-        results = await _translate_rows(state, request, model, pieces, requests)
-        return attended(model, text, pieces, results)
-
     if loaded.manifest.attention == "none":
         raise AttentionUnavailable(f"model {loaded.name} version {loaded.version} has no attention")
+    _, (result,) = await _attend_all(state, request, loaded, [text], options)
+    return result
+
+
+async def _attend_all(state: ServiceState, request: Request, loaded: LoadedModel, texts: list[str],
+                      options: Options, names: list[str] | None = None) -> tuple[LoadedModel, list[Attended]]:
+    """Translations of `texts` (limits checked) with their attention and word alignment, in order,
+    and the model version that made them; a model without attention translates them all the same,
+    with none (an empty alignment)."""
+    texts, sentences_by_text = _prepared(state, texts, options, names)
+    options = client_terms(options)
+
+    async def work(model: LoadedModel) -> tuple[LoadedModel, list[Attended]]:
+        with_attention = model.manifest.attention != "none"
+        layout = [[piece for piece in source_pieces(state, model, text_name(names, position), sentences, options)
+                   if not piece.empty] for position, sentences in enumerate(sentences_by_text)]
+        deadline = time.monotonic() + state.settings.request_timeout_s
+        group = next(_request_groups)
+        rows = [piece for pieces in layout for piece in pieces]
+        requests = [_request(model, options, piece, deadline, want_attention=with_attention, group=group)
+                    for piece in rows]
+        results = iter(await _translate_rows(state, request, model, rows, requests))
+        answers = []
+        for text, pieces in zip(texts, layout, strict=True):
+            own = [next(results) for _ in pieces]
+            if not pieces:
+                answers.append(Attended(model, "", False, None, [EOS_TOKEN], [EOS_TOKEN], np.ones((1, 1)), [], ""))
+            elif with_attention:
+                answers.append(attended(model, text, pieces, own))
+            else:
+                translation = in_layout_of(text, joined([decode_sentence(model, piece, result) for piece, result
+                                                         in zip(pieces, own, strict=True)], pieces))
+                answers.append(Attended(model, translation, any(r.cut_at_max_length for r in own), confidence(own),
+                                        [], [], np.zeros((0, 0)), [], ""))
+        return model, answers
+
     return await cancel_on_disconnect(request, state.registry.run(loaded, work))

@@ -3,7 +3,7 @@
 Must not import fastapi, onnxruntime, prometheus_client, service.api or service.runtime.
 """
 
-from service.engine.alignment import moses_format, unk_replace, word_alignment
+from service.engine.alignment import moses_format, unk_replace, word_alignment, word_weights
 from service.engine.batch import DecodeBatch
 from service.engine.confidence import confidence
 from service.engine.decoding import Advance, BeamSearch, GreedySearch, Hypothesis, Search, length_penalty
@@ -66,4 +66,5 @@ __all__ = [
     "moses_format",
     "unk_replace",
     "word_alignment",
+    "word_weights",
 ]

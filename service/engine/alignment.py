@@ -55,33 +55,49 @@ def unk_replace(
     return result
 
 
+def word_weights(
+    attention: np.ndarray,
+    source_word_index: Sequence[int],
+    target_word_index: Sequence[int],
+    target_pieces_counted: Sequence[bool] | None = None,
+) -> np.ndarray:
+    """[target words, source words]: a target word's row is the mean of its pieces' rows (still a
+    distribution over the pieces, eos included, so a row may sum to less than 1 here), of those
+    `target_pieces_counted` says (default all; a word none of whose pieces counts has all counted:
+    punctuation written onto a word attends where the next word will come from, and "drucken."
+    should not be read as "."); a source word's weight is the sum over its pieces. Eos row/column
+    are dropped."""
+    if not source_word_index or not target_word_index:
+        return np.zeros((max(target_word_index, default=-1) + 1, max(source_word_index, default=-1) + 1))
+    weights = np.asarray(attention, dtype=np.float64)[: len(target_word_index), : len(source_word_index)]
+    by_source_word = _merge_columns(weights, source_word_index)  # [target pieces, source words]
+    target_words = max(target_word_index) + 1
+    index = np.asarray(target_word_index[: weights.shape[0]])
+    counted = np.ones(len(index)) if target_pieces_counted is None \
+        else np.asarray(target_pieces_counted[: len(index)], dtype=np.float64)
+    per_word = np.zeros(target_words)
+    np.add.at(per_word, index, counted)
+    counted = np.where(per_word[index] > 0, counted, 1.0)  # a word of uncounted pieces only: all of them
+    summed = np.zeros((target_words, by_source_word.shape[1]), dtype=np.float64)
+    counts = np.zeros(target_words, dtype=np.float64)
+    np.add.at(summed, index, by_source_word * counted[:, None])
+    np.add.at(counts, index, counted)
+    return summed / np.maximum(counts, 1.0)[:, None]
+
+
 def word_alignment(
     attention: np.ndarray,
     source_word_index: Sequence[int],
     target_word_index: Sequence[int],
+    target_pieces_counted: Sequence[bool] | None = None,
 ) -> list[tuple[int, int]]:
-    """(source_word, target_word) pairs: each target word aligned to the source word it attends to most.
-
-    Pieces are merged into words: a target word's row is the mean of its pieces' rows (still a
-    distribution); a source word's weight is the sum over its pieces. Eos row/column are dropped.
-    Sorted by target word.
-    """
+    """(source_word, target_word) pairs: each target word aligned to the source word it attends to
+    most (word_weights, `target_pieces_counted` as there). Sorted by target word."""
     if not source_word_index or not target_word_index:
         return []
-    weights = np.asarray(attention, dtype=np.float64)[: len(target_word_index), : len(source_word_index)]
-    by_source_word = _merge_columns(weights, source_word_index)  # [target pieces, source words]
-    target_words = max(target_word_index) + 1
-    summed = np.zeros((target_words, by_source_word.shape[1]), dtype=np.float64)
-    counts = np.zeros(target_words, dtype=np.float64)
-    index = np.asarray(target_word_index[: weights.shape[0]])
-    np.add.at(summed, index, by_source_word)
-    np.add.at(counts, index, 1.0)
-    present = counts > 0
-    mean = summed[present] / counts[present, None]  # [target words, source words]
-    return [
-        (int(source), int(target))
-        for target, source in zip(np.flatnonzero(present), np.argmax(mean, axis=1), strict=True)
-    ]
+    present = np.bincount(np.asarray(target_word_index[: len(attention)]), minlength=max(target_word_index) + 1)
+    by_word = word_weights(attention, source_word_index, target_word_index, target_pieces_counted)
+    return [(int(np.argmax(by_word[target])), int(target)) for target in np.flatnonzero(present)]
 
 
 def moses_format(pairs: Sequence[tuple[int, int]]) -> str:

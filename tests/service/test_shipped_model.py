@@ -4,6 +4,7 @@ with it through a real ONNX Runtime session."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -342,3 +343,29 @@ def test_served_beams_rank_with_the_length_penalty_the_scores_used(shipped: Path
     assert loaded.length_penalty_alpha == alpha
     older = LoadedModel(replace(manifest, training={}), shipped, unused, unused, unused, "fp32")  # type: ignore[arg-type]
     assert older.length_penalty_alpha == DEFAULT_LENGTH_PENALTY
+
+
+# Sentences running through inline elements, and the target words (as this model translates them)
+# their elements must hold: translated node by node, "Click <b>Save</b> to keep your changes." was
+# "Klicken <b>Speichern</b> sich auf die Änderungen halten.".
+INLINE_MARKUP = [
+    ("Click <b>Save</b> to keep your changes.", {"b": "Speichern"}),
+    ("This function returns the <em>number of rows</em> in a table.", {"em": "Anzahl der Zeilen"}),
+    ("The <i>red</i> car is <b>faster</b> than the blue one.", {"i": "rote", "b": "schneller"}),
+]
+
+
+def test_inline_markup_is_carried_into_the_sentence_translated_whole() -> None:
+    """format html: a sentence running through inline elements is translated as the one sentence it is
+    (the same words /v1/translate gives for its text) and each element put around the words attention
+    aligns to its own."""
+    with TestClient(create_app(Settings(intra_op_threads=1))) as client:
+        for fragment, held in INLINE_MARKUP:
+            html_text = client.post("/translate", json={"q": fragment, "target": "de", "format": "html"}).json()
+            text = re.sub(r"</?\w+>", "", fragment)
+            plain = client.post("/v1/translate", json={"text": text}).json()["translations"][0]["text"]
+            assert re.sub(r"</?\w+>", "", html_text["translatedText"]) == plain, (fragment, html_text)
+            for tag, words in held.items():
+                assert f"<{tag}>{words}</{tag}>" in html_text["translatedText"], (fragment, html_text)
+        metrics = client.get("/metrics").text
+        assert f'translator_html_runs_total{{markup="carried"}} {float(len(INLINE_MARKUP))}' in metrics

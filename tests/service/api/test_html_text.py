@@ -88,3 +88,42 @@ def test_a_stray_less_than_sign_is_text_of_its_node() -> None:
     document = HtmlDocument("<p>if a < b then</p>")
     assert document.texts == ["if a < b then"]  # one node, not three ("if a", "<", "b then")
     assert document.render(["wenn a < b dann"]) == "<p>wenn a &lt; b dann</p>"
+
+
+def _runs(source: str) -> list[tuple[str, list[tuple[str, str]], list[int]]]:
+    """Each run's text, its elements (open tag, the text they hold) and its text nodes."""
+    return [(run.text, [(e.open_tag, run.text[e.start:e.end]) for e in run.elements], run.nodes)
+            for run in HtmlDocument(source).runs]
+
+
+def test_text_nodes_joined_by_inline_elements_form_a_run() -> None:
+    assert _runs('<p>Click <b>Save</b>\n  to <a href="/k?a=1&amp;b">keep</a> your changes.</p><p>Next</p>') == [
+        ("Click Save to keep your changes.", [("<b>", "Save"), ('<a href="/k?a=1&amp;b">', "keep")], [0, 1, 2, 3, 4])]
+    # an element at the run's edge, nested ones in document order (outer first), entities decoded
+    assert _runs("<li><b>all <i>print</i></b> options &amp; more</li>") == [
+        ("all print options & more", [("<b>", "all print"), ("<i>", "print")], [0, 1, 2])]
+    assert _runs("<b>a</b> <i>b</i>") == [("a b", [("<b>", "a"), ("<i>", "b")], [0, 1])]
+
+
+@pytest.mark.parametrize("source", [
+    "<p>one node only, <b></b></p>",  # a single text node: translated as before
+    "<p>Press <kbd>Ctrl</kbd> now</p>",  # code ends a run (kept as written)
+    "<p>Line one<br>line two</p>",  # a void element ends it
+    '<p>Hello <span translate="no">Acme</span> world</p>',  # text kept as written ends it
+    "<p>Hello <!-- x --> world</p>",  # so does a comment
+    "x <b>y <i>z</b></i> w",  # misnested: not carried
+    "<p>Hello</p><p>world</p>",  # block elements are not inline
+])
+def test_no_run_where_a_sentence_does_not_run_through_inline_elements(source: str) -> None:
+    assert _runs(source) == []
+
+
+def test_a_carried_run_is_put_back_whole_with_its_whitespace_edges() -> None:
+    source = "<p>\n  Click <b>Save</b> now.\n</p><p>Ok <i>then</i></p><p>Alone</p>"
+    document = HtmlDocument(source)
+    assert [run.text for run in document.runs] == ["Click Save now.", "Ok then"]
+    rendered = document.render([None, None, None, "Gut", "dann", "Allein"],
+                               {0: "Klicken Sie jetzt auf <b>Speichern</b>."})
+    assert rendered == "<p>\n  Klicken Sie jetzt auf <b>Speichern</b>.\n</p><p>Gut <i>dann</i></p><p>Allein</p>"
+    with pytest.raises(ValueError, match="no translation for text node 3"):
+        document.render([None, None, None, None, "dann", "Allein"], {0: "x"})

@@ -530,6 +530,35 @@ def test_equal_requests_at_once_are_decoded_once(make_client: ClientFactory, cac
     shared = next(line for line in lines if line.startswith('translator_cache_lookups_total{result="shared"}'))
     assert float(shared.split()[-1]) == 2 - decoded
 
+
+def _html_runs(client: TestClient) -> dict[str, float]:
+    lines = client.get("/metrics").text.splitlines()
+    return {markup: float(next(line for line in lines if line.startswith(
+        f'translator_html_runs_total{{markup="{markup}"}}')).split()[-1]) for markup in ("carried", "node_by_node")}
+
+
+def test_libretranslate_html_carries_inline_markup(make_client: ClientFactory) -> None:
+    """A sentence running through inline elements is one text to the model and its elements are put
+    back around the words its attention aligns (the echo model: each word to itself); one that holds
+    no word cannot be placed, and that run is translated node by node; a model without attention
+    translates every run node by node."""
+    client = make_client()
+    fragment = '<p>the <b>house</b> is <a href="/s">small</a></p><p>hello <i> </i> world</p>'
+    response = client.post("/translate", json={"q": fragment, "target": "de", "format": "html"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"translatedText": fragment}
+    assert _html_runs(client) == {"carried": 1, "node_by_node": 1}
+    plain = client.post("/translate", json={"q": "hallo <b>welt</b> guten morgen", "source": "de", "target": "en",
+                                            "format": "html"})
+    assert plain.json() == {"translatedText": "hallo <b>welt</b> guten morgen"}
+    assert _html_runs(client) == {"carried": 1, "node_by_node": 1}  # no attention: no run counted
+    # a refusal names the run by the text nodes it holds
+    small = make_client(max_source_tokens=6)
+    long_run = small.post("/translate", json={"q": ["big", "<p>the <b>house</b> is big big big big</p>"],
+                                              "target": "de", "format": "html"})
+    message = assert_error(long_run, 413, "too_large")["error"]["message"]
+    assert message.startswith("text 1's text nodes 0-2 is "), message
+
 def test_libretranslate_html_keeps_the_markup(make_client: ClientFactory) -> None:
     """format html: every text node translated on its own (the echo model echoes), tags, attributes
     and code untouched; the limits on texts apply to the fragments as sent, not to their nodes, and a

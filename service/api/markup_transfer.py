@@ -1,0 +1,115 @@
+"""Inline markup carried into a translation by the model's attention (LibreTranslate's `"format": "html"`).
+
+A sentence with inline elements ("Click <b>Save</b> to keep your changes.") translated a text node at a
+time gives three fragments the model never saw together ("Klicken <b>Speichern</b> sich auf die
+Änderungen halten."). Translated whole instead, the tags are put back around the target words aligned
+to the words they held ("Klicken Sie auf <b>Speichern</b>, um die Änderungen zu behalten."): alignment-
+based tag projection (Hanneman & Dinu, 2020, "How should markup tags be translated?"), with the word
+alignment the attention gives (service.engine.word_weights). An element goes around the target words
+that attend most to a word it holds, or where none does, the target word each of its words is
+attended by most (this model often attends elsewhere as it writes "nicht" for "not": the column still
+finds it), and everything between them; punctuation the translation puts at its edge stays outside
+unless the element's own text had some there. Where that cannot give well-formed markup in the source's nesting
+(an element none of whose words was attended, two elements whose words came out interleaved, words
+that do not match the model's tokens) the answer is None and the caller translates the text nodes one
+by one, as before. Numpy and stdlib; HTTP edge only.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+_WORD = re.compile(r"\S+")
+
+
+@dataclass(frozen=True)
+class InlineElement:
+    """An inline element of a run of text, its tags as written and the characters of the run's text it holds."""
+
+    open_tag: str
+    close_tag: str
+    start: int
+    end: int
+
+
+def _is_punctuation(character: str) -> bool:
+    return unicodedata.category(character).startswith("P")
+
+
+def _edges(source: str, element: InlineElement, target: str, first: tuple[int, int],
+           last: tuple[int, int]) -> tuple[int, int]:
+    """Where the element's tags go in `target`: around its first to last word, less the punctuation
+    at their outer edges that the element's own source text does not have there."""
+    held = source[element.start:element.end].strip()
+    opening, closing = first[0], last[1]
+    if held and not _is_punctuation(held[0]):
+        while opening < first[1] - 1 and _is_punctuation(target[opening]):
+            opening += 1
+    if held and not _is_punctuation(held[-1]):
+        while closing > max(last[0], opening) + 1 and _is_punctuation(target[closing - 1]):
+            closing -= 1
+    return opening, closing
+
+
+def _nested_like_source(elements: Sequence[InlineElement], places: Sequence[tuple[int, int]]) -> bool:
+    """Each pair of elements in the translation as in the source: one inside the other, or apart."""
+    for i, outer in enumerate(elements):
+        for j in range(i + 1, len(elements)):
+            inner = elements[j]
+            (a_open, a_close), (b_open, b_close) = places[i], places[j]
+            if outer.start <= inner.start and inner.end <= outer.end:  # source: j inside i
+                if not (a_open <= b_open and b_close <= a_close):
+                    return False
+            elif not (a_close <= b_open or b_close <= a_open):  # source: apart
+                return False
+    return True
+
+
+def carry_markup(source: str, elements: Sequence[InlineElement], translation: str,
+                 word_weights: np.ndarray) -> str | None:
+    """`translation` as HTML (escaped) with `elements` (in document order, outer before inner) put
+    around its words; `word_weights` [target words, source words] is the attention between the
+    whitespace-separated words of `translation` and `source` as the model's tokens made them. None
+    where the markup cannot be carried (the module's docstring)."""
+    source_spans = [match.span() for match in _WORD.finditer(source)]
+    target_spans = [match.span() for match in _WORD.finditer(translation)]
+    if word_weights.shape != (len(target_spans), len(source_spans)) or not word_weights.size:
+        return None  # words the tokens do not match (a copy holding spaces): indices would point elsewhere
+    attends_most = np.argmax(word_weights, axis=1)  # each target word's source word
+    attended_most = np.argmax(word_weights, axis=0)  # each source word's target word
+    places: list[tuple[int, int]] = []
+    for element in elements:
+        held = [word for word, (start, end) in enumerate(source_spans) if start < element.end and end > element.start]
+        targets = [int(t) for t in np.flatnonzero(np.isin(attends_most, held))]
+        if not targets:
+            targets = [int(attended_most[word]) for word in held if word_weights[:, word].max() > 0]
+        if not targets:
+            return None
+        places.append(_edges(source, element, translation, target_spans[min(targets)], target_spans[max(targets)]))
+    # an outer element goes around its inner ones' words too
+    for i in range(len(elements) - 1, -1, -1):
+        for j in range(i + 1, len(elements)):
+            if elements[i].start <= elements[j].start and elements[j].end <= elements[i].end:
+                places[i] = (min(places[i][0], places[j][0]), max(places[i][1], places[j][1]))
+    if not _nested_like_source(elements, places):
+        return None
+    # tags by position: at one position closing tags first (the innermost first), then opening tags
+    # (the outermost first); document order breaks ties between equal spans (outer before inner)
+    inserts: list[tuple[int, int, int, str]] = []
+    for order, (element, (opening, closing)) in enumerate(zip(elements, places, strict=True)):
+        inserts.append((closing, 0, -opening * 1_000_000 - order, element.close_tag))
+        inserts.append((opening, 1, -closing * 1_000_000 + order, element.open_tag))
+    inserts.sort()
+    out, position = [], 0
+    for at, _, _, tag in inserts:
+        out.append(html.escape(translation[position:at], quote=False))
+        out.append(tag)
+        position = at
+    out.append(html.escape(translation[position:], quote=False))
+    return "".join(out)

@@ -1,0 +1,98 @@
+"""carry_markup: inline elements put around the target words the attention aligns to their own, in the
+source's nesting, or None (the caller then translates node by node)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.api.markup_transfer import InlineElement, carry_markup
+
+
+def element(source: str, held: str, tag: str = "b", attributes: str = "", occurrence: int = 0) -> InlineElement:
+    start = -1
+    for _ in range(occurrence + 1):
+        start = source.index(held, start + 1)
+    return InlineElement(f"<{tag}{attributes}>", f"</{tag}>", start, start + len(held))
+
+
+def aligned(pairs: list[tuple[int, int]], target_words: int, source_words: int) -> np.ndarray:
+    """A word attention matrix where target word t attends to source word s for each (t, s)."""
+    weights = np.full((target_words, source_words), 0.01)
+    for target, source in pairs:
+        weights[target, source] = 0.9
+    return weights
+
+
+def test_an_element_goes_around_the_words_aligned_to_its_own() -> None:
+    source = "Click Save to keep your changes."
+    translation = "Klicken Sie auf Speichern, um die Änderungen zu behalten."
+    weights = aligned([(0, 0), (1, 0), (2, 0), (3, 1), (4, 2), (5, 4), (6, 5), (7, 3), (8, 3)], 9, 6)
+    assert carry_markup(source, [element(source, "Save")], translation, weights) == \
+        "Klicken Sie auf <b>Speichern</b>, um die Änderungen zu behalten."  # its comma stays outside
+
+
+def test_elements_follow_their_words_where_the_translation_reorders_them() -> None:
+    source = "Select the Print command in the File menu."
+    translation = "Wählen Sie im Menü Datei drucken."
+    weights = aligned([(0, 0), (1, 1), (2, 4), (3, 7), (4, 6), (5, 2)], 6, 8)
+    elements = [element(source, "Print", "strong"), element(source, "File", "em")]
+    assert carry_markup(source, elements, translation, weights) == \
+        "Wählen Sie im Menü <em>Datei</em> <strong>drucken</strong>."
+
+
+def test_a_word_no_target_word_attends_to_is_found_by_its_column() -> None:
+    """'nicht' attends most to 'You', yet of all target words it is the one attending most to 'not'."""
+    source = "You can not undo this."
+    translation = "Das kannst du nicht entgehen lassen."
+    weights = aligned([(0, 3), (1, 0), (2, 0), (3, 0), (4, 3), (5, 4)], 6, 5)
+    weights[3, 2] = 0.06
+    assert carry_markup(source, [element(source, "not")], translation, weights) == \
+        "Das kannst du <b>nicht</b> entgehen lassen."
+    weights[:, 2] = 0.0  # nothing attends to it at all: nowhere to put it
+    assert carry_markup(source, [element(source, "not")], translation, weights) is None
+
+
+def test_nested_elements_stay_nested_and_the_outer_holds_the_inner() -> None:
+    source = "It explains all print options."
+    translation = "Sie erklärt alle Druckoptionen."
+    # "Druckoptionen" attends to "options"; "print" is held by nothing but its column
+    weights = aligned([(0, 0), (1, 1), (2, 2), (3, 4)], 4, 5)
+    weights[3, 3] = 0.3
+    outer = element(source, "all print options", "b")
+    inner = element(source, "print", "i")
+    assert carry_markup(source, [outer, inner], translation, weights) == \
+        "Sie erklärt <b>alle <i>Druckoptionen</i></b>."
+    same = [InlineElement("<b>", "</b>", inner.start, inner.end), inner]  # <b><i>print</i></b>
+    assert carry_markup(source, same, translation, weights) == "Sie erklärt alle <b><i>Druckoptionen</i></b>."
+
+
+def test_siblings_whose_words_interleave_in_the_translation_are_not_carried() -> None:
+    source = "red and blue cars"
+    translation = "rote blaue und Autos"
+    weights = aligned([(0, 0), (1, 2), (2, 1), (3, 3)], 4, 4)
+    first, second = element(source, "red and"), element(source, "blue", "i")
+    assert carry_markup(source, [first, second], translation, weights) is None
+
+
+def test_punctuation_the_element_holds_stays_inside() -> None:
+    source = "Press Stop! now"
+    translation = "Drücke Stopp! jetzt"
+    weights = aligned([(0, 0), (1, 1), (2, 2)], 3, 3)
+    assert carry_markup(source, [element(source, "Stop!")], translation, weights) == "Drücke <b>Stopp!</b> jetzt"
+    assert carry_markup(source, [element(source, "Stop")], translation, weights) == "Drücke <b>Stopp</b>! jetzt"
+
+
+def test_the_translation_is_escaped_and_the_tags_kept_as_written() -> None:
+    source = "Fish & chips"
+    translation = "Fisch & <Pommes>"
+    weights = aligned([(0, 0), (1, 1), (2, 2)], 3, 3)
+    assert carry_markup(source, [element(source, "chips", "a", ' href="/x?a=1&amp;b=2"')], translation, weights) \
+        == 'Fisch &amp; <a href="/x?a=1&amp;b=2">&lt;Pommes&gt;</a>'
+
+
+@pytest.mark.parametrize("shape", [(3, 2), (2, 3), (0, 0)])
+def test_words_the_tokens_do_not_match_are_not_guessed(shape: tuple[int, int]) -> None:
+    """The matrix counts the model's words; when the text's whitespace words differ in number (a copy
+    holding spaces), indices would point at other words."""
+    assert carry_markup("two words", [element("two words", "two")], "zwei Wörter", np.ones(shape)) is None
