@@ -26,6 +26,14 @@ from dataclasses import dataclass
 import numpy as np
 
 _WORD = re.compile(r"\S+")
+# Target words aligned to an element's words with more than this many others between them belong to
+# separate stretches, of which the element takes the one with the most attention on its words: an
+# article between two aligned words ("<em>Anzahl der Zeilen</em>" for "<em>number of rows</em>")
+# stays inside, a function word's stray alignment to the sentence's other end does not stretch it
+# over the sentence. On 864 + 983 test sentences with 1-3 random words in <b>
+# (loadtest.inline_markup), an element took more than 2n + 1 words for n 1.2-1.5% of the time,
+# 2.5-3.4% at 2, 8.4-8.6% taking every aligned word; 0 (0.2%) cut that article's phrase in two.
+MAX_GAP = 1
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,20 @@ def _edges(source: str, element: InlineElement, target: str, first: tuple[int, i
         while closing > max(last[0], opening) + 1 and _is_punctuation(target[closing - 1]):
             closing -= 1
     return opening, closing
+
+
+def _densest(targets: list[int], attention_to_element: np.ndarray) -> tuple[int, int]:
+    """The first and last of the stretch of `targets` (sorted) with the most attention on the element,
+    stretches being targets at most MAX_GAP words apart: a function word of the element aligned to
+    some far word ("the" in "open the" to the sentence's first) must not stretch it over the sentence."""
+    stretches = [[targets[0]]]
+    for target in targets[1:]:
+        if target - stretches[-1][-1] <= MAX_GAP + 1:
+            stretches[-1].append(target)
+        else:
+            stretches.append([target])
+    best = max(stretches, key=lambda stretch: float(attention_to_element[stretch].sum()))
+    return best[0], best[-1]
 
 
 def _nested_like_source(elements: Sequence[InlineElement], places: Sequence[tuple[int, int]]) -> bool:
@@ -91,7 +113,8 @@ def carry_markup(source: str, elements: Sequence[InlineElement], translation: st
             targets = [int(attended_most[word]) for word in held if word_weights[:, word].max() > 0]
         if not targets:
             return None
-        places.append(_edges(source, element, translation, target_spans[min(targets)], target_spans[max(targets)]))
+        first, last = _densest(sorted(set(targets)), word_weights[:, held].sum(axis=1))
+        places.append(_edges(source, element, translation, target_spans[first], target_spans[last]))
     # an outer element goes around its inner ones' words too
     for i in range(len(elements) - 1, -1, -1):
         for j in range(i + 1, len(elements)):

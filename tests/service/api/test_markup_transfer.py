@@ -96,3 +96,16 @@ def test_words_the_tokens_do_not_match_are_not_guessed(shape: tuple[int, int]) -
     """The matrix counts the model's words; when the text's whitespace words differ in number (a copy
     holding spaces), indices would point at other words."""
     assert carry_markup("two words", [element("two words", "two")], "zwei Wörter", np.ones(shape)) is None
+
+
+def test_a_stray_alignment_far_away_does_not_stretch_an_element_over_the_sentence() -> None:
+    """'a' attends back to 'Wählen' two words before the rest: the element keeps the stretch with
+    the most attention on its words; one word between aligned words (an article) stays inside."""
+    source = "Select a color for the start"
+    translation = "Wählen Sie eine Farbe für den Anfang"
+    weights = aligned([(0, 1), (1, 0), (2, 0), (3, 2), (4, 3), (5, 4), (6, 5)], 7, 6)
+    assert carry_markup(source, [element(source, "a color for")], translation, weights) == \
+        "Wählen Sie eine <b>Farbe für</b> den Anfang"
+    weights = aligned([(0, 0), (1, 0), (2, 0), (3, 2), (4, 0), (5, 3), (6, 5)], 7, 6)  # 'für' to 'Select'
+    assert carry_markup(source, [element(source, "color for the")], translation, weights) == \
+        "Wählen Sie eine <b>Farbe für den</b> Anfang"
