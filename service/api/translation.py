@@ -349,20 +349,7 @@ async def translate_html(
     if loaded.manifest.attention == "none":  # nothing to carry markup with: node by node
         for document in parsed:
             document.runs.clear()
-    # what to translate: every run, and every text node outside one
-    in_runs = [{node for run in document.runs for node in run.nodes} for document in parsed]
-    units: list[tuple[int, int | None, int]] = []  # (document, run index or None, text node)
-    texts, names = [], []
-    for position, (document, inside) in enumerate(zip(parsed, in_runs, strict=True)):
-        for index, run in enumerate(document.runs):
-            units.append((position, index, run.nodes[0]))
-            texts.append(run.text)
-            names.append(f"text {position}'s text nodes {run.nodes[0]}-{run.nodes[-1]}")
-        for node, text in enumerate(document.texts):
-            if node not in inside:
-                units.append((position, None, node))
-                texts.append(text)
-                names.append(f"text {position}'s text node {node}")  # a refusal names the text the client sent
+    units, texts, names = _html_units(parsed)
     model, translated = await _attend_all(state, request, loaded, texts, options, names)
     node_translations: list[list[str | None]] = [[None] * len(document.texts) for document in parsed]
     carried: list[dict[int, str]] = [{} for _ in parsed]
@@ -387,6 +374,25 @@ async def translate_html(
             node_translations[position][node] = result.translation
     return model, [document.render(translations, runs)
                    for document, translations, runs in zip(parsed, node_translations, carried, strict=True)]
+
+
+def _html_units(parsed: list[HtmlDocument]) -> tuple[list[tuple[int, int | None, int]], list[str], list[str]]:
+    """What to translate in `parsed`: every run, and every text node outside one, as (document, run
+    index or None, text node), their texts, and the names a refusal gives them (the client's text)."""
+    units: list[tuple[int, int | None, int]] = []
+    texts, names = [], []
+    for position, document in enumerate(parsed):
+        for index, run in enumerate(document.runs):
+            units.append((position, index, run.nodes[0]))
+            texts.append(run.text)
+            names.append(f"text {position}'s text nodes {run.nodes[0]}-{run.nodes[-1]}")
+        inside = {node for run in document.runs for node in run.nodes}
+        for node, text in enumerate(document.texts):
+            if node not in inside:
+                units.append((position, None, node))
+                texts.append(text)
+                names.append(f"text {position}'s text node {node}")
+    return units, texts, names
 
 
 def _prepared(state: ServiceState, texts: list[str], options: Options,
@@ -440,20 +446,23 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
     loaded = check_limits(state, [text], options)
     if loaded.manifest.attention == "none":
         raise AttentionUnavailable(f"model {loaded.name} version {loaded.version} has no attention")
-    _, (result,) = await _attend_all(state, request, loaded, [text], options)
+    _, (result,) = await _attend_all(state, request, loaded, [text], options, need_attention=True)
     return result
 
 
 async def _attend_all(state: ServiceState, request: Request, loaded: LoadedModel, texts: list[str],
-                      options: Options, names: list[str] | None = None) -> tuple[LoadedModel, list[Attended]]:
+                      options: Options, names: list[str] | None = None,
+                      need_attention: bool = False) -> tuple[LoadedModel, list[Attended]]:
     """Translations of `texts` (limits checked) with their attention and word alignment, in order,
-    and the model version that made them; a model without attention translates them all the same,
-    with none (an empty alignment)."""
+    and the model version that made them; one without attention (a reload may have swapped it in)
+    refuses them when `need_attention`, else translates them with none (an empty alignment)."""
     texts, sentences_by_text = _prepared(state, texts, options, names)
     options = client_terms(options)
 
     async def work(model: LoadedModel) -> tuple[LoadedModel, list[Attended]]:
         with_attention = model.manifest.attention != "none"
+        if need_attention and not with_attention:
+            raise AttentionUnavailable(f"model {model.name} version {model.version} has no attention")
         layout = [[piece for piece in source_pieces(state, model, text_name(names, position), sentences, options)
                    if not piece.empty] for position, sentences in enumerate(sentences_by_text)]
         deadline = time.monotonic() + state.settings.request_timeout_s

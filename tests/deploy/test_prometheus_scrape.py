@@ -61,7 +61,11 @@ translator_sentence_confidence_count{model="en-de"} 3
 translator_cache_bytes 18432
 # TYPE translator_cache_lookups_total counter
 translator_cache_lookups_total{result="hit"} 2
+translator_cache_lookups_total{result="shared"} 1
 translator_cache_lookups_total{result="miss"} 5
+# TYPE translator_html_runs_total counter
+translator_html_runs_total{markup="carried"} 4
+translator_html_runs_total{markup="node_by_node"} 1
 # TYPE translator_queue_depth gauge
 translator_queue_depth 0
 # TYPE translator_http_inflight_requests gauge
