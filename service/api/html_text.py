@@ -3,13 +3,15 @@ and put back where it was, everything else kept byte for byte as it was sent. Te
 by inline elements ("Click <b>Save</b> to keep your changes.") also form a run, translated as the one
 sentence it is, its elements carried into the translation by attention (service.api.markup_transfer);
 a run whose markup cannot be carried is translated node by node (as LibreTranslate's own
-translatehtml does).
+translatehtml does). Inline code (code, kbd, samp, var) and inline elements the page marks not to
+translate inside such a sentence are atoms of its run: kept whole, as written, where the model
+copies their text ("Press <kbd>Ctrl</kbd>+<kbd>P</kbd> to print.").
 
 Text inside script, style, code, pre, textarea and similar elements is not prose and is kept as it
 is, and so is text the page marks so: HTML's `translate="no"` (inherited by the element's content
 until a `translate="yes"`) and the `notranslate` class that web translators honour. Entities are
-decoded before translation and the translation is escaped again. Stdlib only;
-HTTP edge only: must not import the engine or onnxruntime.
+decoded before translation and the translation is escaped again. Stdlib (and markup_transfer's
+types); HTTP edge only: must not import the engine or onnxruntime.
 """
 
 from __future__ import annotations
@@ -20,17 +22,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-from service.api.markup_transfer import InlineElement
+from service.api.markup_transfer import Atom, InlineElement
 
 # Elements whose text is code or preformatted, never translated.
 UNTRANSLATED_ELEMENTS = frozenset({"script", "style", "code", "pre", "textarea", "kbd", "samp", "var", "noscript"})
 # Elements that never have content or an end tag: nothing to inherit from them.
 VOID_ELEMENTS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
                            "source", "track", "wbr"})
+_RUN_KINDS = frozenset({"text", "space", "open", "close", "atom"})
 # Phrasing elements a sentence runs through ("Click <b>Save</b> now"); not code (kept as written) nor
 # void ones (an image or a line break ends the run).
 INLINE_ELEMENTS = frozenset({"a", "abbr", "b", "bdi", "bdo", "cite", "data", "del", "dfn", "em", "font", "i", "ins",
                              "mark", "q", "s", "small", "span", "strong", "sub", "sup", "time", "u"})
+# Inline code a sentence runs through ("Press <kbd>Ctrl</kbd> to ..."): kept as written inside a run,
+# like an inline element the page marks not to translate (an atom of the run).
+INLINE_CODE_ELEMENTS = frozenset({"code", "kbd", "samp", "var"})
 # HTML's own whitespace (ASCII only: a no-break space is text, not layout).
 _HTML_SPACE = re.compile(r"[ \t\n\f\r]+")
 _HTML_SPACE_CHARACTERS = " \t\n\f\r"
@@ -44,18 +50,21 @@ class _Span:
     start: int
     text: bool
     translated: bool
-    tag: str = ""  # an inline element's start or end tag: its name
+    tag: str = ""  # the start or end tag of an inline element (role "inline") or an atom ("atom")
     closing: bool = False  # an end tag
+    role: str = ""
 
 
 @dataclass(frozen=True)
 class Run:
     """Text nodes joined only by inline elements: `text`, the nodes' text as one (whitespace collapsed,
-    trimmed), and the `elements` within it, in document order; `nodes`, the text nodes it holds."""
+    trimmed), the `elements` within it, in document order, and the `atoms` (kept as written);
+    `nodes`, the text nodes it holds."""
 
     nodes: list[int]
     text: str
     elements: list[InlineElement]
+    atoms: list[Atom]
     parts: tuple[int, int] = field(repr=False)  # the document's parts it replaces, [first, last)
 
 
@@ -76,8 +85,9 @@ class HtmlDocument(HTMLParser):
         self._source = source
         self._line_starts = [0] + [match.end() for match in re.finditer("\n", source)]
         self._spans: list[_Span] = []
-        # open elements: tag, whether their text is translated, whether they are (inside) code
-        self._open: list[tuple[str, bool, bool]] = []
+        # open elements: tag, whether their text is translated, whether they are (inside) code, their
+        # role in a run ("inline", "atom" or "": _role)
+        self._open: list[tuple[str, bool, bool, str]] = []
         self.feed(source)
         self.close()
         self._parts: list[str | int] = []  # source text as written, or the index of a text node
@@ -118,65 +128,107 @@ class HtmlDocument(HTMLParser):
             position += 1
         return "".join(out)
 
-    def _find_runs(self) -> list[Run]:
-        """Stretches of text nodes, whitespace and inline tags holding two nodes or more, trimmed of
-        tags that close what opened before them or open what closes after them, every element in
-        them closed in them in order."""
-        runs: list[Run] = []
+    def _units(self) -> list[tuple[str, int, int, str]]:
+        """The parts as (kind, first part, end part, tag): an atom's start tag, what it holds and its
+        end tag are one unit of kind "atom"; every other part a unit of its own kind."""
+        units = []
         position = 0
         while position < len(self._parts):
+            kind, tag = self._kinds[position]
+            if kind == "atom_open":
+                end = next((later for later in range(position + 1, len(self._parts))
+                            if self._kinds[later] == ("atom_close", tag)), None)
+                if end is not None:
+                    units.append(("atom", position, end + 1, tag))
+                    position = end + 1
+                    continue
+                kind = ""  # never closed: it ends a run
+            units.append((kind if kind != "atom_close" else "", position, position + 1, tag))
+            position += 1
+        return units
+
+    def _find_runs(self) -> list[Run]:
+        """Stretches of text nodes, whitespace, inline tags and atoms holding a text node and another
+        text node or atom, trimmed of tags that close what opened before them or open what closes
+        after them, every element in them closed in them in order."""
+        units = self._units()
+        runs: list[Run] = []
+        position = 0
+        while position < len(units):
             end = position
-            while end < len(self._parts) and self._kinds[end][0]:
+            while end < len(units) and units[end][0] in _RUN_KINDS:
                 end += 1
             first, last = position, end
-            while first < last and self._kinds[first][0] in ("close", "space"):
+            while first < last and units[first][0] in ("close", "space"):
                 first += 1
-            while last > first and self._kinds[last - 1][0] in ("open", "space"):
+            while last > first and units[last - 1][0] in ("open", "space"):
                 last -= 1
-            texts = sum(kind == "text" for kind, _ in self._kinds[first:last])
-            if texts >= 2 and self._balanced(first, last):
-                runs.append(self._run(first, last))
+            stretch = units[first:last]
+            texts = sum(kind == "text" for kind, *_ in stretch)
+            atoms = sum(kind == "atom" for kind, *_ in stretch)
+            if texts and texts + atoms >= 2 and self._balanced(stretch):
+                run = self._run(stretch)
+                if run is not None:
+                    runs.append(run)
             position = max(end, position + 1)
         return runs
 
-    def _balanced(self, first: int, last: int) -> bool:
+    @staticmethod
+    def _balanced(stretch: list[tuple[str, int, int, str]]) -> bool:
         open_tags: list[str] = []
-        for kind, tag in self._kinds[first:last]:
+        for kind, _, _, tag in stretch:
             if kind == "open":
                 open_tags.append(tag)
             elif kind == "close" and (not open_tags or open_tags.pop() != tag):
                 return False
         return not open_tags
 
-    def _run(self, first: int, last: int) -> Run:
-        """The run of parts [first, last): its text as HTML renders it (whitespace collapsed, trimmed)
-        and where each element's tags stand in it."""
+    def _run(self, stretch: list[tuple[str, int, int, str]]) -> Run | None:
+        """The run of `stretch`: its text as HTML renders it (whitespace collapsed, trimmed) and where
+        each element's tags and each atom stand in it; None when an atom shows no text (nowhere to
+        put it)."""
         chunks: list[str] = []
         length = 0
         space_pending = False
+
+        def add(raw: str, decode: bool) -> None:
+            nonlocal length, space_pending
+            for word in re.split(f"([{_HTML_SPACE_CHARACTERS}]+)", raw):
+                if not word:
+                    continue
+                if word[0] in _HTML_SPACE_CHARACTERS:
+                    space_pending = length > 0
+                    continue
+                if space_pending:
+                    chunks.append(" ")
+                    length += 1
+                    space_pending = False
+                chunks.append(html.unescape(word) if decode else word)
+                length += len(chunks[-1])
+
         opened: list[tuple[int, str, int]] = []  # (its open tag's place in order, as written, where its text starts)
         elements: list[tuple[int, InlineElement]] = []
+        atoms: list[Atom] = []
         nodes: list[int] = []
-        for part, (kind, _) in zip(self._parts[first:last], self._kinds[first:last], strict=True):
+        for kind, first, end, _ in stretch:
+            part = self._parts[first]
             if kind in ("text", "space"):
                 if isinstance(part, int):
                     nodes.append(part)
                     lead, trail = self._edges[part]
-                    raw = lead + self.texts[part] + trail
+                    add(lead + self.texts[part] + trail, decode=False)
                 else:
-                    raw = part
-                for word in re.split(f"([{_HTML_SPACE_CHARACTERS}]+)", raw):
-                    if not word:
-                        continue
-                    if word[0] in _HTML_SPACE_CHARACTERS:
-                        space_pending = length > 0
-                        continue
-                    if space_pending:
-                        chunks.append(" ")
-                        length += 1
-                        space_pending = False
-                    chunks.append(word if isinstance(part, int) else html.unescape(word))
-                    length += len(chunks[-1])
+                    add(part, decode=True)
+            elif kind == "atom":
+                shown = _HTML_SPACE.sub(" ", html.unescape("".join(
+                    str(self._parts[inner]) for inner in range(first, end) if self._kinds[inner][0] == "kept_text"))
+                ).strip(_HTML_SPACE_CHARACTERS)
+                if not shown:
+                    return None
+                begins = length + (1 if space_pending else 0)
+                add(shown, decode=False)
+                atoms.append(Atom("".join(str(self._parts[inner]) for inner in range(first, end)), shown, begins,
+                                  length))
             elif kind == "open":
                 opened.append((len(opened) + len(elements), str(part), length + (1 if space_pending else 0)))
             else:  # close: _balanced paired it with the last one opened
@@ -184,7 +236,7 @@ class HtmlDocument(HTMLParser):
                 elements.append((order, InlineElement(open_tag, str(part), start, max(start, length))))
         # document order: as the open tags stood (outer before inner)
         return Run(nodes, "".join(chunks), [element for _, element in sorted(elements, key=lambda item: item[0])],
-                   (first, last))
+                   atoms, (stretch[0][1], stretch[-1][2]))
 
     def _collect(self) -> None:
         """Cut the source at the spans' starts; consecutive text spans are one text node (the
@@ -214,14 +266,18 @@ class HtmlDocument(HTMLParser):
                 if pending:
                     self._add_text("".join(pending), translated)
                     pending, translated = [], False
-                self._part(raw, ("close" if span.closing else "open") if span.tag else "", span.tag)
+                kind = {"inline": "open", "atom": "atom_open"}.get(span.role, "")
+                if span.closing and kind:
+                    kind = kind.replace("open", "close")
+                self._part(raw, kind, span.tag)
         if pending:
             self._add_text("".join(pending), translated)
 
     def _add_text(self, raw: str, translated: bool) -> None:
         core = _HTML_SPACE.sub(" ", html.unescape(raw)).strip(_HTML_SPACE_CHARACTERS)
         if not translated or not core:
-            self._part(raw, "space" if translated and not raw.strip(_HTML_SPACE_CHARACTERS) else "")
+            self._part(raw, "space" if translated and not raw.strip(_HTML_SPACE_CHARACTERS)
+                       else "" if translated else "kept_text")
             return
         body = raw.strip(_HTML_SPACE_CHARACTERS)
         lead = raw[: len(raw) - len(raw.lstrip(_HTML_SPACE_CHARACTERS))]
@@ -233,12 +289,25 @@ class HtmlDocument(HTMLParser):
         self._parts.append(part)
         self._kinds.append((kind, tag))
 
-    def _mark(self, text: bool = False, translated: bool = False, tag: str = "", closing: bool = False) -> None:
+    def _mark(self, text: bool = False, translated: bool = False, tag: str = "", closing: bool = False,
+              role: str = "") -> None:
         line, column = self.getpos()  # where the construct being handled starts
-        inline = tag if tag in INLINE_ELEMENTS else ""
-        self._spans.append(_Span(self._line_starts[line - 1] + column, text, translated, inline, closing))
+        self._spans.append(_Span(self._line_starts[line - 1] + column, text, translated, tag if role else "",
+                                 closing, role))
 
     # ---- HTMLParser callbacks ------------------------------------------------------------------
+
+    def _role(self, tag: str, translating: bool) -> str:
+        """What the element just opened is to a run, noted on it for its end tag: "inline" (its text
+        translated as its parent's, which is translated), "atom" (inline code, or an inline element
+        the page marks not to translate, inside translated text: kept whole) or "" (it ends a run)."""
+        if not translating or not self._open or self._open[-1][0] != tag:  # a void element: not opened
+            return ""
+        translated = self._open[-1][1]
+        role = ("inline" if translated else "atom") if tag in INLINE_ELEMENTS else \
+            "atom" if tag in INLINE_CODE_ELEMENTS else ""
+        self._open[-1] = (*self._open[-1][:3], role)
+        return role
 
     def _translating(self) -> bool:
         return self._open[-1][1] if self._open else True
@@ -254,13 +323,12 @@ class HtmlDocument(HTMLParser):
             translated = False
         elif choice in ("yes", "") and "translate" in values and not code:  # translate="yes" (or just translate)
             translated = True
-        self._open.append((tag, translated, code))
+        self._open.append((tag, translated, code, ""))
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         translating = self._translating()
         self._open_element(tag, attrs)
-        # an inline element whose text is translated as its parent's is part of a run
-        self._mark(tag=tag if self._open and self._open[-1][1] == translating and translating else "")
+        self._mark(tag=tag, role=self._role(tag, translating))
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         # "/>" closes nothing in HTML but a void element: <span translate="no"/> holds what follows
@@ -270,16 +338,14 @@ class HtmlDocument(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         # Close it and whatever was left open inside it (HTML's implied end tags: <li>, <p>, ...);
         # an end tag without its element closes nothing.
+        role = ""
         for depth in range(len(self._open) - 1, -1, -1):
             if self._open[depth][0] == tag:
-                # the innermost element, translated as its parent is (its start tag was marked so)
-                closes_inline = depth == len(self._open) - 1 and self._open[depth][1] \
-                    and (self._open[depth - 1][1] if depth else True)
+                if depth == len(self._open) - 1:  # the innermost: its role as its start tag had it
+                    role = self._open[depth][3]
                 del self._open[depth:]
                 break
-        else:
-            closes_inline = False
-        self._mark(tag=tag if closes_inline else "", closing=True)
+        self._mark(tag=tag, closing=True, role=role)
 
     def handle_data(self, data: str) -> None:
         self._mark(text=True, translated=self._translating() and self.cdata_elem is None)

@@ -11,6 +11,7 @@ edge only: must not import onnxruntime.
 from __future__ import annotations
 
 import asyncio
+import html
 import itertools
 import logging
 import time
@@ -31,7 +32,7 @@ from service.api.errors import (
     UnsupportedLanguagePair,
 )
 from service.api.html_text import HtmlDocument
-from service.api.markup_transfer import carry_markup
+from service.api.markup_transfer import atom_glossary, carry_markup, put_atoms
 from service.api.middleware import SERVER_TIMING_STATE
 from service.api.source_text import Options, Piece, client_terms, normalised, source_pieces, split_texts, text_name
 from service.api.target_text import (
@@ -350,7 +351,9 @@ async def translate_html(
         for document in parsed:
             document.runs.clear()
     units, texts, names = _html_units(parsed)
-    model, translated = await _attend_all(state, request, loaded, texts, options, names)
+    glossaries = [() if run_index is None else atom_glossary(parsed[position].runs[run_index].atoms)
+                  for position, run_index, _ in units]  # the atoms' texts copied as placeholders
+    model, translated = await _attend_all(state, request, loaded, texts, options, names, glossaries=glossaries)
     node_translations: list[list[str | None]] = [[None] * len(document.texts) for document in parsed]
     carried: list[dict[int, str]] = [{} for _ in parsed]
     uncarried: list[tuple[int, int]] = []  # (document, run index) translated again node by node
@@ -359,7 +362,11 @@ async def translate_html(
             node_translations[position][node] = result.translation
             continue
         run = parsed[position].runs[run_index]
-        markup = carry_markup(run.text, run.elements, result.translation, result.word_weights)
+        markup = carry_markup(run.text, run.elements, result.translation, result.word_weights, run.atoms) \
+            if run.elements \
+            else html.escape(result.translation, quote=False)
+        if markup is not None:
+            markup = put_atoms(markup, run.atoms)
         if markup is None:
             uncarried.append((position, run_index))
         else:
@@ -451,20 +458,25 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
 
 
 async def _attend_all(state: ServiceState, request: Request, loaded: LoadedModel, texts: list[str],
-                      options: Options, names: list[str] | None = None,
-                      need_attention: bool = False) -> tuple[LoadedModel, list[Attended]]:
+                      options: Options, names: list[str] | None = None, need_attention: bool = False,
+                      glossaries: list[tuple[tuple[str, str], ...]] | None = None,
+                      ) -> tuple[LoadedModel, list[Attended]]:
     """Translations of `texts` (limits checked) with their attention and word alignment, in order,
     and the model version that made them; one without attention (a reload may have swapped it in)
-    refuses them when `need_attention`, else translates them with none (an empty alignment)."""
+    refuses them when `need_attention`, else translates them with none (an empty alignment).
+    `glossaries`: each text's own glossary entries besides the request's."""
     texts, sentences_by_text = _prepared(state, texts, options, names)
     options = client_terms(options)
+    by_text = [options if not extra else client_terms(replace(options, glossary=options.glossary + extra))
+               for extra in (glossaries or [()] * len(texts))]
 
     async def work(model: LoadedModel) -> tuple[LoadedModel, list[Attended]]:
         with_attention = model.manifest.attention != "none"
         if need_attention and not with_attention:
             raise AttentionUnavailable(f"model {model.name} version {model.version} has no attention")
-        layout = [[piece for piece in source_pieces(state, model, text_name(names, position), sentences, options)
-                   if not piece.empty] for position, sentences in enumerate(sentences_by_text)]
+        layout = [[piece for piece in source_pieces(state, model, text_name(names, position), sentences,
+                                                    by_text[position]) if not piece.empty]
+                  for position, sentences in enumerate(sentences_by_text)]
         deadline = time.monotonic() + state.settings.request_timeout_s
         group = next(_request_groups)
         rows = [piece for pieces in layout for piece in pieces]

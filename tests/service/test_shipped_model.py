@@ -367,5 +367,12 @@ def test_inline_markup_is_carried_into_the_sentence_translated_whole() -> None:
             assert re.sub(r"</?\w+>", "", html_text["translatedText"]) == plain, (fragment, html_text)
             for tag, words in held.items():
                 assert f"<{tag}>{words}</{tag}>" in html_text["translatedText"], (fragment, html_text)
+        # inline code and text marked not to translate: copied where the model puts them, as written
+        fragment = ('<p>Type <code>=SUM(A1:A5)</code> in cell <b>B1</b> and press <kbd>Enter</kbd>. Choose '
+                    '<span class="notranslate">Tools - Options</span> to change the <em>default</em> settings.</p>')
+        answer = client.post("/translate", json={"q": fragment, "target": "de", "format": "html"}).json()
+        for kept in ("<code>=SUM(A1:A5)</code>", "<b>B1</b>", "<kbd>Enter</kbd>",
+                     '<span class="notranslate">Tools - Options</span>', "<em>Standard"):
+            assert answer["translatedText"].count(kept) == 1, (kept, answer)
         metrics = client.get("/metrics").text
-        assert f'translator_html_runs_total{{markup="carried"}} {float(len(INLINE_MARKUP))}' in metrics
+        assert f'translator_html_runs_total{{markup="carried"}} {float(len(INLINE_MARKUP) + 1)}' in metrics

@@ -107,9 +107,10 @@ def test_text_nodes_joined_by_inline_elements_form_a_run() -> None:
 
 @pytest.mark.parametrize("source", [
     "<p>one node only, <b></b></p>",  # a single text node: translated as before
-    "<p>Press <kbd>Ctrl</kbd> now</p>",  # code ends a run (kept as written)
+    "<p>Press <code></code> now</p>",  # inline code showing no text: nowhere to put it
+    "<p>Run</p><pre>ls</pre><p>now</p>",  # block code is not inline
     "<p>Line one<br>line two</p>",  # a void element ends it
-    '<p>Hello <span translate="no">Acme</span> world</p>',  # text kept as written ends it
+    '<div translate="no">Hello <b>big</b> world</div>',  # nothing translated: no run
     "<p>Hello <!-- x --> world</p>",  # so does a comment
     "x <b>y <i>z</b></i> w",  # misnested: not carried
     "<p>Hello</p><p>world</p>",  # block elements are not inline
@@ -127,3 +128,18 @@ def test_a_carried_run_is_put_back_whole_with_its_whitespace_edges() -> None:
     assert rendered == "<p>\n  Klicken Sie jetzt auf <b>Speichern</b>.\n</p><p>Gut <i>dann</i></p><p>Allein</p>"
     with pytest.raises(ValueError, match="no translation for text node 3"):
         document.render([None, None, None, None, "dann", "Allein"], {0: "x"})
+
+
+def test_inline_code_and_text_marked_not_to_translate_are_atoms_of_a_run() -> None:
+    """Kept whole, as written, inside the run whose text shows theirs (the model copies it)."""
+    document = HtmlDocument('<p>Press <kbd>Ctrl</kbd>+<kbd>P</kbd> to <b>print</b>.</p>'
+                            '<p>Hello <span translate="no">Acme &amp;  <i>Co</i></span> world</p>')
+    first, second = document.runs
+    assert first.text == "Press Ctrl+P to print."
+    assert [(a.html, a.text, first.text[a.start:a.end]) for a in first.atoms] == [
+        ("<kbd>Ctrl</kbd>", "Ctrl", "Ctrl"), ("<kbd>P</kbd>", "P", "P")]
+    assert [(e.open_tag, first.text[e.start:e.end]) for e in first.elements] == [("<b>", "print")]
+    assert second.text == "Hello Acme & Co world" and second.nodes == [5, 6]
+    assert [(a.html, a.text) for a in second.atoms] == [('<span translate="no">Acme &amp;  <i>Co</i></span>',
+                                                         "Acme & Co")]
+    assert document.texts == ["Press", "+", "to", "print", ".", "Hello", "world"]  # node by node, the fallback

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.api.markup_transfer import InlineElement, carry_markup
+from service.api.markup_transfer import Atom, InlineElement, atom_glossary, carry_markup, put_atoms
 
 
 def element(source: str, held: str, tag: str = "b", attributes: str = "", occurrence: int = 0) -> InlineElement:
@@ -109,3 +109,28 @@ def test_a_stray_alignment_far_away_does_not_stretch_an_element_over_the_sentenc
     weights = aligned([(0, 0), (1, 0), (2, 0), (3, 2), (4, 0), (5, 3), (6, 5)], 7, 6)  # 'für' to 'Select'
     assert carry_markup(source, [element(source, "color for the")], translation, weights) == \
         "Wählen Sie eine <b>Farbe für den</b> Anfang"
+
+
+def test_atoms_are_copied_as_placeholders_and_put_back_as_written() -> None:
+    atoms = [Atom("<kbd>Ctrl</kbd>", "Ctrl", 6, 10), Atom('<kbd class="k">P</kbd>', "P", 11, 12),
+             Atom("<kbd>Ctrl</kbd>", "Ctrl", 20, 24)]
+    glossary = dict(atom_glossary(atoms))
+    assert list(glossary) == ["Ctrl", "P"] and len(set(glossary.values())) == 2
+    ctrl, p = glossary["Ctrl"], glossary["P"]
+    assert put_atoms(f"Drücken Sie {ctrl}+{p}, dann {ctrl}.", atoms) == \
+        'Drücken Sie <kbd>Ctrl</kbd>+<kbd class="k">P</kbd>, dann <kbd>Ctrl</kbd>.'
+    assert put_atoms(f"Drücken Sie {ctrl}+{p}.", atoms) is None  # one Ctrl left out
+    assert put_atoms(f"{p} {p} {ctrl} {ctrl}", atoms) is None  # P written twice
+
+
+def test_an_atom_is_one_word_to_the_alignment_whatever_its_spaces() -> None:
+    source = "Choose Tools - Options to change the default settings"
+    atom = Atom('<span translate="no">Tools - Options</span>', "Tools - Options", 7, 22)
+    translation = "Wählen Sie \ue0000\ue001, um die Standard Einstellungen zu ändern"
+    # 9 target words, 7 source words once the atom's three are one
+    weights = aligned([(0, 0), (1, 0), (2, 1), (3, 2), (4, 4), (5, 5), (6, 6), (7, 3), (8, 3)], 9, 7)
+    carried = carry_markup(source, [element(source, "default", "em")], translation, weights, [atom])
+    assert carried == "Wählen Sie \ue0000\ue001, um die <em>Standard</em> Einstellungen zu ändern"
+    assert put_atoms(carried, [atom]) == ('Wählen Sie <span translate="no">Tools - Options</span>, um die '
+                                          '<em>Standard</em> Einstellungen zu ändern')
+    assert carry_markup(source, [element(source, "default", "em")], translation, weights) is None  # 9 source words

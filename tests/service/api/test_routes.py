@@ -552,6 +552,11 @@ def test_libretranslate_html_carries_inline_markup(make_client: ClientFactory) -
                                             "format": "html"})
     assert plain.json() == {"translatedText": "hallo <b>welt</b> guten morgen"}
     assert _html_runs(client) == {"carried": 1, "node_by_node": 1}  # no attention: no run counted
+    # inline code inside a sentence: copied as written where the model copies its text
+    code = client.post("/translate", json={"q": '<p>the <code class="c">house&lt;1&gt;</code> is <b>small</b></p>',
+                                           "target": "de", "format": "html"})
+    assert code.json() == {"translatedText": '<p>the <code class="c">house&lt;1&gt;</code> is <b>small</b></p>'}
+    assert _html_runs(client) == {"carried": 2, "node_by_node": 1}
     # a refusal names the run by the text nodes it holds
     small = make_client(max_source_tokens=6)
     long_run = small.post("/translate", json={"q": ["big", "<p>the <b>house</b> is big big big big</p>"],
