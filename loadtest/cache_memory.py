@@ -12,13 +12,12 @@ cost is the difference, set beside its own estimate. Prints the numbers and writ
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from loadtest.client import translations
-from loadtest.machine import describe_machine
+from loadtest.machine import tool_report, write_report
 from loadtest.servers import REPO_ROOT, ServerProcess, scrape_counters, start_service
 
 BATCH = 8
@@ -68,10 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers.values():
             server.stop()
-    report = {"command": "python -m loadtest.cache_memory " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": describe_machine(), "workloads": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    report = tool_report("loadtest.cache_memory", argv, workloads=rows)
+    write_report(args.out, report)
     for row in rows:
         print(f"{row['workload']}: resident memory +{row['rss_growth_mib']['cache']} MiB with the cache, "
               f"+{row['rss_growth_mib']['no cache']} without; the cache's cost {row['cache_cost_mib']} MiB, "

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.client import translations
-from loadtest.machine import describe_machine
+from loadtest.machine import tool_report, write_report
 from loadtest.servers import REPO_ROOT, start_service
 from loadtest.stats import spearman
 
@@ -158,10 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             scored[name] = score_set(sources, references, translations(server.base_url, sources), signals)
     finally:
         server.stop()
-    report = {"command": "python -m loadtest.confidence " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": describe_machine(), "test_sets": scored}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    report = tool_report("loadtest.confidence", argv, test_sets=scored)
+    write_report(args.out, report)
     print(render(report))
     return 0
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from loadtest.client import translations
 from loadtest.confidence import TEST_SETS, read_pairs
-from loadtest.machine import describe_machine
+from loadtest.machine import tool_report, write_report
 from loadtest.servers import REPO_ROOT, scrape_counters, start_service
 
 MIN_WORDS = 6
@@ -123,10 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                                  args.seed) for name in TEST_SETS}
     finally:
         server.stop()
-    report = {"command": "python -m loadtest.inline_markup " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": describe_machine(), "test_sets": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    report = tool_report("loadtest.inline_markup", argv, test_sets=results)
+    write_report(args.out, report)
     print("| test set | sentences | carried | too wide | " + " | ".join(
         f"{name} BLEU / chrF" for name in next(iter(results.values()))["scores"]) + " |")
     print("|---|---|---|---|" + "---|" * len(next(iter(results.values()))["scores"]))

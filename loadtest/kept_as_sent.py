@@ -16,13 +16,12 @@ Prints a table and writes `loadtest/results/kept_as_sent.json`. Must not import 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from loadtest.client import translations
-from loadtest.machine import describe_machine
+from loadtest.machine import tool_report, write_report
 from loadtest.servers import REPO_ROOT, ServerProcess, start_service
 from model_store.verbatim import VERBATIM_KINDS, verbatim_spans
 
@@ -137,19 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         servers["kept"] = start_service(args.store, logs / "kept.log", label="kept")
         servers["not kept"] = start_service(args.store, logs / "not_kept.log", {"keep_verbatim": ""}, label="not kept")
-        report: dict[str, Any] = {
-            "command": "python -m loadtest.kept_as_sent " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "machine": describe_machine(),
-            "servers": list(servers),
-            "probe": probe(servers, args.quick),
-        }
+        report = tool_report("loadtest.kept_as_sent", argv, servers=list(servers), probe=probe(servers, args.quick))
         if args.test_sets:
             report["test_sets"] = test_sets(servers, args.corpus)
     finally:
         for server in servers.values():
             server.stop()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_report(args.out, report)
     print(render(report))
     return 0
 

@@ -6,10 +6,14 @@ Stdlib only (library versions are read from installed metadata, nothing heavy is
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
+import shlex
 import subprocess
+import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 # onnxruntime-gpu installs the same `onnxruntime` module under another distribution name.
@@ -49,3 +53,19 @@ def describe_machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": versions,
     }
+
+
+def tool_command(module: str, argv: list[str] | None) -> str:
+    """The command that reproduces a tool's run: `python -m module args` (argv None: this process's)."""
+    return f"python -m {module} {shlex.join(argv if argv is not None else sys.argv[1:])}".rstrip()
+
+
+def tool_report(module: str, argv: list[str] | None, **fields: Any) -> dict[str, Any]:
+    """A tool's report: the command that reproduces it (tool_command), the machine, then `fields`."""
+    return {"command": tool_command(module, argv), "machine": describe_machine(), **fields}
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """`report` as indented JSON at `path` (its folder made), text as written (no ASCII escapes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

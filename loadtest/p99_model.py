@@ -83,6 +83,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from loadtest.machine import tool_command, write_report
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_SETS = (REPO_ROOT / "data/corpus/test_everyday.tsv", REPO_ROOT / "data/corpus/test_technical.tsv")
 ENGINE_BENCH = REPO_ROOT / "loadtest/results/engine_bench.json"
@@ -1103,12 +1105,11 @@ def main(argv: list[str] | None = None) -> int:
     document = experiment(seconds, seeds, fractions, args.thread_factor, sentences, args.store,
                           sensitivity=not args.no_sensitivity)
     document["quick"] = args.quick
-    document["command"] = "python -m loadtest.p99_model " + " ".join(argv if argv is not None else sys.argv[1:])
+    document["command"] = tool_command("loadtest.p99_model", argv)
     print(markdown(document))
     print(f"[p99-model] {document['runtime_s']:.1f} s")
     if str(args.out):
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(_json_safe(document), indent=1) + "\n", encoding="utf-8")
+        write_report(args.out, _json_safe(document))
         print(f"[p99-model] wrote {args.out}")
     return 0
 

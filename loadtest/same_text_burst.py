@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
@@ -24,7 +23,7 @@ from typing import Any
 import aiohttp
 
 from loadtest.client import TRANSLATE_PATH
-from loadtest.machine import describe_machine
+from loadtest.machine import tool_report, write_report
 from loadtest.servers import REPO_ROOT, ServerProcess, scrape_counters, start_service
 from loadtest.stats import format_spread, spread
 
@@ -99,11 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers.values():
             server.stop()
-    report = {"command": "python -m loadtest.same_text_burst " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": describe_machine(), "clients": args.clients, "beam_size": args.beam_size,
-              "sentences": sentences, **result}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    report = tool_report("loadtest.same_text_burst", argv, clients=args.clients, beam_size=args.beam_size,
+                         sentences=sentences, **result)
+    write_report(args.out, report)
     print(f"{args.clients} identical requests at once (beam {args.beam_size}), {args.rounds} rounds, medians "
           f"(min-max):")
     for label, summary in result["servers"].items():

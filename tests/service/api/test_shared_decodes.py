@@ -61,6 +61,18 @@ def _submit(state: Any, loaded: Any, *sources: list[int]) -> asyncio.Future[list
     return asyncio.ensure_future(translation._submit_all(state, None, loaded, requests))  # type: ignore[arg-type]
 
 
+async def _second_waiting_on_first() -> tuple[ScriptedScheduler, asyncio.Future[list[TranslationResult]],
+                                             asyncio.Future[list[TranslationResult]]]:
+    """Two requests of one sentence: the first in the engine, the second waiting on its flight."""
+    state, loaded, scheduler = _service()
+    first = _submit(state, loaded, [5, 6, 7])
+    await _until_submitted(scheduler, 1)
+    second = _submit(state, loaded, [5, 6, 7])
+    await asyncio.sleep(0.01)
+    assert len(scheduler.submitted) == 1  # waiting on the first one's flight
+    return scheduler, first, second
+
+
 def test_an_equal_sentence_in_the_engine_is_decoded_once() -> None:
     async def scenario() -> None:
         state, loaded, scheduler = _service()
@@ -86,12 +98,7 @@ def test_an_equal_sentence_in_the_engine_is_decoded_once() -> None:
 @pytest.mark.parametrize("ending", ["cancelled", "refused"])
 def test_a_flight_that_ends_without_an_answer_is_decoded_by_who_waited(ending: str) -> None:
     async def scenario() -> None:
-        state, loaded, scheduler = _service()
-        first = _submit(state, loaded, [5, 6, 7])
-        await _until_submitted(scheduler, 1)
-        second = _submit(state, loaded, [5, 6, 7])
-        await asyncio.sleep(0.01)
-        assert len(scheduler.submitted) == 1  # waiting on the first one's flight
+        scheduler, first, second = await _second_waiting_on_first()
         if ending == "cancelled":  # the first client left
             first.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -111,11 +118,7 @@ def test_a_flight_that_ends_without_an_answer_is_decoded_by_who_waited(ending: s
 
 def test_a_waiter_that_leaves_does_not_end_the_flight() -> None:
     async def scenario() -> None:
-        state, loaded, scheduler = _service()
-        first = _submit(state, loaded, [5, 6, 7])
-        await _until_submitted(scheduler, 1)
-        second = _submit(state, loaded, [5, 6, 7])
-        await asyncio.sleep(0.01)
+        scheduler, first, second = await _second_waiting_on_first()
         second.cancel()
         with pytest.raises(asyncio.CancelledError):
             await second
