@@ -123,10 +123,10 @@ class ServiceMetrics:
         )
         self.cache_lookups = Counter(
             "translator_cache_lookups",
-            "Sentences looked up in the translation cache (TRANSLATOR_CACHE_MB), by result: hit (answered "
-            "from it, no engine work), shared (the same sentence with the same options was in the engine for "
-            "another request: its answer, no engine work of its own) or miss (sent to the engine; kept if it "
-            "answers and the cache is on).",
+            "Sentences answered, by where the engine's result came from: hit (the translation cache, "
+            "TRANSLATOR_CACHE_MB), shared (the same sentence with the same options decoded once for several: "
+            "in the engine for another request at that moment, or repeated within the request) or miss "
+            "(decoded for this request; kept in the cache when it is on). A refused request counts nothing.",
             ["result"],
             registry=r,
         )

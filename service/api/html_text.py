@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -66,6 +67,10 @@ class Run:
     elements: list[InlineElement]
     atoms: list[Atom]
     parts: tuple[int, int] = field(repr=False)  # the document's parts it replaces, [first, last)
+
+
+def _empty_element(opening: tuple[str, int, int, str], closing: tuple[str, int, int, str]) -> bool:
+    return opening[0] == "open" and closing[0] == "close" and opening[3] == closing[3]
 
 
 class HtmlDocument(HTMLParser):
@@ -159,10 +164,17 @@ class HtmlDocument(HTMLParser):
             while end < len(units) and units[end][0] in _RUN_KINDS:
                 end += 1
             first, last = position, end
-            while first < last and units[first][0] in ("close", "space"):
-                first += 1
-            while last > first and units[last - 1][0] in ("open", "space"):
-                last -= 1
+            while True:  # what closes before it or opens after it, and empty elements at its edges
+                if first < last and units[first][0] in ("close", "space"):
+                    first += 1
+                elif last > first and units[last - 1][0] in ("open", "space"):
+                    last -= 1
+                elif last - first >= 2 and _empty_element(units[first], units[first + 1]):
+                    first += 2
+                elif last - first >= 2 and _empty_element(units[last - 2], units[last - 1]):
+                    last -= 2
+                else:
+                    break
             stretch = units[first:last]
             texts = sum(kind == "text" for kind, *_ in stretch)
             atoms = sum(kind == "atom" for kind, *_ in stretch)
@@ -212,13 +224,12 @@ class HtmlDocument(HTMLParser):
         nodes: list[int] = []
         for kind, first, end, _ in stretch:
             part = self._parts[first]
-            if kind in ("text", "space"):
-                if isinstance(part, int):
-                    nodes.append(part)
-                    lead, trail = self._edges[part]
-                    add(lead + self.texts[part] + trail, decode=False)
-                else:
-                    add(part, decode=True)
+            if kind == "text":
+                nodes.append(int(part))
+                lead, trail = self._edges[int(part)]
+                add(lead + self.texts[int(part)] + trail, decode=False)
+            elif kind == "space":
+                space_pending = length > 0
             elif kind == "atom":
                 shown = _HTML_SPACE.sub(" ", html.unescape("".join(
                     str(self._parts[inner]) for inner in range(first, end) if self._kinds[inner][0] == "kept_text"))
@@ -274,14 +285,22 @@ class HtmlDocument(HTMLParser):
             self._add_text("".join(pending), translated)
 
     def _add_text(self, raw: str, translated: bool) -> None:
-        core = _HTML_SPACE.sub(" ", html.unescape(raw)).strip(_HTML_SPACE_CHARACTERS)
-        if not translated or not core:
-            self._part(raw, "space" if translated and not raw.strip(_HTML_SPACE_CHARACTERS)
-                       else "" if translated else "kept_text")
+        if not translated:
+            self._part(raw, "kept_text")
+            return
+        decoded = html.unescape(raw)
+        core = _HTML_SPACE.sub(" ", decoded).strip(_HTML_SPACE_CHARACTERS)
+        if all(character.isspace() or unicodedata.category(character) == "Cf" for character in core):
+            # layout, not text: whitespace, also as &nbsp; or a character reference, or invisible
+            # characters (a cell or paragraph of &nbsp; keeps it; between inline elements, a space)
+            self._part(raw, "space")
             return
         body = raw.strip(_HTML_SPACE_CHARACTERS)
         lead = raw[: len(raw) - len(raw.lstrip(_HTML_SPACE_CHARACTERS))]
-        self._edges.append((lead, raw[len(lead) + len(body):]))
+        trail = raw[len(lead) + len(body):]
+        # whitespace written as a character reference ("&#32;now") is whitespace at the node's edge too
+        self._edges.append((lead or (" " if decoded[:1].isspace() else ""),
+                            trail or (" " if decoded[-1:].isspace() else "")))
         self._part(len(self.texts), "text")
         self.texts.append(core)
 

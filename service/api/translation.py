@@ -31,7 +31,7 @@ from service.api.errors import (
     PayloadTooLarge,
     UnsupportedLanguagePair,
 )
-from service.api.html_text import HtmlDocument
+from service.api.html_text import HtmlDocument, Run
 from service.api.markup_transfer import atom_glossary, carry_markup, put_atoms
 from service.api.middleware import SERVER_TIMING_STATE
 from service.api.source_text import Options, Piece, client_terms, normalised, source_pieces, split_texts, text_name
@@ -198,43 +198,73 @@ async def _submit_all(state: ServiceState, http_request: Request, loaded: Loaded
     for key, request, result in zip(keys, requests, cached, strict=True):
         if result is None:
             missing.setdefault(key, request)
-    flights = {key: flight for key in missing if (flight := loaded.cache.in_flight(key)) is not None}
-    shared = sum(result is None and key in flights for key, result in zip(keys, cached, strict=True))
+    # Only a request the scheduler never holds back (under half the batch's rows: its fair
+    # admission lets others go first past that) lends its sentences to others: a one-line request
+    # must not wait behind a document's turn, or fail at its deadline.
+    lend = 2 * sum(request.beam_size for request in missing.values()) < state.settings.max_batch_rows
+    computed, decoded = await _decode_or_join(state, loaded, missing, lend)
     hits = sum(result is not None for result in cached)
-    state.metrics.observe_cache(hits=hits, shared=shared, misses=len(keys) - hits - shared)
-    joined_at = time.monotonic()
-    computed = await _decode(state, loaded, {key: request for key, request in missing.items() if key not in flights})
-    unanswered: dict[Hashable, TranslationRequest] = {}
-    for key, flight in flights.items():
-        answer = await asyncio.shield(flight)  # this request's cancellation must not end another's flight
-        if answer is None:  # its request failed or left: this one decodes the sentence itself
-            unanswered[key] = missing[key]
-        else:  # Server-Timing: the engine's time this request waited for (at most), as decode
-            computed[key] = replace(answer, queue_wait_seconds=0.0, encode_seconds=0.0,
-                                    decode_seconds=time.monotonic() - joined_at)
-    computed.update(await _decode(state, loaded, unanswered))
+    state.metrics.observe_cache(hits=hits, shared=len(keys) - hits - len(decoded), misses=len(decoded))
     return [computed[key] if result is None else result for key, result in zip(keys, cached, strict=True)]
 
 
-async def _decode(state: ServiceState, loaded: LoadedModel,
-                  requests: dict[Hashable, TranslationRequest]) -> dict[Hashable, TranslationResult]:
-    """The engine's results for `requests` (by cache key), each kept in the cache as it ends. From the
-    moment one enters the engine until it ends it is a flight other requests may wait on: those that
-    enter at once from now, before any other request runs (an equal request right behind this one
-    must find them); the rest as they get their turn in the window (a one-line request must not wait
-    behind a document's other sentences)."""
+MAX_JOINS = 3  # flights a sentence may wait on before it is decoded for its request whatever happens
+
+
+async def _decode_or_join(state: ServiceState, loaded: LoadedModel, requests: dict[Hashable, TranslationRequest],
+                          lend: bool) -> tuple[dict[Hashable, TranslationResult], set[Hashable]]:
+    """The results of `requests` (by cache key), and the keys decoded for them here: each waits on
+    an equal request's flight if one is up, else is decoded (`lend`: as a flight for others). A
+    flight that lands without an answer sends its waiters back to look again (one of them takes off
+    anew, the others wait on that), at most MAX_JOINS times. Server-Timing: a shared answer's wait
+    counts as decode, the wait on a flight that failed as queue."""
+    results: dict[Hashable, TranslationResult] = {}
+    decoded: set[Hashable] = set()
+    started = time.monotonic()
+    pending = dict(requests)
+    for round_ in range(MAX_JOINS + 1):
+        waited = time.monotonic() - started if round_ else 0.0  # on flights that landed without an answer
+        flights = {key: flight for key in pending if round_ < MAX_JOINS
+                   and (flight := loaded.cache.in_flight(key)) is not None}
+        own = {key: request for key, request in pending.items() if key not in flights}
+        for key, result in (await _decode(state, loaded, own, lend)).items():
+            results[key] = replace(result, queue_wait_seconds=result.queue_wait_seconds + waited)
+        decoded.update(own)
+        pending = {}
+        for key, flight in flights.items():
+            answer = await asyncio.shield(flight)  # this request's cancellation must not end another's flight
+            if answer is not None:
+                results[key] = replace(answer, queue_wait_seconds=0.0, encode_seconds=0.0,
+                                       decode_seconds=time.monotonic() - started)
+            elif (kept := loaded.cache.get(key)) is not None:  # another waiter decoded it meanwhile
+                results[key] = replace(kept, decode_seconds=time.monotonic() - started)
+            else:  # its request failed or left: look again
+                pending[key] = requests[key]
+        if not pending:
+            break
+    return results, decoded
+
+
+async def _decode(state: ServiceState, loaded: LoadedModel, requests: dict[Hashable, TranslationRequest],
+                  lend: bool) -> dict[Hashable, TranslationResult]:
+    """The engine's results for `requests` (by cache key), each kept in the cache as it ends. With
+    `lend`, from the moment one enters the engine until it ends it is a flight other requests may
+    wait on: those that enter at once from now, before any other request runs (an equal request
+    right behind this one must find them); the rest as they get their turn in the window (a
+    one-line request must not wait behind a document's other sentences)."""
     keys, pending = list(requests), list(requests.values())
     at_once = min(len(pending), _window_rows(state))
-    flights = [loaded.cache.take_off(key) if position < at_once else None for position, key in enumerate(keys)]
+    flights = [loaded.cache.take_off(key) if lend and position < at_once else None
+               for position, key in enumerate(keys)]
 
     async def decode(position: int) -> TranslationResult:
         key, request = keys[position], pending[position]
-        if position >= at_once:
+        if lend and position >= at_once:
             flights[position] = loaded.cache.take_off(key)
         result = None
         try:
             result = await loaded.scheduler.submit(request)
-        finally:  # None: failed, refused or cancelled, and whoever waited decodes it themselves
+        finally:  # None: failed, refused or cancelled, and whoever waited looks again
             loaded.cache.land(key, flights[position], request, result)
         return result
 
@@ -350,6 +380,10 @@ async def translate_html(
     if loaded.manifest.attention == "none":  # nothing to carry markup with: node by node
         for document in parsed:
             document.runs.clear()
+    runs = sum(len(document.runs) for document in parsed)
+    for document in parsed:  # a run too large as one text: node by node, as its text nodes fit
+        document.runs[:] = [run for run in document.runs if _run_fits(state, loaded, run, options)]
+    too_large = runs - sum(len(document.runs) for document in parsed)
     units, texts, names = _html_units(parsed)
     glossaries = [() if run_index is None else atom_glossary(parsed[position].runs[run_index].atoms)
                   for position, run_index, _ in units]  # the atoms' texts copied as placeholders
@@ -371,7 +405,7 @@ async def translate_html(
             uncarried.append((position, run_index))
         else:
             carried[position][run_index] = markup
-    state.metrics.observe_markup(carried=sum(map(len, carried)), uncarried=len(uncarried))
+    state.metrics.observe_markup(carried=sum(map(len, carried)), uncarried=len(uncarried) + too_large)
     if uncarried:
         nodes = [(position, node) for position, run_index in uncarried
                  for node in parsed[position].runs[run_index].nodes]
@@ -381,6 +415,18 @@ async def translate_html(
             node_translations[position][node] = result.translation
     return model, [document.render(translations, runs)
                    for document, translations, runs in zip(parsed, node_translations, carried, strict=True)]
+
+
+def _run_fits(state: ServiceState, loaded: LoadedModel, run: Run, options: Options) -> bool:
+    """Whether `run` is within the limits on one text (its sentences, their tokens) as one text; one
+    that is not is translated node by node (a sentence of 300 tokens split by a <b> fits as its nodes)."""
+    try:
+        (sentences,) = split_texts(state, [normalised(run.text)], options)
+        source_pieces(state, loaded, "", sentences,
+                      client_terms(replace(options, glossary=options.glossary + atom_glossary(run.atoms))))
+    except PayloadTooLarge:
+        return False
+    return True
 
 
 def _html_units(parsed: list[HtmlDocument]) -> tuple[list[tuple[int, int | None, int]], list[str], list[str]]:

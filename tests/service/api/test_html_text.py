@@ -143,3 +143,23 @@ def test_inline_code_and_text_marked_not_to_translate_are_atoms_of_a_run() -> No
     assert [(a.html, a.text) for a in second.atoms] == [('<span translate="no">Acme &amp;  <i>Co</i></span>',
                                                          "Acme & Co")]
     assert document.texts == ["Press", "+", "to", "print", ".", "Hello", "world"]  # node by node, the fallback
+
+
+def test_layout_text_is_kept_and_empty_elements_at_a_run_s_edge_stay_outside_it() -> None:
+    # a cell or paragraph of &nbsp; is layout, kept as written; between inline elements, a space
+    document = HtmlDocument("<table><tr><td>&nbsp;</td><td>Name</td></tr></table><p>&nbsp;\u200b</p>"
+                            "<p><b>Save</b>&nbsp;<i>Close</i> it</p>")
+    assert document.texts == ["Name", "Save", "Close", "it"]
+    assert document.render(["Namen", None, None, None], {0: "x"}) == \
+        "<table><tr><td>&nbsp;</td><td>Namen</td></tr></table><p>&nbsp;\u200b</p><p>x</p>"
+    assert [run.text for run in document.runs] == ["Save Close it"]
+    # whitespace written as a character reference is whitespace at the text node's edge
+    document = HtmlDocument("<p>Press <b>Save</b>&#32;now&#x20;</p>")
+    assert document.runs[0].text == "Press Save now"
+    assert document.render(["Drücke", "Sichern", "jetzt"]) == "<p>Drücke <b>Sichern</b> jetzt </p>"
+    # an anchor or icon at the run's edge is kept where it is, outside the run
+    document = HtmlDocument('<p><a name="x"></a>Getting <em>started</em> now.<span class="s"></span></p>')
+    (run,) = document.runs
+    assert run.text == "Getting started now." and [e.open_tag for e in run.elements] == ["<em>"]
+    assert document.render([None, None, None], {0: "Los <em>geht's</em>."}) == \
+        '<p><a name="x"></a>Los <em>geht\'s</em>.<span class="s"></span></p>'

@@ -134,3 +134,52 @@ def test_an_atom_is_one_word_to_the_alignment_whatever_its_spaces() -> None:
     assert put_atoms(carried, [atom]) == ('Wählen Sie <span translate="no">Tools - Options</span>, um die '
                                           '<em>Standard</em> Einstellungen zu ändern')
     assert carry_markup(source, [element(source, "default", "em")], translation, weights) is None  # 9 source words
+
+
+def test_an_element_inside_a_word_goes_inside_the_word_copied_as_it_was() -> None:
+    source = "Water is H2O and E = mc2 here."
+    translation = "Wasser ist H2O und E = mc2 hier."
+    weights = aligned([(0, 0), (1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6), (7, 7)], 8, 8)
+    elements = [InlineElement("<sub>", "</sub>", 10, 11), InlineElement("<sup>", "</sup>", 23, 24)]
+    assert carry_markup(source, elements, translation, weights) == \
+        "Wasser ist H<sub>2</sub>O und E = mc<sup>2</sup> hier."
+    # not copied as it was ("manual1" is "Handbuch1"): nowhere to put it
+    assert carry_markup("the manual1 here", [InlineElement("<sup>", "</sup>", 10, 11)], "das Handbuch1 hier",
+                        aligned([(0, 0), (1, 1), (2, 2)], 3, 3)) is None
+
+
+def test_an_empty_element_goes_before_the_word_after_it_or_at_the_end() -> None:
+    source = "Click Save now"
+    translation = "Klicken Sie jetzt auf Speichern"
+    weights = aligned([(0, 0), (1, 0), (2, 2), (3, 0), (4, 1)], 5, 3)
+    icon = InlineElement('<i class="icon">', "</i>", 6, 6)
+    bold = element(source, "Save")
+    assert carry_markup(source, [icon, bold], translation, weights) == \
+        'Klicken Sie jetzt auf <i class="icon"></i><b>Speichern</b>'
+    inside = [InlineElement("<b>", "</b>", 6, 10), InlineElement('<i class="icon">', "</i>", 6, 6)]  # <b><i/>Save</b>
+    assert carry_markup(source, inside, translation, weights) == \
+        'Klicken Sie jetzt auf <b><i class="icon"></i>Speichern</b>'
+    anchor = InlineElement('<a name="end">', "</a>", 14, 14)
+    assert carry_markup(source, [anchor], translation, weights) == 'Klicken Sie jetzt auf Speichern<a name="end"></a>'
+
+
+def test_a_word_the_model_left_out_is_attended_by_no_word_in_particular() -> None:
+    """'now' in 'Klicken Sie auf Speichern, später.': no target word attends to it most, and of those
+    attending to it a little none stands out: a strikethrough cannot be placed (its place is what it
+    says); bold goes on the word attending to it most."""
+    source = "Click Save now later."
+    translation = "Klicken Sie auf Speichern, später."
+    weights = aligned([(0, 0), (1, 0), (2, 0), (3, 1), (4, 3)], 5, 4)
+    weights[:, 2] = [0.05, 0.04, 0.16, 0.15, 0.1]
+    assert carry_markup(source, [element(source, "now", "s")], translation, weights) is None
+    assert carry_markup(source, [element(source, "now", "b")], translation, weights) == \
+        "Klicken Sie <b>auf</b> Speichern, später."
+    weights[2, 2] = 0.3  # one target word attends to it twice as much as any other
+    assert carry_markup(source, [element(source, "now", "s")], translation, weights) == \
+        "Klicken Sie <s>auf</s> Speichern, später."
+
+
+def test_punctuation_alone_in_an_element_is_not_carried() -> None:
+    source = "Hello, world"
+    weights = aligned([(0, 0), (1, 1)], 2, 2)
+    assert carry_markup(source, [InlineElement("<b>", "</b>", 5, 6)], "Hallo, Welt", weights) is None

@@ -539,30 +539,36 @@ def _html_runs(client: TestClient) -> dict[str, float]:
 
 def test_libretranslate_html_carries_inline_markup(make_client: ClientFactory) -> None:
     """A sentence running through inline elements is one text to the model and its elements are put
-    back around the words its attention aligns (the echo model: each word to itself); one that holds
-    no word cannot be placed, and that run is translated node by node; a model without attention
-    translates every run node by node."""
+    back around the words its attention aligns (the echo model: each word to itself), an empty one
+    before the word after it; one holding punctuation alone cannot be placed, and that run is
+    translated node by node; a model without attention translates every run node by node."""
     client = make_client()
-    fragment = '<p>the <b>house</b> is <a href="/s">small</a></p><p>hello <i> </i> world</p>'
+    fragment = ('<p>the <b>house</b> is <a href="/s">small</a></p><p>hello <i class="icon"> </i> world</p>'
+                "<p>hello<b>,</b> world</p>")
     response = client.post("/translate", json={"q": fragment, "target": "de", "format": "html"})
     assert response.status_code == 200, response.text
-    assert response.json() == {"translatedText": fragment}
-    assert _html_runs(client) == {"carried": 1, "node_by_node": 1}
+    assert response.json() == {"translatedText": fragment.replace('<i class="icon"> </i> ', '<i class="icon"></i>')}
+    assert _html_runs(client) == {"carried": 2, "node_by_node": 1}
     plain = client.post("/translate", json={"q": "hallo <b>welt</b> guten morgen", "source": "de", "target": "en",
                                             "format": "html"})
     assert plain.json() == {"translatedText": "hallo <b>welt</b> guten morgen"}
-    assert _html_runs(client) == {"carried": 1, "node_by_node": 1}  # no attention: no run counted
+    assert _html_runs(client) == {"carried": 2, "node_by_node": 1}  # no attention: no run counted
     # inline code inside a sentence: copied as written where the model copies its text
     code = client.post("/translate", json={"q": '<p>the <code class="c">house&lt;1&gt;</code> is <b>small</b></p>',
                                            "target": "de", "format": "html"})
     assert code.json() == {"translatedText": '<p>the <code class="c">house&lt;1&gt;</code> is <b>small</b></p>'}
-    assert _html_runs(client) == {"carried": 2, "node_by_node": 1}
-    # a refusal names the run by the text nodes it holds
+    assert _html_runs(client) == {"carried": 3, "node_by_node": 1}
+    # a sentence too long as one text is translated as its text nodes, which fit; one that does not
+    # is refused by the name of the text the client sent
     small = make_client(max_source_tokens=6)
-    long_run = small.post("/translate", json={"q": ["big", "<p>the <b>house</b> is big big big big</p>"],
+    long_run = small.post("/translate", json={"q": ["big", "<p>the <b>house</b> is big big</p>"],
                                               "target": "de", "format": "html"})
-    message = assert_error(long_run, 413, "too_large")["error"]["message"]
-    assert message.startswith("text 1's text nodes 0-2 is "), message
+    assert long_run.json() == {"translatedText": ["big", "<p>the <b>house</b> is big big</p>"]}
+    assert _html_runs(small) == {"carried": 0, "node_by_node": 1}
+    too_long = small.post("/translate", json={"q": ["big", "<p>the <b>house</b> is big big big big big big</p>"],
+                                              "target": "de", "format": "html"})
+    message = assert_error(too_long, 413, "too_large")["error"]["message"]
+    assert message.startswith("text 1's text node 2 is "), message
 
 def test_libretranslate_html_keeps_the_markup(make_client: ClientFactory) -> None:
     """format html: every text node translated on its own (the echo model echoes), tags, attributes

@@ -174,3 +174,52 @@ def test_a_text_asked_right_behind_an_equal_one_shares_all_its_sentences() -> No
         assert scheduler.submitted == [[1], [2]] and _lookups(state) == {"hit": 0, "shared": 2, "miss": 2}
 
     asyncio.run(scenario())
+
+
+def test_when_a_flight_fails_one_waiter_decodes_again_and_the_others_wait_on_it() -> None:
+    async def scenario() -> None:
+        state, loaded, scheduler = _service()
+        first = _submit(state, loaded, [5, 6, 7])
+        await _until_submitted(scheduler, 1)
+        waiters = [_submit(state, loaded, [5, 6, 7]) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        first.cancel()  # its client left
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await _until_submitted(scheduler, 2)
+        await asyncio.sleep(0.01)
+        assert len(scheduler.submitted) == 2  # one decodes it again, the other two wait on that
+        scheduler.release.set()
+        assert [answer.target_ids for (answer,) in await asyncio.gather(*waiters)] == [[7, 6, 5]] * 3
+        assert _lookups(state) == {"hit": 0, "shared": 2, "miss": 1}  # the cancelled one counts nothing
+
+    asyncio.run(scenario())
+
+
+def test_a_request_the_scheduler_may_hold_back_lends_nothing() -> None:
+    """Half the batch's rows or more: fair admission lets others go first, so an equal sentence
+    asked by another request is decoded for it rather than wait for this one's turn."""
+    async def scenario() -> None:
+        state, loaded, scheduler = _service()
+        state.settings.max_batch_rows = 4
+        document = _submit(state, loaded, [1], [2])  # 2 rows of 4
+        await _until_submitted(scheduler, 2)
+        line = _submit(state, loaded, [2])
+        await _until_submitted(scheduler, 3)
+        scheduler.release.set()
+        assert [r.target_ids for r in (*await document, *await line)] == [[1], [2], [2]]
+        assert _lookups(state) == {"hit": 0, "shared": 0, "miss": 3}
+
+    asyncio.run(scenario())
+
+
+def test_a_refused_request_counts_no_lookup() -> None:
+    async def scenario() -> None:
+        state, loaded, scheduler = _service()
+        scheduler.error = Overloaded(retry_after_s=1.0)
+        scheduler.release.set()
+        with pytest.raises(Overloaded):
+            await _submit(state, loaded, [5, 6, 7], [5, 6, 7])
+        assert _lookups(state) == {"hit": 0, "shared": 0, "miss": 0}
+
+    asyncio.run(scenario())
