@@ -18,11 +18,12 @@ from starlette.datastructures import UploadFile
 
 from service.api.deps import RegistryDep, Serving, StateDep
 from service.api.errors import InvalidInput, UnsupportedMediaType, error_responses, unreadable_body
+from service.api.html_translation import translate_html
 from service.api.routes_translate import TRANSLATION_ERRORS
 from service.api.schemas import Language, LibreTranslateRequest, LibreTranslateResponse
 from service.api.security import check_api_key, key_from_headers
 from service.api.source_text import Options
-from service.api.translation import translate_html, translate_texts
+from service.api.translation import translate_texts
 
 router = APIRouter(tags=["libretranslate"])
 

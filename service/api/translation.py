@@ -1,17 +1,17 @@
 """A translation request's path through the HTTP layer: limits, model choice, encode, submit, decode.
 
-Shared by /v1/translate, /v1/attention and the LibreTranslate route. Every limit is checked before
-any work; each text is cut into its sentences and each sentence into pieces (service.api.source_text),
-and every sentence of every text goes to the scheduler concurrently, as its own row (or comes from the
-model version's cache); a sentence that left out text it had to copy is translated again; the results
-become text again in service.api.target_text. A client that goes away cancels its submissions. HTTP
-edge only: must not import onnxruntime.
+Shared by /v1/translate, /v1/attention, the LibreTranslate route and its HTML
+(service.api.html_translation). Every limit is checked before any work; each text is cut into its
+sentences and each sentence into pieces (service.api.source_text), and every sentence of every text
+goes to the scheduler concurrently, as its own row (or comes from the model version's cache, or from
+an equal sentence in the engine for another request at that moment); a sentence that left out text
+it had to copy is translated again; the results become text again in service.api.target_text. A
+client that goes away cancels its submissions. HTTP edge only: must not import onnxruntime.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import itertools
 import logging
 import time
@@ -31,8 +31,6 @@ from service.api.errors import (
     PayloadTooLarge,
     UnsupportedLanguagePair,
 )
-from service.api.html_text import HtmlDocument, Run
-from service.api.markup_transfer import atom_glossary, carry_markup, put_atoms
 from service.api.middleware import SERVER_TIMING_STATE
 from service.api.source_text import Options, Piece, client_terms, normalised, source_pieces, split_texts, text_name
 from service.api.target_text import (
@@ -366,88 +364,6 @@ async def translate_texts(
     return await _translate(state, request, check_limits(state, texts, options), texts, options)
 
 
-async def translate_html(
-    state: ServiceState, request: Request, documents: list[str], options: Options
-) -> tuple[LoadedModel, list[str]]:
-    """Translations of HTML fragments (LibreTranslate's `"format": "html"`): the text nodes of all of
-    them are translated together, as the texts of one request, and put back into their markup
-    (html_text.HtmlDocument); text nodes joined by inline elements (a run) are translated as one text
-    and the elements carried into it by attention (markup_transfer), or, where that fails, node by
-    node. The limits on texts apply to the fragments as sent; those on sentences and rows to the
-    texts translated."""
-    loaded = check_limits(state, documents, options)
-    parsed = [HtmlDocument(document) for document in documents]
-    if loaded.manifest.attention == "none":  # nothing to carry markup with: node by node
-        for document in parsed:
-            document.runs.clear()
-    runs = sum(len(document.runs) for document in parsed)
-    for document in parsed:  # a run too large as one text: node by node, as its text nodes fit
-        document.runs[:] = [run for run in document.runs if _run_fits(state, loaded, run, options)]
-    too_large = runs - sum(len(document.runs) for document in parsed)
-    units, texts, names = _html_units(parsed)
-    glossaries = [() if run_index is None else atom_glossary(parsed[position].runs[run_index].atoms)
-                  for position, run_index, _ in units]  # the atoms' texts copied as placeholders
-    model, translated = await _attend_all(state, request, loaded, texts, options, names, glossaries=glossaries)
-    node_translations: list[list[str | None]] = [[None] * len(document.texts) for document in parsed]
-    carried: list[dict[int, str]] = [{} for _ in parsed]
-    uncarried: list[tuple[int, int]] = []  # (document, run index) translated again node by node
-    for (position, run_index, node), result in zip(units, translated, strict=True):
-        if run_index is None:
-            node_translations[position][node] = result.translation
-            continue
-        run = parsed[position].runs[run_index]
-        markup = carry_markup(run.text, run.elements, result.translation, result.word_weights, run.atoms) \
-            if run.elements \
-            else html.escape(result.translation, quote=False)
-        if markup is not None:
-            markup = put_atoms(markup, run.atoms)
-        if markup is None:
-            uncarried.append((position, run_index))
-        else:
-            carried[position][run_index] = markup
-    state.metrics.observe_markup(carried=sum(map(len, carried)), uncarried=len(uncarried) + too_large)
-    if uncarried:
-        nodes = [(position, node) for position, run_index in uncarried
-                 for node in parsed[position].runs[run_index].nodes]
-        _, again = await _attend_all(state, request, model, [parsed[p].texts[n] for p, n in nodes], options,
-                                     [f"text {p}'s text node {n}" for p, n in nodes])
-        for (position, node), result in zip(nodes, again, strict=True):
-            node_translations[position][node] = result.translation
-    return model, [document.render(translations, runs)
-                   for document, translations, runs in zip(parsed, node_translations, carried, strict=True)]
-
-
-def _run_fits(state: ServiceState, loaded: LoadedModel, run: Run, options: Options) -> bool:
-    """Whether `run` is within the limits on one text (its sentences, their tokens) as one text; one
-    that is not is translated node by node (a sentence of 300 tokens split by a <b> fits as its nodes)."""
-    try:
-        (sentences,) = split_texts(state, [normalised(run.text)], options)
-        source_pieces(state, loaded, "", sentences,
-                      client_terms(replace(options, glossary=options.glossary + atom_glossary(run.atoms))))
-    except PayloadTooLarge:
-        return False
-    return True
-
-
-def _html_units(parsed: list[HtmlDocument]) -> tuple[list[tuple[int, int | None, int]], list[str], list[str]]:
-    """What to translate in `parsed`: every run, and every text node outside one, as (document, run
-    index or None, text node), their texts, and the names a refusal gives them (the client's text)."""
-    units: list[tuple[int, int | None, int]] = []
-    texts, names = [], []
-    for position, document in enumerate(parsed):
-        for index, run in enumerate(document.runs):
-            units.append((position, index, run.nodes[0]))
-            texts.append(run.text)
-            names.append(f"text {position}'s text nodes {run.nodes[0]}-{run.nodes[-1]}")
-        inside = {node for run in document.runs for node in run.nodes}
-        for node, text in enumerate(document.texts):
-            if node not in inside:
-                units.append((position, None, node))
-                texts.append(text)
-                names.append(f"text {position}'s text node {node}")
-    return units, texts, names
-
-
 def _prepared(state: ServiceState, texts: list[str], options: Options,
               names: list[str] | None = None) -> tuple[list[str], list[list[Sentence]]]:
     """The texts normalised (normalised), and their sentences (split_texts' limits apply)."""
@@ -499,11 +415,11 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
     loaded = check_limits(state, [text], options)
     if loaded.manifest.attention == "none":
         raise AttentionUnavailable(f"model {loaded.name} version {loaded.version} has no attention")
-    _, (result,) = await _attend_all(state, request, loaded, [text], options, need_attention=True)
+    _, (result,) = await attend_all(state, request, loaded, [text], options, need_attention=True)
     return result
 
 
-async def _attend_all(state: ServiceState, request: Request, loaded: LoadedModel, texts: list[str],
+async def attend_all(state: ServiceState, request: Request, loaded: LoadedModel, texts: list[str],
                       options: Options, names: list[str] | None = None, need_attention: bool = False,
                       glossaries: list[tuple[tuple[str, str], ...]] | None = None,
                       ) -> tuple[LoadedModel, list[Attended]]:
