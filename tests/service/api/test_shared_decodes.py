@@ -5,6 +5,7 @@ decode ends without an answer (its client left, the engine refused it), the seco
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -52,8 +53,10 @@ def _lookups(state: Any) -> dict[str, float]:
 
 
 async def _until_submitted(scheduler: ScriptedScheduler, count: int) -> None:
+    deadline = time.monotonic() + 5.0  # a request stuck waiting fails the test rather than hang it
     while len(scheduler.submitted) < count:
-        await asyncio.sleep(0)
+        assert time.monotonic() < deadline, f"{len(scheduler.submitted)} of {count} sentences submitted"
+        await asyncio.sleep(0.001)
 
 
 def _submit(state: Any, loaded: Any, *sources: list[int]) -> asyncio.Future[list[TranslationResult]]:
@@ -143,11 +146,12 @@ def test_without_a_cache_every_request_decodes_its_own() -> None:
 
 
 def test_a_sentence_waiting_for_its_turn_in_a_document_is_not_shared() -> None:
-    """A document's sentences enter the engine a window at a time: a one-line request asking one that
-    still waits for its turn decodes it itself rather than wait behind the document's others."""
+    """A request's sentences enter the engine a window at a time (here one: the queue holds one): a
+    one-line request asking one that still waits for its turn decodes it itself rather than wait
+    behind the others."""
     async def scenario() -> None:
         state, loaded, scheduler = _service()
-        state.settings.max_batch_rows = 1
+        state.settings.max_queue_requests = 1
         document = _submit(state, loaded, [1], [2], [3])
         await _until_submitted(scheduler, 1)
         line = _submit(state, loaded, [3])
