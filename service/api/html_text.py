@@ -4,8 +4,9 @@ by inline elements ("Click <b>Save</b> to keep your changes.") also form a run, 
 sentence it is, its elements carried into the translation by attention (service.api.markup_transfer);
 a run whose markup cannot be carried is translated node by node (as LibreTranslate's own
 translatehtml does). Inline code (code, kbd, samp, var) and inline elements the page marks not to
-translate inside such a sentence are atoms of its run: kept whole, as written, where the model
-copies their text ("Press <kbd>Ctrl</kbd>+<kbd>P</kbd> to print.").
+translate inside such a sentence are atoms of its run: the model gets a placeholder character it
+cannot spell (one unknown word, copied by attention) and the element goes where the copy goes,
+kept whole as written ("Press <kbd>Ctrl</kbd>+<kbd>P</kbd> to print.").
 
 Text inside script, style, code, pre, textarea and similar elements is not prose and is kept as it
 is, and so is text the page marks so: HTML's `translate="no"` (inherited by the element's content
@@ -23,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-from service.api.markup_transfer import Atom, InlineElement
+from service.api.markup_transfer import MAX_ATOMS, Atom, InlineElement, atom_placeholder, is_placeholder
 
 # Elements whose text is code or preformatted, never translated.
 UNTRANSLATED_ELEMENTS = frozenset({"script", "style", "code", "pre", "textarea", "kbd", "samp", "var", "noscript"})
@@ -196,14 +197,16 @@ class HtmlDocument(HTMLParser):
         return not open_tags
 
     def _run(self, stretch: list[tuple[str, int, int, str]]) -> Run | None:
-        """The run of `stretch`: its text as HTML renders it (whitespace collapsed, trimmed) and where
-        each element's tags and each atom stand in it; None when an atom shows no text (nowhere to
-        put it)."""
+        """The run of `stretch`: its text as HTML renders it (whitespace collapsed, trimmed, each atom
+        a placeholder character) and where each element's tags and each atom stand in it. An empty
+        element at the start or end of another goes with that one's tags (a link's trailing icon
+        stays in the link). None where an atom holds text to translate (kept node by node), or the
+        text holds placeholder characters of its own."""
         chunks: list[str] = []
         length = 0
         space_pending = False
 
-        def add(raw: str, decode: bool) -> None:
+        def add(raw: str) -> None:
             nonlocal length, space_pending
             for word in re.split(f"([{_HTML_SPACE_CHARACTERS}]+)", raw):
                 if not word:
@@ -215,38 +218,55 @@ class HtmlDocument(HTMLParser):
                     chunks.append(" ")
                     length += 1
                     space_pending = False
-                chunks.append(html.unescape(word) if decode else word)
-                length += len(chunks[-1])
+                chunks.append(word)
+                length += len(word)
 
-        opened: list[tuple[int, str, int]] = []  # (its open tag's place in order, as written, where its text starts)
+        # open elements: (place in document order, open tag as written, where its text starts, how
+        # much the run held when it opened)
+        opened: list[tuple[int, str, int, int]] = []
         elements: list[tuple[int, InlineElement]] = []
         atoms: list[Atom] = []
         nodes: list[int] = []
-        for kind, first, end, _ in stretch:
+        close_prefix = ""  # an empty element that ends its parent: written before the parent's end tag
+        held = 0  # text, atoms and elements so far
+        for position, (kind, first, end, _) in enumerate(stretch):
             part = self._parts[first]
             if kind == "text":
                 nodes.append(int(part))
                 lead, trail = self._edges[int(part)]
-                add(lead + self.texts[int(part)] + trail, decode=False)
+                add(lead + self.texts[int(part)] + trail)
+                held += 1
             elif kind == "space":
                 space_pending = length > 0
             elif kind == "atom":
-                shown = _HTML_SPACE.sub(" ", html.unescape("".join(
-                    str(self._parts[inner]) for inner in range(first, end) if self._kinds[inner][0] == "kept_text"))
-                ).strip(_HTML_SPACE_CHARACTERS)
-                if not shown:
+                inner = range(first, end)
+                if any(isinstance(self._parts[index], int) for index in inner) or len(atoms) >= MAX_ATOMS:
                     return None
                 begins = length + (1 if space_pending else 0)
-                add(shown, decode=False)
-                atoms.append(Atom("".join(str(self._parts[inner]) for inner in range(first, end)), shown, begins,
-                                  length))
+                add(atom_placeholder(len(atoms)))
+                atoms.append(Atom("".join(str(self._parts[index]) for index in inner), atom_placeholder(len(atoms)),
+                                  begins, length))
+                held += 1
             elif kind == "open":
-                opened.append((len(opened) + len(elements), str(part), length + (1 if space_pending else 0)))
+                opened.append((len(opened) + len(elements), str(part), length + (1 if space_pending else 0), held))
             else:  # close: _balanced paired it with the last one opened
-                order, open_tag, start = opened.pop()
-                elements.append((order, InlineElement(open_tag, str(part), start, max(start, length))))
+                order, open_tag, start, held_then = opened.pop()
+                close_tag, close_prefix = close_prefix + str(part), ""
+                if held_then == held and opened:  # empty, inside another element
+                    if position + 1 < len(stretch) and stretch[position + 1][0] == "close":
+                        close_prefix = open_tag + close_tag  # at its parent's end
+                        continue
+                    if opened[-1][3] == held:  # at its parent's start
+                        parent = opened[-1]
+                        opened[-1] = (parent[0], parent[1] + open_tag + close_tag, parent[2], parent[3])
+                        continue
+                elements.append((order, InlineElement(open_tag, close_tag, start, max(start, length))))
+                held += 1
+        text = "".join(chunks)
+        if sum(is_placeholder(character) for character in text) != len(atoms):
+            return None
         # document order: as the open tags stood (outer before inner)
-        return Run(nodes, "".join(chunks), [element for _, element in sorted(elements, key=lambda item: item[0])],
+        return Run(nodes, text, [element for _, element in sorted(elements, key=lambda item: item[0])],
                    atoms, (stretch[0][1], stretch[-1][2]))
 
     def _collect(self) -> None:
@@ -299,8 +319,8 @@ class HtmlDocument(HTMLParser):
         lead = raw[: len(raw) - len(raw.lstrip(_HTML_SPACE_CHARACTERS))]
         trail = raw[len(lead) + len(body):]
         # whitespace written as a character reference ("&#32;now") is whitespace at the node's edge too
-        self._edges.append((lead or (" " if decoded[:1].isspace() else ""),
-                            trail or (" " if decoded[-1:].isspace() else "")))
+        self._edges.append((lead or (" " if decoded[:1] in _HTML_SPACE_CHARACTERS else ""),
+                            trail or (" " if decoded[-1:] in _HTML_SPACE_CHARACTERS else "")))
         self._part(len(self.texts), "text")
         self.texts.append(core)
 

@@ -7,14 +7,13 @@ that cannot be done, text node by text node. HTTP edge only: must not import onn
 from __future__ import annotations
 
 import html
-from dataclasses import replace
 
 from starlette.requests import Request
 
 from service.api.deps import ServiceState
 from service.api.errors import PayloadTooLarge
 from service.api.html_text import HtmlDocument, Run
-from service.api.markup_transfer import atom_glossary, carry_markup, put_atoms
+from service.api.markup_transfer import carry_markup, put_atoms
 from service.api.source_text import Options, client_terms, normalised, source_pieces, split_texts
 from service.api.target_text import Attended
 from service.api.translation import attend_all, check_limits
@@ -39,9 +38,7 @@ async def translate_html(
         document.runs[:] = [run for run in document.runs if _run_fits(state, loaded, run, options)]
     too_large = runs - sum(len(document.runs) for document in parsed)
     units, texts, names = _html_units(parsed)
-    glossaries = [() if run_index is None else atom_glossary(parsed[position].runs[run_index].atoms)
-                  for position, run_index, _ in units]  # the atoms' texts copied as placeholders
-    model, translated = await attend_all(state, request, loaded, texts, options, names, glossaries=glossaries)
+    model, translated = await attend_all(state, request, loaded, texts, options, names)
     node_translations: list[list[str | None]] = [[None] * len(document.texts) for document in parsed]
     carried: list[dict[int, str]] = [{} for _ in parsed]
     uncarried: list[tuple[int, int]] = []  # (document, run index)
@@ -56,17 +53,32 @@ async def translate_html(
     if uncarried:  # node by node after all
         nodes = [(position, node) for position, run_index in uncarried
                  for node in parsed[position].runs[run_index].nodes]
-        _, again = await attend_all(state, request, model, [parsed[p].texts[n] for p, n in nodes], options,
+        again = await _node_by_node(state, request, model, [parsed[p].texts[n] for p, n in nodes], options,
                                     [f"text {p}'s text node {n}" for p, n in nodes])
-        for (position, node), result in zip(nodes, again, strict=True):
-            node_translations[position][node] = result.translation
+        for (position, node), translation in zip(nodes, again, strict=True):
+            node_translations[position][node] = translation
     return model, [document.render(translations, runs)
                    for document, translations, runs in zip(parsed, node_translations, carried, strict=True)]
 
 
+async def _node_by_node(state: ServiceState, request: Request, model: LoadedModel, texts: list[str],
+                        options: Options, names: list[str]) -> list[str]:
+    """Translations of the text nodes of runs whose markup could not be carried, in parts that fit the
+    request's limits: their text was accepted as runs (fewer sentences), and is not refused now."""
+    try:
+        _, results = await attend_all(state, request, model, texts, options, names)
+    except PayloadTooLarge:
+        if len(texts) == 1:
+            raise
+        half = len(texts) // 2
+        return (await _node_by_node(state, request, model, texts[:half], options, names[:half])
+                + await _node_by_node(state, request, model, texts[half:], options, names[half:]))
+    return [result.translation for result in results]
+
+
 def _carried(run: Run, result: Attended) -> str | None:
     """The run's translation as HTML with its elements and atoms in it, or None (node by node)."""
-    markup = carry_markup(run.text, run.elements, result.translation, result.word_weights, run.atoms) \
+    markup = carry_markup(run.text, run.elements, result.translation, result.word_weights) \
         if run.elements else html.escape(result.translation, quote=False)
     return None if markup is None else put_atoms(markup, run.atoms)
 
@@ -76,8 +88,7 @@ def _run_fits(state: ServiceState, loaded: LoadedModel, run: Run, options: Optio
     that is not is translated node by node (a sentence of 300 tokens split by a <b> fits as its nodes)."""
     try:
         (sentences,) = split_texts(state, [normalised(run.text)], options)
-        source_pieces(state, loaded, "", sentences,
-                      client_terms(replace(options, glossary=options.glossary + atom_glossary(run.atoms))))
+        source_pieces(state, loaded, "", sentences, client_terms(options))
     except PayloadTooLarge:
         return False
     return True

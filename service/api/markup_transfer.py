@@ -43,13 +43,25 @@ PLACE_IS_MEANING = frozenset({"del", "ins", "s"})
 @dataclass(frozen=True)
 class Atom:
     """Inline code or text marked not to translate inside a run: the element as written (`html`), and
-    the text it shows, at [start, end) of the run's text. The model gets that text as one unknown
-    word and copies it where it belongs; the element goes there, as written."""
+    the placeholder that stands for it at [start, end) of the run's text: a private-use character,
+    which the vocabulary lacks, so the model gets one unknown word and copies it by attention where
+    it belongs (the copy-retry beam makes sure it does); the element goes there, as written."""
 
     html: str
-    text: str
+    placeholder: str
     start: int
     end: int
+
+
+MAX_ATOMS = 0xF8FF - 0xE000  # private-use characters for placeholders
+
+
+def atom_placeholder(index: int) -> str:
+    return chr(0xE000 + index)
+
+
+def is_placeholder(character: str) -> bool:
+    return 0xE000 <= ord(character) < 0xE000 + MAX_ATOMS
 
 
 @dataclass(frozen=True)
@@ -114,29 +126,13 @@ def _nested_like_source(elements: Sequence[InlineElement], places: Sequence[tupl
     return True
 
 
-def _words(text: str, single: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The whitespace-separated words of `text`, those overlapping one of the `single` ranges (text the
-    model gets as one unknown word, an atom's) joined into one."""
-    def within(span: tuple[int, int], low: int, high: int) -> bool:
-        return span[0] < high and low < span[1]
-
-    spans: list[tuple[int, int]] = []
-    for word in (match.span() for match in _WORD.finditer(text)):
-        if spans and any(within(spans[-1], low, high) and within(word, low, high) for low, high in single):
-            spans[-1] = (spans[-1][0], word[1])
-        else:
-            spans.append(word)
-    return spans
-
-
 def carry_markup(source: str, elements: Sequence[InlineElement], translation: str,
-                 word_weights: np.ndarray, atoms: Sequence[Atom] = ()) -> str | None:
+                 word_weights: np.ndarray) -> str | None:
     """`translation` as HTML (escaped) with `elements` (in document order, outer before inner) put
     around its words; `word_weights` [target words, source words] is the attention between the
-    whitespace-separated words of `translation` and `source` as the model's tokens made them (an
-    atom's text, whatever its spaces, one word). None where the markup cannot be carried (the
-    module's docstring)."""
-    source_spans = _words(source, [(atom.start, atom.end) for atom in atoms])
+    whitespace-separated words of `translation` and `source` as the model's tokens made them. None
+    where the markup cannot be carried (the module's docstring)."""
+    source_spans = [match.span() for match in _WORD.finditer(source)]
     target_spans = [match.span() for match in _WORD.finditer(translation)]
     if word_weights.shape != (len(target_spans), len(source_spans)) or not word_weights.size:
         return None  # words the tokens do not match (a copy holding spaces): indices would point elsewhere
@@ -251,27 +247,12 @@ def _tagged(translation: str, elements: Sequence[InlineElement], places: Sequenc
     return "".join(out)
 
 
-def _placeholder(index: int) -> str:
-    # private-use characters: no text holds them, so where the copy went is certain
-    return f"\ue000{index}\ue001"
-
-
-def atom_glossary(atoms: Sequence[Atom]) -> tuple[tuple[str, str], ...]:
-    """The glossary that has the model copy each atom's text as a placeholder: (text, placeholder)
-    for each different text, for the run's translation (put_atoms puts the atoms there)."""
-    texts = list(dict.fromkeys(atom.text for atom in atoms))
-    return tuple((text, _placeholder(index)) for index, text in enumerate(texts))
-
-
 def put_atoms(markup: str, atoms: Sequence[Atom]) -> str | None:
-    """`markup` (a run's translation as HTML, written with atom_glossary) with each placeholder
-    replaced by its atom as written, atoms of one text in their source order; None unless every atom
-    was copied exactly once (the model left one out, or wrote it twice)."""
-    out = markup
-    for text, placeholder in atom_glossary(atoms):
-        written = [atom.html for atom in atoms if atom.text == text]
-        between = out.split(placeholder)
-        if len(between) != len(written) + 1:
+    """`markup` (a run's translation as HTML) with each atom's placeholder replaced by the atom as
+    written; None unless every atom was copied exactly once (the model left one out, or wrote it
+    twice)."""
+    for atom in atoms:
+        if markup.count(atom.placeholder) != 1:
             return None
-        out = "".join(part + atom for part, atom in zip(between, written, strict=False)) + between[-1]
-    return None if "\ue000" in out or "\ue001" in out else out
+        markup = markup.replace(atom.placeholder, atom.html)
+    return markup

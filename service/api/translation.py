@@ -178,18 +178,19 @@ async def _submit_or_nothing(state: ServiceState, http_request: Request, model: 
     if not requests:
         return []
     try:
-        return list(await _submit_all(state, http_request, model, requests))
+        return list(await _submit_all(state, http_request, model, requests, counted=False))
     except EngineError as error:
         log.warning("%d sentences not translated again to copy what they left out: %s", len(requests), error)
         return [None] * len(requests)
 
 
 async def _submit_all(state: ServiceState, http_request: Request, loaded: LoadedModel,
-                      requests: list[TranslationRequest]) -> list[TranslationResult]:
+                      requests: list[TranslationRequest], counted: bool = True) -> list[TranslationResult]:
     """The results of `requests`, in order: from the model version's cache where it holds an equal
     request's (TRANSLATOR_CACHE_MB); else, while an equal request is in the engine for another
     request, that one's answer (the cache's flights); else from the engine, each distinct request
-    once (a sentence repeated in a text is decoded once), and then kept in the cache."""
+    once (a sentence repeated in a text is decoded once), and then kept in the cache. `counted`: in
+    translator_cache_lookups_total (not a sentence's second attempt)."""
     keys = [cache_key(request) for request in requests]
     cached = [loaded.cache.get(key) for key in keys]
     missing: dict[Hashable, TranslationRequest] = {}
@@ -202,7 +203,8 @@ async def _submit_all(state: ServiceState, http_request: Request, loaded: Loaded
     lend = 2 * sum(request.beam_size for request in missing.values()) < state.settings.max_batch_rows
     computed, decoded = await _decode_or_join(state, loaded, missing, lend)
     hits = sum(result is not None for result in cached)
-    state.metrics.observe_cache(hits=hits, shared=len(keys) - hits - len(decoded), misses=len(decoded))
+    if counted:
+        state.metrics.observe_cache(hits=hits, shared=len(keys) - hits - len(decoded), misses=len(decoded))
     return [computed[key] if result is None else result for key, result in zip(keys, cached, strict=True)]
 
 
@@ -214,19 +216,20 @@ async def _decode_or_join(state: ServiceState, loaded: LoadedModel, requests: di
     """The results of `requests` (by cache key), and the keys decoded for them here: each waits on
     an equal request's flight if one is up, else is decoded (`lend`: as a flight for others). A
     flight that lands without an answer sends its waiters back to look again (one of them takes off
-    anew, the others wait on that), at most MAX_JOINS times. Server-Timing: a shared answer's wait
-    counts as decode, the wait on a flight that failed as queue."""
+    anew, the others wait on that), at most MAX_JOINS times, and is queued as if it had not waited
+    (TranslationRequest.queued_since). Server-Timing: a shared answer's wait counts as decode, the
+    wait on a flight that failed as queue."""
     results: dict[Hashable, TranslationResult] = {}
     decoded: set[Hashable] = set()
     started = time.monotonic()
     pending = dict(requests)
     for round_ in range(MAX_JOINS + 1):
-        waited = time.monotonic() - started if round_ else 0.0  # on flights that landed without an answer
         flights = {key: flight for key in pending if round_ < MAX_JOINS
                    and (flight := loaded.cache.in_flight(key)) is not None}
-        own = {key: request for key, request in pending.items() if key not in flights}
-        for key, result in (await _decode(state, loaded, own, lend)).items():
-            results[key] = replace(result, queue_wait_seconds=result.queue_wait_seconds + waited)
+        # asked again after a flight failed: queued where it would have been, had it not waited
+        own = {key: request if round_ == 0 else replace(request, queued_since=started)
+               for key, request in pending.items() if key not in flights}
+        results.update(await _decode(state, loaded, own, lend))
         decoded.update(own)
         pending = {}
         for key, flight in flights.items():
@@ -420,25 +423,20 @@ async def attend(state: ServiceState, request: Request, text: str, options: Opti
 
 
 async def attend_all(state: ServiceState, request: Request, loaded: LoadedModel, texts: list[str],
-                      options: Options, names: list[str] | None = None, need_attention: bool = False,
-                      glossaries: list[tuple[tuple[str, str], ...]] | None = None,
-                      ) -> tuple[LoadedModel, list[Attended]]:
+                      options: Options, names: list[str] | None = None,
+                      need_attention: bool = False) -> tuple[LoadedModel, list[Attended]]:
     """Translations of `texts` (limits checked) with their attention and word alignment, in order,
     and the model version that made them; one without attention (a reload may have swapped it in)
-    refuses them when `need_attention`, else translates them with none (an empty alignment).
-    `glossaries`: each text's own glossary entries besides the request's."""
+    refuses them when `need_attention`, else translates them with none (an empty alignment)."""
     texts, sentences_by_text = _prepared(state, texts, options, names)
     options = client_terms(options)
-    by_text = [options if not extra else client_terms(replace(options, glossary=options.glossary + extra))
-               for extra in (glossaries or [()] * len(texts))]
 
     async def work(model: LoadedModel) -> tuple[LoadedModel, list[Attended]]:
         with_attention = model.manifest.attention != "none"
         if need_attention and not with_attention:
             raise AttentionUnavailable(f"model {model.name} version {model.version} has no attention")
-        layout = [[piece for piece in source_pieces(state, model, text_name(names, position), sentences,
-                                                    by_text[position]) if not piece.empty]
-                  for position, sentences in enumerate(sentences_by_text)]
+        layout = [[piece for piece in source_pieces(state, model, text_name(names, position), sentences, options)
+                   if not piece.empty] for position, sentences in enumerate(sentences_by_text)]
         deadline = time.monotonic() + state.settings.request_timeout_s
         group = next(_request_groups)
         rows = [piece for pieces in layout for piece in pieces]

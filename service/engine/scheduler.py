@@ -134,10 +134,14 @@ class Scheduler:
         if deadline is not None and deadline <= now:
             raise DeadlineExceeded("the request's deadline passed before it was queued")
         loop = asyncio.get_running_loop()
-        ticket = Ticket(next(self._keys), request, loop.create_future(), now, max_length)
+        queued_since = now if request.queued_since is None else min(now, request.queued_since)
+        ticket = Ticket(next(self._keys), request, loop.create_future(), queued_since, max_length)
         if deadline is not None:
             ticket.timer = loop.call_later(deadline - now, self._expire, ticket)
-        self._waiting.append(ticket)
+        place = len(self._waiting)  # first come, first served by when each first asked
+        while place > 0 and self._waiting[place - 1].submitted_at > queued_since:
+            place -= 1
+        self._waiting.insert(place, ticket)
         self._wake()
         try:
             return await ticket.future

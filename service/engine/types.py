@@ -51,6 +51,10 @@ class TranslationRequest:
     # Other translations wanted besides the best, the next best the beam finished (fewer when it
     # finished fewer); less than beam_size.
     alternatives: int = 0
+    # When it first asked the engine (time.monotonic()); None: now. A sentence asked again after
+    # waiting on an equal one decoded for another request, which failed, keeps its place in the
+    # queue (ahead of what arrived meanwhile) and counts that wait as queueing.
+    queued_since: float | None = None
 
 
 @dataclass(frozen=True)

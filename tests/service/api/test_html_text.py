@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.api.html_text import HtmlDocument
+from service.api.markup_transfer import atom_placeholder
 
 
 def test_text_nodes_are_translated_and_the_markup_kept() -> None:
@@ -107,7 +108,6 @@ def test_text_nodes_joined_by_inline_elements_form_a_run() -> None:
 
 @pytest.mark.parametrize("source", [
     "<p>one node only, <b></b></p>",  # a single text node: translated as before
-    "<p>Press <code></code> now</p>",  # inline code showing no text: nowhere to put it
     "<p>Run</p><pre>ls</pre><p>now</p>",  # block code is not inline
     "<p>Line one<br>line two</p>",  # a void element ends it
     '<div translate="no">Hello <b>big</b> world</div>',  # nothing translated: no run
@@ -131,18 +131,30 @@ def test_a_carried_run_is_put_back_whole_with_its_whitespace_edges() -> None:
 
 
 def test_inline_code_and_text_marked_not_to_translate_are_atoms_of_a_run() -> None:
-    """Kept whole, as written, inside the run whose text shows theirs (the model copies it)."""
+    """Kept whole, as written, where the model copies the placeholder that stands for each."""
     document = HtmlDocument('<p>Press <kbd>Ctrl</kbd>+<kbd>P</kbd> to <b>print</b>.</p>'
-                            '<p>Hello <span translate="no">Acme &amp;  <i>Co</i></span> world</p>')
+                            '<p>Hello <span translate="no">Acme &amp;  <i>Co</i></span> world <code></code></p>')
     first, second = document.runs
-    assert first.text == "Press Ctrl+P to print."
-    assert [(a.html, a.text, first.text[a.start:a.end]) for a in first.atoms] == [
-        ("<kbd>Ctrl</kbd>", "Ctrl", "Ctrl"), ("<kbd>P</kbd>", "P", "P")]
+    ctrl, p, acme, empty = (atom_placeholder(index) for index in (0, 1, 0, 1))
+    assert first.text == f"Press {ctrl}+{p} to print."
+    assert [(a.html, first.text[a.start:a.end]) for a in first.atoms] == [("<kbd>Ctrl</kbd>", ctrl),
+                                                                          ("<kbd>P</kbd>", p)]
     assert [(e.open_tag, first.text[e.start:e.end]) for e in first.elements] == [("<b>", "print")]
-    assert second.text == "Hello Acme & Co world" and second.nodes == [5, 6]
-    assert [(a.html, a.text) for a in second.atoms] == [('<span translate="no">Acme &amp;  <i>Co</i></span>',
-                                                         "Acme & Co")]
+    assert second.text == f"Hello {acme} world {empty}" and second.nodes == [5, 6]
+    assert [a.html for a in second.atoms] == ['<span translate="no">Acme &amp;  <i>Co</i></span>', "<code></code>"]
     assert document.texts == ["Press", "+", "to", "print", ".", "Hello", "world"]  # node by node, the fallback
+    # text to translate inside text kept as written: node by node
+    assert HtmlDocument('<p>Choose <span translate="no">Tools <span translate="yes">Options</span></span> '
+                        'to change the <b>settings</b>.</p>').runs == []
+    # placeholder characters in the text itself: node by node
+    assert HtmlDocument(f"<p>Press <kbd>x</kbd> or {ctrl} now</p>").runs == []
+
+
+def test_an_empty_element_at_another_s_edge_goes_with_its_tags() -> None:
+    (run,) = HtmlDocument('<a href="/dl">Download<i class="fa"></i></a> the <b><a name="s"></a>file</b> now').runs
+    assert run.text == "Download the file now"
+    assert [(e.open_tag, e.close_tag, run.text[e.start:e.end]) for e in run.elements] == [
+        ('<a href="/dl">', '<i class="fa"></i></a>', "Download"), ('<b><a name="s"></a>', "</b>", "file")]
 
 
 def test_layout_text_is_kept_and_empty_elements_at_a_run_s_edge_stay_outside_it() -> None:

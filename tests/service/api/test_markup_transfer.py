@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.api.markup_transfer import Atom, InlineElement, atom_glossary, carry_markup, put_atoms
+from service.api.markup_transfer import Atom, InlineElement, atom_placeholder, carry_markup, put_atoms
 
 
 def element(source: str, held: str, tag: str = "b", attributes: str = "", occurrence: int = 0) -> InlineElement:
@@ -112,28 +112,26 @@ def test_a_stray_alignment_far_away_does_not_stretch_an_element_over_the_sentenc
 
 
 def test_atoms_are_copied_as_placeholders_and_put_back_as_written() -> None:
-    atoms = [Atom("<kbd>Ctrl</kbd>", "Ctrl", 6, 10), Atom('<kbd class="k">P</kbd>', "P", 11, 12),
-             Atom("<kbd>Ctrl</kbd>", "Ctrl", 20, 24)]
-    glossary = dict(atom_glossary(atoms))
-    assert list(glossary) == ["Ctrl", "P"] and len(set(glossary.values())) == 2
-    ctrl, p = glossary["Ctrl"], glossary["P"]
-    assert put_atoms(f"Drücken Sie {ctrl}+{p}, dann {ctrl}.", atoms) == \
+    first, second, third = (atom_placeholder(index) for index in range(3))
+    assert len({first, second, third}) == 3
+    atoms = [Atom("<kbd>Ctrl</kbd>", first, 6, 7), Atom('<kbd class="k">P</kbd>', second, 8, 9),
+             Atom("<kbd>Ctrl</kbd>", third, 17, 18)]
+    assert put_atoms(f"Drücken Sie {first}+{second}, dann {third}.", atoms) == \
         'Drücken Sie <kbd>Ctrl</kbd>+<kbd class="k">P</kbd>, dann <kbd>Ctrl</kbd>.'
-    assert put_atoms(f"Drücken Sie {ctrl}+{p}.", atoms) is None  # one Ctrl left out
-    assert put_atoms(f"{p} {p} {ctrl} {ctrl}", atoms) is None  # P written twice
+    assert put_atoms(f"Drücken Sie {first}+{second}.", atoms) is None  # one left out
+    assert put_atoms(f"{second} {second} {first} {third}", atoms) is None  # one written twice
 
 
-def test_an_atom_is_one_word_to_the_alignment_whatever_its_spaces() -> None:
-    source = "Choose Tools - Options to change the default settings"
-    atom = Atom('<span translate="no">Tools - Options</span>', "Tools - Options", 7, 22)
-    translation = "Wählen Sie \ue0000\ue001, um die Standard Einstellungen zu ändern"
-    # 9 target words, 7 source words once the atom's three are one
+def test_an_atom_is_one_word_to_the_alignment() -> None:
+    placeholder = atom_placeholder(0)
+    source = f"Choose {placeholder} to change the default settings"
+    atom = Atom('<span translate="no">Tools - Options</span>', placeholder, 7, 8)
+    translation = f"Wählen Sie {placeholder}, um die Standard Einstellungen zu ändern"
     weights = aligned([(0, 0), (1, 0), (2, 1), (3, 2), (4, 4), (5, 5), (6, 6), (7, 3), (8, 3)], 9, 7)
-    carried = carry_markup(source, [element(source, "default", "em")], translation, weights, [atom])
-    assert carried == "Wählen Sie \ue0000\ue001, um die <em>Standard</em> Einstellungen zu ändern"
+    carried = carry_markup(source, [element(source, "default", "em")], translation, weights)
+    assert carried == f"Wählen Sie {placeholder}, um die <em>Standard</em> Einstellungen zu ändern"
     assert put_atoms(carried, [atom]) == ('Wählen Sie <span translate="no">Tools - Options</span>, um die '
                                           '<em>Standard</em> Einstellungen zu ändern')
-    assert carry_markup(source, [element(source, "default", "em")], translation, weights) is None  # 9 source words
 
 
 def test_an_element_inside_a_word_goes_inside_the_word_copied_as_it_was() -> None:

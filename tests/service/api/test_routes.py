@@ -565,6 +565,11 @@ def test_libretranslate_html_carries_inline_markup(make_client: ClientFactory) -
                                               "target": "de", "format": "html"})
     assert long_run.json() == {"translatedText": ["big", "<p>the <b>house</b> is big big</p>"]}
     assert _html_runs(small) == {"carried": 0, "node_by_node": 1}
+    # translated node by node after all, the nodes are more rows than the run was: in parts, not refused
+    few_rows = make_client(max_rows_per_request=4)
+    fragment = "<p>Hello. Good morning. The house<b>,</b> big.</p>"
+    answer = few_rows.post("/translate", json={"q": fragment, "target": "de", "format": "html"})
+    assert answer.json() == {"translatedText": fragment} and _html_runs(few_rows) == {"carried": 0, "node_by_node": 1}
     too_long = small.post("/translate", json={"q": ["big", "<p>the <b>house</b> is big big big big big big</p>"],
                                               "target": "de", "format": "html"})
     message = assert_error(too_long, 413, "too_large")["error"]["message"]

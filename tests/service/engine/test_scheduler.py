@@ -858,3 +858,30 @@ def test_fair_admission_keeps_first_come_first_served_among_single_requests(slow
     run(main())
     # same length, so admitted two at a time in queue order and finished in that order (pairwise)
     assert [sorted(order[i:i + 2]) for i in range(0, 8, 2)] == [[0, 1], [2, 3], [4, 5], [6, 7]]
+
+
+def test_a_request_that_first_asked_earlier_is_queued_where_it_would_have_been(slow_model) -> None:
+    """queued_since: a sentence asked again after waiting on another request's failed decode goes
+    ahead of what arrived meanwhile, and its queue wait counts from when it first asked."""
+    order: list[str] = []
+
+    async def main() -> None:
+        async with running(slow_model, max_batch_rows=1) as scheduler:
+            first_asked = time.monotonic()
+
+            async def translate(name: str, max_length: int = 3, **kwargs: Any) -> None:
+                await scheduler.submit(request([5, 6, 7], max_length=max_length, **kwargs))
+                order.append(name)
+
+            tasks = [asyncio.create_task(translate("running", max_length=30))]  # holds the only row
+            await wait_until(lambda: scheduler.snapshot().active_rows == 1)
+            for name in ("later 1", "later 2"):
+                tasks.append(asyncio.create_task(translate(name)))
+                await asyncio.sleep(0.005)
+            tasks.append(asyncio.create_task(translate("again", queued_since=first_asked)))
+            await wait_until(lambda: len(scheduler._waiting) == 3)
+            assert scheduler._waiting[0].submitted_at == first_asked  # its queue wait counts from then
+            await asyncio.gather(*tasks)
+
+    run(main())
+    assert order == ["running", "again", "later 1", "later 2"]
