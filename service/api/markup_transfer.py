@@ -5,14 +5,17 @@ time gives three fragments the model never saw together ("Klicken <b>Speichern</
 Änderungen halten."). Translated whole instead, the tags are put back around the target words aligned
 to the words they held ("Klicken Sie auf <b>Speichern</b>, um die Änderungen zu behalten."): alignment-
 based tag projection (Hanneman & Dinu, 2020, "How should markup tags be translated?"), with the word
-alignment the attention gives (service.engine.word_weights). An element goes around the target words
-that attend most to a word it holds, or where none does, the target word each of its words is
-attended by most (this model often attends elsewhere as it writes "nicht" for "not": the column still
-finds it), and everything between them; punctuation the translation puts at its edge stays outside
-unless the element's own text had some there. Where that cannot give well-formed markup in the source's nesting
-(an element none of whose words was attended, two elements whose words came out interleaved, words
-that do not match the model's tokens) the answer is None and the caller translates the text nodes one
-by one, as before. Numpy and stdlib; HTTP edge only.
+alignment the attention gives (service.engine.word_weights). An element goes around the stretch of
+target words that attend most to a word it holds (_densest), or where none does, the target word each
+of its words is attended by most (this model often attends elsewhere as it writes "nicht" for "not":
+the column still finds it; for del/ins/s only if distinctly); punctuation the translation puts at its
+edge stays outside unless the element's own text had some there. An element inside a word goes
+inside it where the translation copies the word; an empty one before the word after it. Atoms
+(inline code, text kept as written) are placeholder characters the model copies (put_atoms). Where
+that cannot give well-formed markup in the source's nesting (a word left out, two elements whose
+words came out interleaved, words that do not match the model's tokens, an atom not copied once)
+the answer is None and the caller translates the text nodes one by one, as before. Numpy and
+stdlib; HTTP edge only.
 """
 
 from __future__ import annotations
@@ -75,8 +78,9 @@ class InlineElement:
 
     @property
     def name(self) -> str:
-        """Its tag name, lower case ("b" for "<B class=x>")."""
-        return self.close_tag.strip("</> \t\n\r\f").lower()
+        """Its tag name, lower case ("b" for "<B class=x>"; an empty element at its start may follow)."""
+        match = re.match(r"<\s*([A-Za-z][A-Za-z0-9]*)", self.open_tag)
+        return match.group(1).lower() if match else ""
 
 
 def _is_punctuation(character: str) -> bool:

@@ -13,7 +13,8 @@ that misses the cache while an equal one is in the engine for another request wa
 instead of decoding it again, so a burst of the same text (a page many clients translate at once)
 costs one decode, not one per client until the first ends. A flight belongs to the request that
 started it: if that one fails, is refused or is cancelled (its client left), the flight lands
-without an answer and each request that waited on it submits the sentence itself.
+without an answer and the requests that waited on it look again (service.api.translation: one
+decodes it anew, keeping its place in the queue, and the others wait on that).
 Pure Python + asyncio; must not import fastapi, onnxruntime or prometheus_client.
 """
 
@@ -111,8 +112,8 @@ class ResultCache:
     def land(self, key: Hashable, flight: Flight | None, request: TranslationRequest,
              result: TranslationResult | None) -> None:
         """The end of a request's decode: `result` kept (put) and, when it flew as `flight` (take_off),
-        given to whoever waits on it; None: no answer (failed, refused, cancelled), they submit it
-        themselves. Landing a flight twice, or one already landed, changes nothing."""
+        given to whoever waits on it; None: no answer (failed, refused, cancelled), they look again.
+        Landing a flight twice, or one already landed, changes nothing."""
         if result is not None:
             self.put(key, request, result)
         if flight is None:
