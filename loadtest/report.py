@@ -715,7 +715,8 @@ WHAT_LIMITS_IT = (
     "shorter in the model. What it leaves out (the GIL between the threads' Python, the OS's time slices, two "
     'model calls side by side contending for the caches and memory bandwidth: a 29-row step took 4.1 ms of CPU in '
     "the loaded server against ~3 ms alone) costs continuous's many small steps more than static's batches, so "
-    "the measured ratios (0.64-1.08) sit above the model's. The target is met in the model with 4 cores (0.54, "
+    "the measured ratios mostly sit above the model's (16:17 run: 0.64-1.08; 19:39 run: 0.45-0.71, single "
+    "repeats 0.44-1.13). The target is met in the model with 4 cores (0.54, "
     '0.35, 0.28; ideal 0.50, 0.33, 0.26), or on 2 cores by the ideal scheduler when 10% of the requests are 4x '
     'longer (0.47, 0.43, 0.42).',
     "- Fixed after profiling: FastAPI ran every plain-`def` dependency in a worker thread (now all `async`); httpx "
