@@ -9,6 +9,7 @@ must not import onnxruntime.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +61,15 @@ def joined(translations: list[str], pieces: list[Piece]) -> str:
         elif LINE_BREAK.search(gap):
             parts.append(gap)
     return "".join(parts).rstrip()
+
+
+def translated(model: LoadedModel, text: str, pieces: list[Piece],
+               results: Sequence[TranslationResult | None]) -> tuple[str, list[str]]:
+    """A text's translation in its layout (joined, in_layout_of) and its sentences' translations
+    (decode_sentence; "" for a piece with no result: nothing to translate)."""
+    sentences = ["" if result is None else decode_sentence(model, piece, result)
+                 for piece, result in zip(pieces, results, strict=True)]
+    return in_layout_of(text, joined(sentences, pieces)), sentences
 
 
 def in_layout_of(text: str, translation: str) -> str:
@@ -141,10 +151,9 @@ def attended(model: LoadedModel, text: str, pieces: list[Piece], results: list[T
         target_tokens += [*target_pieces, EOS_TOKEN]
         blocks.append(weights)
     matrix = _block_diagonal(blocks, (len(target_tokens), len(source_tokens)))
-    translations = [decode_sentence(model, piece, result) for piece, result in zip(pieces, results, strict=True)]
     return Attended(
         model=model,
-        translation=in_layout_of(text, joined(translations, pieces)),
+        translation=translated(model, text, pieces, results)[0],
         truncated=any(result.cut_at_max_length for result in results),
         confidence=confidence(results),
         source_tokens=source_tokens,

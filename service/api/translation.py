@@ -38,9 +38,7 @@ from service.api.target_text import (
     Attended,
     alternatives_of,
     attended,
-    decode_sentence,
-    in_layout_of,
-    joined,
+    translated,
 )
 from service.engine import EngineError, TranslationRequest, TranslationResult, confidence
 from service.engine.result_cache import cache_key
@@ -400,9 +398,7 @@ async def _translate(
         translations = []
         for text, pieces in zip(texts, layout, strict=True):
             own = [None if piece.empty else next(results) for piece in pieces]
-            sentences = ["" if result is None else decode_sentence(model, piece, result)
-                         for piece, result in zip(pieces, own, strict=True)]
-            translation = in_layout_of(text, joined(sentences, pieces))
+            translation, sentences = translated(model, text, pieces, own)
             translations.append(TextTranslation(
                 text=translation,
                 truncated=any(result is not None and result.cut_at_max_length for result in own),
@@ -451,9 +447,8 @@ async def attend_all(state: ServiceState, request: Request, loaded: LoadedModel,
             elif with_attention:
                 answers.append(attended(model, text, pieces, own))
             else:
-                translation = in_layout_of(text, joined([decode_sentence(model, piece, result) for piece, result
-                                                         in zip(pieces, own, strict=True)], pieces))
-                answers.append(Attended(model, translation, any(r.cut_at_max_length for r in own), confidence(own),
+                answers.append(Attended(model, translated(model, text, pieces, own)[0],
+                                        any(r.cut_at_max_length for r in own), confidence(own),
                                         [], [], np.zeros((0, 0)), [], ""))
         return model, answers
 
